@@ -1,0 +1,161 @@
+/**
+ * Compute backends for the kit.
+ *
+ *   wasm        default. XNNPACK + SIMD, one thread (Node cannot start tfjs' wasm threads).
+ *   cpu         tfjs' pure-JS kernels: slow, but the reference every gradient fix is tested against.
+ *   webgpu      WGSL kernels through Dawn (npm `webgpu`): Vulkan on a real GPU, else EGL-surfaceless
+ *               OpenGL on Mesa llvmpipe (slow, but it runs the same shaders, so kernels are testable).
+ *   tensorflow  libtensorflow through @tensorflow/tfjs-node-gpu or -node, only when the user has
+ *               installed one of them (they download libtensorflow at install time; never a dependency).
+ *
+ * `initBackend()` picks one (argument > MSM_BACKEND > 'wasm'), registers the kit's kernels and
+ * gradient fixes once, and reports what it chose. See ../../README.md § Backends.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { registerGradientFixes } from './gradient-fixes';
+import { initWebGPU, WebGPUInfo } from './webgpu';
+
+export type BackendName = 'wasm' | 'cpu' | 'webgpu' | 'tensorflow';
+export const BACKENDS: readonly BackendName[] = ['wasm', 'cpu', 'webgpu', 'tensorflow'];
+
+export interface BackendInfo {
+  /** The tfjs backend that is now active. */
+  name: BackendName;
+  /** Where the choice came from. */
+  source: 'argument' | 'MSM_BACKEND' | 'default';
+  tfjsVersion: string;
+  /** wasm: SIMD and thread count; webgpu: adapter; tensorflow: the package that provided it. */
+  details: Record<string, string | number | boolean>;
+}
+
+/** Hooks other parts of lib register (e.g. the selective-scan kernels) to run after a backend is set. */
+const afterInitHooks: Array<(name: BackendName) => void> = [];
+export function onBackendInit(hook: (name: BackendName) => void): void {
+  afterInitHooks.push(hook);
+  if (current) hook(current.name);
+}
+
+let current: BackendInfo | undefined;
+
+/** The backend chosen by the last `initBackend`, if any. */
+export function currentBackend(): BackendInfo | undefined {
+  return current;
+}
+
+export class BackendUnavailableError extends Error {
+  constructor(name: string, why: string, how: string) {
+    super(`Backend '${name}' is not available: ${why}\n  How to get it: ${how}`);
+    this.name = 'BackendUnavailableError';
+  }
+}
+
+function resolveName(name?: string): { name: BackendName; source: BackendInfo['source'] } {
+  let source: BackendInfo['source'] = 'argument';
+  let raw = name;
+  if (!raw) {
+    raw = process.env.MSM_BACKEND;
+    source = 'MSM_BACKEND';
+  }
+  if (!raw) return { name: 'wasm', source: 'default' };
+  const lower = raw.trim().toLowerCase();
+  const alias: Record<string, BackendName> = { node: 'tensorflow', 'tfjs-node': 'tensorflow', gpu: 'webgpu' };
+  const resolved = (alias[lower] ?? lower) as BackendName;
+  if (!BACKENDS.includes(resolved)) {
+    throw new Error(`Unknown backend '${raw}' (from ${source}). Choose one of: ${BACKENDS.join(', ')}.`);
+  }
+  return { name: resolved, source };
+}
+
+/** Is the real tfjs-node(-gpu) installed? `@tensorflow/tfjs-node` may be the npm-overrides alias of
+ *  plain @tensorflow/tfjs that danfojs-node needs, so check the package's own name. */
+export function findTensorflowPackage(): string | undefined {
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      const manifest = require(`${pkg}/package.json`) as { name?: string };
+      if (manifest.name === pkg) return pkg;
+    } catch {
+      /* not installed */
+    }
+  }
+  return undefined;
+}
+
+async function activate(name: BackendName): Promise<Record<string, string | number | boolean>> {
+  switch (name) {
+    case 'cpu':
+      require('@tensorflow/tfjs-backend-cpu');
+      await setOrThrow('cpu');
+      return {};
+    case 'wasm': {
+      const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
+      await setOrThrow('wasm');
+      return {
+        simd: Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')),
+        threads: wasm.getThreadsCount(),
+      };
+    }
+    case 'webgpu': {
+      const info: WebGPUInfo = await initWebGPU();
+      await setOrThrow('webgpu');
+      return { ...info };
+    }
+    case 'tensorflow': {
+      const pkg = findTensorflowPackage();
+      if (!pkg) {
+        throw new BackendUnavailableError(
+          'tensorflow',
+          'neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed.',
+          'on a machine with internet access run `npm install --no-save @tensorflow/tfjs-node-gpu@4.22.0` ' +
+            '(needs CUDA 11.2 + cuDNN 8.1) or `@tensorflow/tfjs-node@4.22.0` (CPU). See README § Backends.',
+        );
+      }
+      require(pkg);
+      await setOrThrow('tensorflow');
+      return { package: pkg };
+    }
+  }
+}
+
+async function setOrThrow(name: string): Promise<void> {
+  const ok = await tf.setBackend(name);
+  if (!ok || tf.getBackend() !== name) {
+    throw new BackendUnavailableError(name, 'tf.setBackend() failed to initialise it.', 'see README § Backends.');
+  }
+  await tf.ready();
+}
+
+/**
+ * Select and initialise a backend; registers the gradient fixes and the kit's kernels once.
+ * Safe to call again: switching backends is allowed (tests compare them).
+ */
+export async function initBackend(name?: string, opts: { quiet?: boolean } = {}): Promise<BackendInfo> {
+  const choice = resolveName(name);
+  const details = await activate(choice.name);
+  registerGradientFixes();
+  current = {
+    name: choice.name,
+    source: choice.source,
+    tfjsVersion: tf.version.tfjs,
+    details,
+  };
+  for (const hook of afterInitHooks) hook(choice.name);
+  if (!opts.quiet && process.env.MSM_QUIET !== '1') console.log(describeBackend(current));
+  return current;
+}
+
+/** One line such as `backend: wasm (default; simd=true, threads=1), tfjs 4.22.0`. */
+export function describeBackend(info: BackendInfo): string {
+  const d = Object.entries(info.details)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
+  return `backend: ${info.name} (${info.source}${d ? '; ' + d : ''}), tfjs ${info.tfjsVersion}`;
+}
+
+/** `--backend NAME` / `--backend=NAME` from an argv list, for scripts. */
+export function backendFromArgv(argv: string[] = process.argv.slice(2)): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--backend') return argv[i + 1];
+    if (argv[i].startsWith('--backend=')) return argv[i].slice('--backend='.length);
+  }
+  return undefined;
+}

@@ -1,0 +1,5 @@
+/** The kit's PyTorch-like module system: modules, layers, initialisers and safetensors I/O. */
+export * from './module';
+export * from './layers';
+export * from './init';
+export * from './safetensors';

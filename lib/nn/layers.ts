@@ -1,0 +1,294 @@
+/**
+ * The layers the kit's models are built from, with PyTorch's names, defaults and numerics.
+ *
+ * Shapes (NHWC everywhere):
+ *   b  batch        h, w  height, width        c  channels
+ *
+ * PyTorch → here: nn.Linear → Linear (weight stored [in, out]), nn.Conv2d → Conv2d (groups 1 or
+ * depthwise with channel multiplier), nn.BatchNorm2d → BatchNorm2d (running stats, momentum 0.1,
+ * unbiased running_var), nn.LayerNorm → LayerNorm (last axis), GELU (exact erf), SiLU, ReLU,
+ * timm DropPath, nn.Sequential.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { Rng } from '../util/random';
+import { defaultInitRng, torchDefaultBound, uniform, constant } from './init';
+import { ForwardContext, Module } from './module';
+
+/** Modules with one tensor in and one out. */
+export abstract class Layer extends Module {
+  abstract forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor;
+}
+
+export interface LinearOptions {
+  bias?: boolean;
+  rng?: Rng;
+  /** Never called by the official forward (spec §1.8-3): counted, not trained. */
+  dead?: boolean;
+}
+
+/** nn.Linear(in, out): y = x·W + b over the last axis; x: [..., in] → [..., out]. */
+export class Linear extends Layer {
+  readonly weight: tf.Variable; // [in, out]  (torch: [out, in])
+  readonly bias?: tf.Variable; // [out]
+
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: LinearOptions = {},
+  ) {
+    super();
+    const rng = opts.rng ?? defaultInitRng;
+    const bound = torchDefaultBound(inFeatures);
+    this.weight = this.addParameter('weight', uniform([inFeatures, outFeatures], -bound, bound, rng), {
+      layout: 'linear',
+      dead: opts.dead,
+    });
+    if (opts.bias !== false) {
+      this.bias = this.addParameter('bias', uniform([outFeatures], -bound, bound, rng), { dead: opts.dead });
+    }
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      // Fold leading axes into rows: wasm runs 2-D matMul through XNNPACK, batched matMul is ~14× slower.
+      const lead = x.shape.slice(0, -1);
+      const x2 = x.reshape([-1, this.inFeatures]); // [rows, in]
+      let y = tf.matMul(x2, this.weight); // [rows, out]
+      if (this.bias) y = tf.add(y, this.bias);
+      return y.reshape([...lead, this.outFeatures]); // [..., out]
+    });
+  }
+}
+
+export interface Conv2dOptions {
+  stride?: number;
+  /** Zero padding on every side, as PyTorch's integer `padding`. */
+  padding?: number;
+  /** 1 (dense) or `inChannels` (depthwise; outChannels = inChannels·multiplier). */
+  groups?: number;
+  bias?: boolean;
+  rng?: Rng;
+}
+
+/**
+ * nn.Conv2d on NHWC input. groups = 1 runs tf.conv2d with filter [kh, kw, in, out]; groups = in runs
+ * tf.depthwiseConv2d with filter [kh, kw, in, mult] (PyTorch output channel c·mult + j maps to the same
+ * tfjs channel, spec §5.3). x: [b, h, w, in] → [b, h', w', out].
+ */
+export class Conv2d extends Layer {
+  readonly weight: tf.Variable;
+  readonly bias?: tf.Variable; // [out]
+  readonly stride: number;
+  readonly padding: number;
+  readonly groups: number;
+  readonly depthwise: boolean;
+
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    opts: Conv2dOptions = {},
+  ) {
+    super();
+    this.stride = opts.stride ?? 1;
+    this.padding = opts.padding ?? 0;
+    this.groups = opts.groups ?? 1;
+    const rng = opts.rng ?? defaultInitRng;
+    const k = kernelSize;
+    if (this.groups !== 1 && this.groups !== inChannels) {
+      throw new Error(`Conv2d: groups must be 1 or inChannels (${inChannels}); got ${this.groups}`);
+    }
+    if (outChannels % this.groups !== 0) {
+      throw new Error(`Conv2d: outChannels ${outChannels} is not divisible by groups ${this.groups}`);
+    }
+    this.depthwise = this.groups !== 1;
+    const fanIn = (inChannels / this.groups) * k * k;
+    const bound = torchDefaultBound(fanIn);
+    if (this.depthwise) {
+      const mult = outChannels / inChannels;
+      this.weight = this.addParameter('weight', uniform([k, k, inChannels, mult], -bound, bound, rng), {
+        layout: 'depthwise',
+      });
+    } else {
+      this.weight = this.addParameter('weight', uniform([k, k, inChannels, outChannels], -bound, bound, rng), {
+        layout: 'conv2d',
+      });
+    }
+    if (opts.bias !== false) this.bias = this.addParameter('bias', uniform([outChannels], -bound, bound, rng));
+  }
+
+  /** PyTorch fan_out = out·kh·kw (for kaiming_normal_(mode='fan_out'), spec §1.10). */
+  get fanOut(): number {
+    return this.outChannels * this.kernelSize * this.kernelSize;
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const x4 = x as tf.Tensor4D; // [b, h, w, in]
+      const p = this.padding;
+      const pad: [[number, number], [number, number], [number, number], [number, number]] = [
+        [0, 0],
+        [p, p],
+        [p, p],
+        [0, 0],
+      ];
+      const s: [number, number] = [this.stride, this.stride];
+      let y = this.depthwise
+        ? tf.depthwiseConv2d(x4, this.weight as tf.Tensor4D, s, p === 0 ? 'valid' : pad) // [b, h', w', in·mult]
+        : tf.conv2d(x4, this.weight as tf.Tensor4D, s, p === 0 ? 'valid' : pad); // [b, h', w', out]
+      if (this.bias) y = tf.add(y, this.bias);
+      return y;
+    });
+  }
+}
+
+/**
+ * nn.BatchNorm2d over the channel (last) axis. Training: normalise with the batch's biased variance
+ * and update running_mean/var with momentum 0.1, running_var from the unbiased variance (n/(n−1)),
+ * exactly as PyTorch. Eval: normalise with the running statistics.
+ */
+export class BatchNorm2d extends Layer {
+  readonly weight: tf.Variable; // [c]
+  readonly bias: tf.Variable; // [c]
+  readonly runningMean: tf.Variable; // [c]
+  readonly runningVar: tf.Variable; // [c]
+
+  constructor(
+    readonly numFeatures: number,
+    readonly eps = 1e-5,
+    readonly momentum = 0.1,
+  ) {
+    super();
+    this.weight = this.addParameter('weight', constant([numFeatures], 1));
+    this.bias = this.addParameter('bias', constant([numFeatures], 0));
+    this.runningMean = this.addBuffer('running_mean', constant([numFeatures], 0));
+    this.runningVar = this.addBuffer('running_var', constant([numFeatures], 1));
+  }
+
+  forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
+    const training = ctx?.training ?? this.training;
+    if (!training) {
+      return tf.tidy(() => tf.batchNorm(x, this.runningMean, this.runningVar, this.bias, this.weight, this.eps));
+    }
+    return tf.tidy(() => {
+      const axes = x.shape.slice(0, -1).map((_, i) => i); // all but channels
+      const n = x.size / this.numFeatures;
+      const { mean, variance } = tf.moments(x, axes); // [c], [c] (biased)
+      // Running statistics are state, not part of the loss: the assigned values have no path to it.
+      const m = this.momentum;
+      const unbiased = tf.mul(variance, n / Math.max(n - 1, 1));
+      this.runningMean.assign(tf.add(tf.mul(this.runningMean, 1 - m), tf.mul(mean, m)));
+      this.runningVar.assign(tf.add(tf.mul(this.runningVar, 1 - m), tf.mul(unbiased, m)));
+      const xhat = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.eps))); // [..., c]
+      return tf.add(tf.mul(xhat, this.weight), this.bias);
+    });
+  }
+}
+
+/** nn.LayerNorm(c, eps=1e-5) over the last axis: x: [..., c] → [..., c]. */
+export class LayerNorm extends Layer {
+  readonly weight: tf.Variable; // [c]
+  readonly bias: tf.Variable; // [c]
+
+  constructor(
+    readonly normalizedShape: number,
+    readonly eps = 1e-5,
+  ) {
+    super();
+    this.weight = this.addParameter('weight', constant([normalizedShape], 1));
+    this.bias = this.addParameter('bias', constant([normalizedShape], 0));
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    return layerNorm(x, this.weight, this.bias, this.eps);
+  }
+}
+
+/** LayerNorm over the last axis with the biased variance (as PyTorch). */
+export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps: number): tf.Tensor {
+  return tf.tidy(() => {
+    const axis = x.rank - 1;
+    const mean = tf.mean(x, axis, true); // [..., 1]
+    const xc = tf.sub(x, mean); // [..., c]
+    const variance = tf.mean(tf.square(xc), axis, true); // [..., 1]
+    return tf.add(tf.mul(tf.mul(xc, tf.rsqrt(tf.add(variance, eps))), weight), bias);
+  });
+}
+
+/** Exact GELU, 0.5·x·(1 + erf(x/√2)) (nn.GELU() default, not the tanh approximation). */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)));
+}
+
+/** SiLU (swish): x·sigmoid(x). */
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
+}
+
+export class GELU extends Layer {
+  forward(x: tf.Tensor): tf.Tensor {
+    return gelu(x);
+  }
+}
+
+export class SiLU extends Layer {
+  forward(x: tf.Tensor): tf.Tensor {
+    return silu(x);
+  }
+}
+
+export class ReLU extends Layer {
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.relu(x);
+  }
+}
+
+export class Identity extends Layer {
+  forward(x: tf.Tensor): tf.Tensor {
+    return x;
+  }
+}
+
+/**
+ * timm DropPath (stochastic depth): in training, each sample's whole tensor is zeroed with probability
+ * p and otherwise scaled by 1/(1−p); identity in eval mode or when p = 0. The per-sample draws come
+ * from `ctx.rng` so that runs are reproducible.
+ */
+export class DropPath extends Layer {
+  constructor(readonly dropProb: number) {
+    super();
+  }
+
+  forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
+    const training = ctx?.training ?? this.training;
+    if (!training || this.dropProb === 0) return x;
+    const keep = 1 - this.dropProb;
+    const rng = ctx?.rng ?? defaultInitRng;
+    const b = x.shape[0];
+    const mask = new Float32Array(b);
+    for (let i = 0; i < b; i++) mask[i] = Math.floor(keep + rng.uniform()) / keep; // 0 or 1/keep
+    return tf.tidy(() => tf.mul(x, tf.tensor(mask, [b, ...x.shape.slice(1).map(() => 1)])));
+  }
+}
+
+/** nn.Sequential: children named '0', '1', ... applied in order. */
+export class Sequential extends Layer {
+  private readonly layers: Layer[];
+
+  constructor(...layers: Layer[]) {
+    super();
+    this.layers = layers.map((l, i) => this.addModule(String(i), l));
+  }
+
+  get length(): number {
+    return this.layers.length;
+  }
+
+  at(i: number): Layer {
+    return this.layers[i];
+  }
+
+  forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
+    return tf.tidy(() => this.layers.reduce((h, layer) => layer.forward(h, ctx), x));
+  }
+}
