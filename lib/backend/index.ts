@@ -13,7 +13,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { registerGradientFixes } from './gradient-fixes';
-import { initWebGPU, WebGPUInfo } from './webgpu';
+import * as fs from 'fs';
+import { initWebGPU, WEBGPU_HOW_TO, WebGPUInfo } from './dawn';
 
 export type BackendName = 'wasm' | 'cpu' | 'webgpu' | 'tensorflow';
 export const BACKENDS: readonly BackendName[] = ['wasm', 'cpu', 'webgpu', 'tensorflow'];
@@ -66,12 +67,16 @@ function resolveName(name?: string): { name: BackendName; source: BackendInfo['s
   return { name: resolved, source };
 }
 
-/** Is the real tfjs-node(-gpu) installed? `@tensorflow/tfjs-node` may be the npm-overrides alias of
- *  plain @tensorflow/tfjs that danfojs-node needs, so check the package's own name. */
-export function findTensorflowPackage(): string | undefined {
+/**
+ * Is the real tfjs-node(-gpu) installed? `@tensorflow/tfjs-node` may be the npm-overrides alias of
+ * plain @tensorflow/tfjs that danfojs-node needs (package.json "overrides"), so the package's own
+ * manifest name must match. `searchFrom` (tests) resolves from another folder instead of this file's.
+ */
+export function findTensorflowPackage(searchFrom?: string): string | undefined {
   for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
     try {
-      const manifest = require(`${pkg}/package.json`) as { name?: string };
+      const manifestPath = require.resolve(`${pkg}/package.json`, searchFrom ? { paths: [searchFrom] } : undefined);
+      const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as { name?: string };
       if (manifest.name === pkg) return pkg;
     } catch {
       /* not installed */
@@ -80,12 +85,24 @@ export function findTensorflowPackage(): string | undefined {
   return undefined;
 }
 
+/** How to get the tensorflow backend (part of its BackendUnavailableError). */
+export const TENSORFLOW_HOW_TO =
+  'on a machine with internet access run `npm install --no-save @tensorflow/tfjs-node-gpu@4.22.0` ' +
+  '(Linux, CUDA 11.2 + cuDNN 8.1; its install script downloads libtensorflow). The CPU build ' +
+  '@tensorflow/tfjs-node cannot be added to this checkout as is: package.json "overrides" maps that name ' +
+  'to plain @tensorflow/tfjs for danfojs-node (drop the override first, or use the wasm backend). ' +
+  'See README § Backends.';
+
 async function activate(name: BackendName): Promise<Record<string, string | number | boolean>> {
   switch (name) {
-    case 'cpu':
+    case 'cpu': {
       require('@tensorflow/tfjs-backend-cpu');
       await setOrThrow('cpu');
+      // The cpu backend greets its first tensor with "install tfjs-node"; here cpu is a deliberate
+      // reference backend and tfjs-node is not installable offline, so skip the banner.
+      (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
       return {};
+    }
     case 'wasm': {
       const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
       await setOrThrow('wasm');
@@ -95,7 +112,12 @@ async function activate(name: BackendName): Promise<Record<string, string | numb
       };
     }
     case 'webgpu': {
-      const info: WebGPUInfo = await initWebGPU();
+      let info: WebGPUInfo;
+      try {
+        info = await initWebGPU();
+      } catch (e) {
+        throw new BackendUnavailableError('webgpu', (e as Error).message, WEBGPU_HOW_TO);
+      }
       await setOrThrow('webgpu');
       return { ...info };
     }
@@ -104,9 +126,9 @@ async function activate(name: BackendName): Promise<Record<string, string | numb
       if (!pkg) {
         throw new BackendUnavailableError(
           'tensorflow',
-          'neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed.',
-          'on a machine with internet access run `npm install --no-save @tensorflow/tfjs-node-gpu@4.22.0` ' +
-            '(needs CUDA 11.2 + cuDNN 8.1) or `@tensorflow/tfjs-node@4.22.0` (CPU). See README § Backends.',
+          'neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed ' +
+            '(node_modules/@tensorflow/tfjs-node, if present, is the overrides alias of plain tfjs).',
+          TENSORFLOW_HOW_TO,
         );
       }
       require(pkg);

@@ -123,6 +123,17 @@ export class Conv2d extends Layer {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
+    if (this.kernelSize === 1 && this.stride === 1 && this.padding === 0 && !this.depthwise) {
+      // A pointwise conv is a matMul over all positions: XNNPACK's GEMM on wasm, forward and backward
+      // (tfjs-wasm's Conv2DBackpropInput is a plain loop, ~100× slower on these shapes).
+      return tf.tidy(() => {
+        const [b, h, w] = x.shape;
+        const x2 = x.reshape([-1, this.inChannels]); // [b·h·w, in]
+        let y = tf.matMul(x2, this.weight.reshape([this.inChannels, this.outChannels])); // [b·h·w, out]
+        if (this.bias) y = tf.add(y, this.bias);
+        return y.reshape([b, h, w, this.outChannels]);
+      });
+    }
     return tf.tidy(() => {
       const x4 = x as tf.Tensor4D; // [b, h, w, in]
       const p = this.padding;
@@ -168,7 +179,13 @@ export class BatchNorm2d extends Layer {
   forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
     const training = ctx?.training ?? this.training;
     if (!training) {
-      return tf.tidy(() => tf.batchNorm(x, this.runningMean, this.runningVar, this.bias, this.weight, this.eps));
+      // y = x·scale + shift with per-channel scale = γ/√(running_var + eps), shift = β − running_mean·scale
+      // (two broadcast ops: tfjs-wasm's FusedBatchNorm kernel is ~6× slower than this).
+      return tf.tidy(() => {
+        const scale = tf.mul(this.weight, tf.rsqrt(tf.add(this.runningVar, this.eps))); // [c]
+        const shift = tf.sub(this.bias, tf.mul(this.runningMean, scale)); // [c]
+        return tf.add(tf.mul(x, scale), shift);
+      });
     }
     return tf.tidy(() => {
       const axes = x.shape.slice(0, -1).map((_, i) => i); // all but channels

@@ -1,6 +1,11 @@
-/** File helpers shared by every writer in the kit (checkpoints, caches, tables, reports). */
-import * as fs from 'fs';
-import * as path from 'path';
+/**
+ * File helpers shared by every writer in the kit (checkpoints, caches, tables, reports).
+ *
+ * Node built-ins are imported as 'node:fs' / 'node:path': tslab resolves a bare 'fs' inside a file named
+ * fs.ts to the file itself (endless recursion), which the explicit scheme avoids.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 /** Write `data` to `file` via a temp file + fsync + rename, so a crash never leaves a half-written file. */
 export function atomicWriteFile(file: string, data: Uint8Array | string): void {

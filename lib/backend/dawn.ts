@@ -1,5 +1,6 @@
 /**
- * WebGPU in Node through Dawn (npm `webgpu`).
+ * WebGPU in Node through Dawn (npm `webgpu`). (Not named webgpu.ts: tslab would resolve
+ * `require('webgpu')` to this file instead of the package.)
  *
  * Order of attempts: Dawn's default (Vulkan on Linux: a real GPU), then OpenGL through EGL surfaceless
  * with a `compatibility` feature-level adapter (Mesa llvmpipe on a CPU-only machine). Force one with
@@ -21,6 +22,12 @@ interface AdapterLike {
 
 let ready: WebGPUInfo | undefined;
 
+/** What to do when no adapter is found; index.ts puts it in the BackendUnavailableError. */
+export const WEBGPU_HOW_TO =
+  'on a GPU machine install the Vulkan driver (NVIDIA: the proprietary driver with libvulkan1); ' +
+  'on a CPU-only Debian machine: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri (the bootstrap does this), ' +
+  'or force a Dawn backend with MSM_WEBGPU=vulkan|opengl. See README § Backends.';
+
 function describeAdapter(a: AdapterLike): string {
   const i = a.info ?? {};
   return (
@@ -34,7 +41,7 @@ export async function initWebGPU(): Promise<WebGPUInfo> {
   try {
     dawn = require('webgpu');
   } catch (e) {
-    throw new Error(`webgpu backend: the npm package 'webgpu' (Dawn) failed to load: ${(e as Error).message}`);
+    throw new Error(`the npm package 'webgpu' (Dawn) failed to load: ${(e as Error).message}`);
   }
   Object.assign(globalThis, dawn.globals);
   const forced = (process.env.MSM_WEBGPU ?? '').toLowerCase();
@@ -66,9 +73,5 @@ export async function initWebGPU(): Promise<WebGPUInfo> {
     ready = { dawnBackend: attempt.label, adapter: describeAdapter(adapter) };
     return ready;
   }
-  throw new Error(
-    `webgpu backend: no WebGPU adapter (${failures.join('; ')}).\n` +
-      '  How to get it: on a GPU machine install the Vulkan driver (NVIDIA: the proprietary driver with libvulkan1);\n' +
-      '  on a CPU-only Debian machine: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri (the bootstrap does this).',
-  );
+  throw new Error(`no WebGPU adapter (${failures.join('; ')}).`);
 }

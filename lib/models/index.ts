@@ -1,0 +1,5 @@
+/** The kit's models: the registry, weight I/O, complexity counts and Microscopic-Mamba itself. */
+export * from './registry';
+export * from './weights';
+export * from './complexity';
+export * from './microscopic-mamba';

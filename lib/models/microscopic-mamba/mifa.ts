@@ -1,0 +1,108 @@
+/**
+ * MIFA — Modulation Interaction Feature Aggregation (v2: FMIAM), official `MIFA_block` L935–981, spec §1.6,
+ * and its ECA gate (`eca_layer(channel = C, k_size = 1)`).
+ *
+ * Shapes (NHWC):  b batch   h, w  map size   c  branch width (C/2)   C = 2c  output width
+ *
+ *   W(·)  = DWConv3×3_c(·) + bias           ONE depthwise conv, applied to both inputs
+ *   M_l   = sigmoid(ReLU(W(l)))             local map, always in [0.5, 1) (quirk §1.8-5)
+ *   M_g   = sigmoid(GELU(W(g)))             global map
+ *   O     = concat(M_l ⊙ g, M_g ⊙ l)        [b, h, w, C]: the local map gates the global features and vice versa
+ *   O     = channel_shuffle(O, groups = c/2)          4 channels per group
+ *   O     = O ⊙ sigmoid(w ⊙ mean_hw(O))     ECA as built: k = 1, one learnable weight per channel
+ *
+ * l is the conv branch's output, g the SSM branch's, both [b, h, w, c].
+ */
+import * as tf from '@tensorflow/tfjs';
+import { Conv2d, gelu, Module } from '../../nn';
+import { Rng } from '../../util/random';
+import { MacCounter } from '../complexity';
+import { channelShuffle } from './shuffle';
+
+/**
+ * eca_layer with k_size = 1 (L935–951). The official Conv1d(C, C, 1, groups = C, bias = False) over the
+ * pooled channels reduces to one scalar per channel: y = x ⊙ sigmoid(w_c · mean_hw(x_c)).
+ * The weight keeps PyTorch's shape [C, 1, 1] in the state dict (stored here as [C]).
+ */
+export class ECA extends Module {
+  readonly conv: ECAConv;
+
+  constructor(
+    readonly channels: number,
+    rng: Rng,
+  ) {
+    super();
+    this.conv = this.addModule('conv', new ECAConv(channels, rng));
+  }
+
+  /** x [b, h, w, C] → [b, h, w, C]. */
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const pooled = tf.mean(x, [1, 2], true); // [b, 1, 1, C]   AdaptiveAvgPool2d(1)
+      return tf.mul(x, tf.sigmoid(tf.mul(pooled, this.conv.weight))); // [b, h, w, C]
+    });
+  }
+
+  countMacs(counter: MacCounter, shape: number[]): number[] {
+    counter.globalAvgPool(shape);
+    counter.conv1dPerChannel(shape[0], this.channels);
+    counter.activation('Sigmoid', [shape[0], this.channels]); // on the pooled [b, C, 1]
+    return shape;
+  }
+}
+
+/** The grouped Conv1d's weight only (no bias); PyTorch default init U(−1, 1) since fan_in = 1 (spec §1.10). */
+export class ECAConv extends Module {
+  readonly weight: tf.Variable; // [C]  (torch [C, 1, 1])
+
+  constructor(channels: number, rng: Rng) {
+    super();
+    this.weight = this.addParameter('weight', tf.tensor1d(rng.fillUniform(channels, -1, 1)), {
+      torchShape: [channels, 1, 1],
+    });
+  }
+}
+
+export interface MIFAOptions {
+  rng: Rng;
+  eca: boolean;
+  /** Fix of §1.8-5: local map sigmoid(W(l)) instead of sigmoid(ReLU(W(l))). */
+  plainLocalGate: boolean;
+}
+
+export class MIFA extends Module {
+  readonly DWConv: Conv2d;
+  readonly attention?: ECA;
+
+  constructor(
+    readonly ch: number,
+    readonly opts: MIFAOptions,
+  ) {
+    super();
+    this.DWConv = this.addModule('DWConv', new Conv2d(ch, ch, 3, { padding: 1, groups: ch, rng: opts.rng }));
+    if (opts.eca) this.attention = this.addModule('attention', new ECA(2 * ch, opts.rng));
+  }
+
+  /** l, g [b, h, w, c] → [b, h, w, 2c]. */
+  forward(l: tf.Tensor, g: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const wl = this.DWConv.forward(l); // [b, h, w, c]
+      const wg = this.DWConv.forward(g); // [b, h, w, c]   same weights
+      const mapL = tf.sigmoid(this.opts.plainLocalGate ? wl : tf.relu(wl)); // [b, h, w, c]
+      const mapG = tf.sigmoid(gelu(wg)); // [b, h, w, c]
+      const fused = tf.concat([tf.mul(mapL, g), tf.mul(mapG, l)], 3); // [b, h, w, 2c]
+      const shuffled = channelShuffle(fused, this.ch / 2); // [b, h, w, 2c]
+      return this.attention ? this.attention.forward(shuffled) : shuffled;
+    });
+  }
+
+  countMacs(counter: MacCounter, shape: number[]): number[] {
+    // DWConv → ReLU → Sigmoid on l; DWConv → GELU → Sigmoid on g (all nn modules in the official code).
+    const wl = counter.conv2d(this.DWConv, shape);
+    if (!this.opts.plainLocalGate) counter.activation('ReLU', wl);
+    counter.activation('Sigmoid', wl);
+    counter.activation('Sigmoid', counter.activation('GELU', counter.conv2d(this.DWConv, shape)));
+    const out = [...shape.slice(0, 3), 2 * this.ch];
+    return this.attention ? this.attention.countMacs(counter, out) : out;
+  }
+}

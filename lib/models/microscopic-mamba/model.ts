@@ -1,0 +1,138 @@
+/**
+ * Microscopic-Mamba, the whole classifier: official `VSSM` (L1106–1202), spec §1.1.
+ *
+ * Shapes (NHWC):  b batch   H, W  input size (multiples of 32)   C1..C4  stage widths   K  classes
+ *
+ *   x [b, H, W, 3] → stem → [b, H/4, W/4, C1]
+ *     → stage 1 (depths[0] blocks) → PatchMerging → [b, H/8, W/8, C2]
+ *     → stage 2 → PatchMerging → [b, H/16, W/16, C3] → stage 3 → PatchMerging → [b, H/32, W/32, C4]
+ *     → stage 4 → global average pool → [b, C4] → Linear → logits [b, K]
+ *
+ * There is no final norm (commented out in the official code), no 1×1 conv before the head (the paper
+ * figure's "Conv 1×1" is not in the code, spec §1.9), no position embedding; pos_drop has p = 0.
+ * Module and parameter names equal the official state-dict keys (`patch_embed.0.c.weight`,
+ * `layers.2.blocks.3.pvm_layer.mamba.A_logs`, `head.bias`, ...).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ForwardContext, Layer, Linear, Sequential } from '../../nn';
+import { Rng } from '../../util/random';
+import { countLayer, MacCounter } from '../complexity';
+import { MicroscopicMambaBlock } from './block';
+import { dropPathSchedule, MicroscopicMambaConfig, needsSquareInput } from './config';
+import { initMicroscopicMamba } from './init';
+import { buildStem, PatchMerging2D } from './stem';
+
+/** One stage, official `VSSLayer` (L1040–1103): `blocks.0..` then an optional `downsample`. */
+export class VSSLayer extends Layer {
+  readonly blocks: Sequential;
+  readonly downsample?: PatchMerging2D;
+
+  constructor(blocks: MicroscopicMambaBlock[], downsample: PatchMerging2D | undefined) {
+    super();
+    this.blocks = this.addModule('blocks', new Sequential(...blocks));
+    if (downsample) this.downsample = this.addModule('downsample', downsample);
+  }
+
+  forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
+    return tf.tidy(() => {
+      const y = this.blocks.forward(x, ctx); // [b, h, w, C]
+      return this.downsample ? this.downsample.forward(y) : y; // [b, h/2, w/2, 2C] or [b, h, w, C]
+    });
+  }
+
+  countMacs(counter: MacCounter, shape: number[]): number[] {
+    const y = countLayer(counter, this.blocks, shape);
+    return this.downsample ? this.downsample.countMacs(counter, y) : y;
+  }
+}
+
+export class MicroscopicMamba extends Layer {
+  readonly patch_embed: Sequential;
+  readonly layers: Sequential;
+  readonly head: Linear;
+  readonly numClasses: number;
+
+  constructor(
+    readonly config: MicroscopicMambaConfig,
+    readonly name = 'microscopic-mamba',
+  ) {
+    super();
+    const cfg = config;
+    const rng = new Rng(cfg.seed);
+    this.numClasses = cfg.numClasses;
+    this.patch_embed = this.addModule('patch_embed', buildStem(cfg.dims[0], rng));
+    const dpr = dropPathSchedule(cfg.depths, cfg.dropPathRate);
+    const stages: VSSLayer[] = [];
+    let blockIndex = 0;
+    cfg.depths.forEach((depth, i) => {
+      const blocks = Array.from(
+        { length: depth },
+        () =>
+          new MicroscopicMambaBlock(cfg.dims[i], {
+            rng,
+            dState: cfg.dState,
+            dropPath: dpr[blockIndex++],
+            groups: cfg.parallelVssm ? 4 : 1,
+            psffn: cfg.psffn,
+            transposeHW: needsSquareInput(cfg),
+            keepDeadParams: !cfg.dropDeadParams,
+            separateNorms: cfg.separatePvmNorms,
+            scanImpl: cfg.scanImpl,
+            mifa: cfg.mifa,
+            eca: cfg.eca,
+            plainLocalGate: cfg.fixMifaGate,
+            residual: cfg.blockResidual,
+          }),
+      );
+      const last = i === cfg.depths.length - 1;
+      stages.push(new VSSLayer(blocks, last ? undefined : new PatchMerging2D(cfg.dims[i], rng)));
+    });
+    this.layers = this.addModule('layers', new Sequential(...stages));
+    this.head = this.addModule('head', new Linear(cfg.dims[cfg.dims.length - 1], cfg.numClasses, { rng }));
+    initMicroscopicMamba(this, rng);
+  }
+
+  /**
+   * Logits for a batch of NHWC float32 images: x [b, H, W, 3] → [b, K]. `ctx.training` (default: the
+   * module's train/eval mode) switches BatchNorm to batch statistics and turns DropPath on; `ctx.rng`
+   * draws DropPath's per-sample masks.
+   */
+  forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor2D {
+    this.checkInput(x.shape, x.dtype);
+    const c = ctx ?? { training: this.training };
+    return tf.tidy(() => {
+      const stem = this.patch_embed.forward(x, c); // [b, H/4, W/4, C1]
+      const features = this.layers.forward(stem, c); // [b, H/32, W/32, C4]
+      const pooled = tf.mean(features, [1, 2]); // [b, C4]
+      return this.head.forward(pooled) as tf.Tensor2D; // [b, K]
+    });
+  }
+
+  /** Clear errors for inputs the official model cannot take (spec §1.8-7). */
+  checkInput(shape: number[], dtype = 'float32'): void {
+    const where = `${this.name}.forward`;
+    if (shape.length !== 4) throw new Error(`${where}: expected an NHWC batch [b, h, w, 3], got shape [${shape}]`);
+    const [, h, w, ch] = shape;
+    if (ch !== 3) throw new Error(`${where}: expected 3 input channels (RGB, NHWC), got ${ch} in shape [${shape}]`);
+    if (dtype !== 'float32') throw new Error(`${where}: expected float32 input, got ${dtype}`);
+    if (h < 32 || w < 32 || h % 32 !== 0 || w % 32 !== 0) {
+      throw new Error(
+        `${where}: input size ${h}×${w} must be a multiple of 32 (the stem divides by 4 and three ` +
+          `PatchMerging layers halve it again; e.g. 32, 64, 224)`,
+      );
+    }
+    if (h !== w && needsSquareInput(this.config)) {
+      throw new Error(
+        `${where}: input ${h}×${w} is not square; the official PSFFN transposes H and W (spec §1.8-1), so ` +
+          `only square inputs work. Use a square size, or build with fixPsffnTranspose: true (a different model).`,
+      );
+    }
+  }
+
+  countMacs(counter: MacCounter, shape: number[]): number[] {
+    this.checkInput(shape);
+    const stem = countLayer(counter, this.patch_embed, shape);
+    const features = countLayer(counter, this.layers, stem);
+    return counter.linear(this.head, counter.globalAvgPool(features));
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * SS2D — the 2-D selective-scan module (paper: ARVSS; v2: REVSSM), official L430–841, spec §1.4 and §5.2.
+ *
+ * Shapes (NHWC):  b batch (here: batch × PVM groups)   h, w  map size   d  d_model   e = 2d  d_inner
+ *                 n  state size (16)   r = ceil(d/16)  dt rank   k = 4  scan directions
+ *
+ *   [xi, z] = split(x · W_in)                      x [b, h, w, d] → [b, h, w, e] each   (L826–827)
+ *   xi      = SiLU(DWConv3×3_e(xi) + bias)                                             (L829–830)
+ *   y       = LayerNorm_e(CrossScanSSM(xi))         4 directions, merged row-major      (L609–683)
+ *   y       = y ⊙ SiLU(z)                           gate after the norm (VMamba style)  (L834)
+ *   out     = PSFFN(y), H/W-transposed (quirk §1.8-1), or out_proj(y) without PSFFN    (L835–837)
+ *   return out + x                                  SS2D's own residual                 (L840)
+ *
+ * The scan's parameters are stored stacked over the k directions exactly as the official raw
+ * Parameters: x_proj_weight [k, r+2n, e], dt_projs_weight [k, e, r], dt_projs_bias [k, e],
+ * A_logs [k·e, n] (A = −exp(A_logs)), Ds [k·e].
+ */
+import * as tf from '@tensorflow/tfjs';
+import { Conv2d, Layer, LayerNorm, Linear, silu } from '../../nn';
+import { Rng } from '../../util/random';
+import { crossScanSSM, ScanImpl } from '../../ops/selective-scan';
+import { MacCounter } from '../complexity';
+import { PSFFN } from './psffn';
+
+export interface SS2DOptions {
+  dState: number;
+  rng: Rng;
+  /** PSFFN replaces out_proj (official). */
+  psffn: boolean;
+  /** Reproduce the official H/W transpose of PSFFN's output (§1.8-1). */
+  transposeHW: boolean;
+  /** Create the unused out_proj anyway (official, counted in the totals). */
+  keepDeadParams: boolean;
+  scanImpl: ScanImpl;
+}
+
+const K = 4; // scan directions: row-major, column-major, and both reversed
+
+export class SS2D extends Layer {
+  readonly dInner: number;
+  readonly dtRank: number;
+  readonly x_proj_weight: tf.Variable; // [k, r+2n, e]
+  readonly dt_projs_weight: tf.Variable; // [k, e, r]
+  readonly dt_projs_bias: tf.Variable; // [k, e]
+  readonly A_logs: tf.Variable; // [k·e, n]
+  readonly Ds: tf.Variable; // [k·e]
+  readonly in_proj: Linear;
+  readonly conv2d: Conv2d;
+  readonly out_norm: LayerNorm;
+  readonly out_proj?: Linear;
+  readonly PSFFN?: PSFFN;
+
+  constructor(
+    readonly dModel: number,
+    readonly opts: SS2DOptions,
+  ) {
+    super();
+    const d = dModel;
+    const n = opts.dState;
+    const e = 2 * d; // expand = 2
+    const r = Math.ceil(d / 16); // dt_rank "auto"
+    this.dInner = e;
+    this.dtRank = r;
+    const { rng } = opts;
+    // Raw parameters first: PyTorch lists a module's own parameters before its children's.
+    this.x_proj_weight = this.addParameter('x_proj_weight', uniformT([K, r + 2 * n, e], 1 / Math.sqrt(e), rng));
+    this.dt_projs_weight = this.addParameter('dt_projs_weight', uniformT([K, e, r], r ** -0.5, rng));
+    this.dt_projs_bias = this.addParameter('dt_projs_bias', dtBiasInit(K * e, rng).reshape([K, e]));
+    this.A_logs = this.addParameter('A_logs', aLogInit(K * e, n));
+    this.Ds = this.addParameter('Ds', tf.ones([K * e]));
+    this.in_proj = this.addModule('in_proj', new Linear(d, 2 * e, { bias: false, rng }));
+    this.conv2d = this.addModule('conv2d', new Conv2d(e, e, 3, { padding: 1, groups: e, rng }));
+    this.out_norm = this.addModule('out_norm', new LayerNorm(e));
+    if (!opts.psffn || opts.keepDeadParams) {
+      this.out_proj = this.addModule('out_proj', new Linear(e, d, { bias: false, rng, dead: opts.psffn }));
+    }
+    if (opts.psffn) this.PSFFN = this.addModule('PSFFN', new PSFFN(e, d, rng, opts.transposeHW));
+  }
+
+  /** x [b, h, w, d] → [b, h, w, d] (with the transpose quirk the first term is [b, w, h, d]; h = w). */
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const [b, h, w, d] = x.shape;
+      const e = this.dInner;
+      // in_proj then chunk(2): as two matMuls with the two halves of the weight, which avoids splitting
+      // (and, backward, re-concatenating) the [b·h·w, 2e] activation.
+      const [wx, wz] = tf.split(this.in_proj.weight, 2, 1); // [d, e] each
+      const x2 = x.reshape([-1, d]); // [b·h·w, d]
+      const xi = tf.matMul(x2, wx).reshape([b, h, w, e]); // [b, h, w, e]
+      const z = tf.matMul(x2, wz).reshape([b, h, w, e]); // [b, h, w, e]
+      const xc = silu(this.conv2d.forward(xi)) as tf.Tensor4D; // [b, h, w, e]
+      const ys = crossScanSSM(
+        xc,
+        {
+          xProjWeight: this.x_proj_weight,
+          dtProjsWeight: this.dt_projs_weight,
+          dtProjsBias: this.dt_projs_bias,
+          ALogs: this.A_logs,
+          Ds: this.Ds,
+        },
+        { impl: this.opts.scanImpl },
+      ); // [b, h, w, e]
+      const y = tf.mul(this.out_norm.forward(ys), silu(z)); // [b, h, w, e]
+      const out = this.PSFFN ? this.PSFFN.forward(y) : this.out_proj!.forward(y); // [b, ·, ·, d]
+      return tf.add(out, x); // [b, h, w, d]
+    });
+  }
+
+  countMacs(counter: MacCounter, shape: number[]): number[] {
+    const [b, h, w] = shape;
+    const e = this.dInner;
+    const xz = counter.linear(this.in_proj, shape); // [b, h, w, 2e]
+    const xc = counter.activation('SiLU', counter.conv2d(this.conv2d, [...xz.slice(0, 3), e])); // self.act
+    // y ⊙ F.silu(z) is functional: not counted in the paper convention.
+    counter.crossScan({ batch: b, l: h * w, e, n: this.opts.dState, r: this.dtRank, k: K });
+    const y = counter.layerNorm(this.out_norm, xc);
+    return this.PSFFN ? this.PSFFN.countMacs(counter, y) : counter.linear(this.out_proj!, y);
+  }
+}
+
+function uniformT(shape: number[], bound: number, rng: Rng): tf.Tensor {
+  const size = shape.reduce((a, b) => a * b, 1);
+  return tf.tensor(rng.fillUniform(size, -bound, bound), shape);
+}
+
+/**
+ * dt_projs_bias (official `dt_init`, L570–590): dt = exp(U[0,1)·(ln dt_max − ln dt_min) + ln dt_min),
+ * clamped ≥ 1e-4, stored as its inverse softplus dt + log(−expm1(−dt)), so softplus(bias) ∈ [1e-3, 0.1].
+ */
+export function dtBiasInit(count: number, rng: Rng, dtMin = 0.001, dtMax = 0.1, floor = 1e-4): tf.Tensor {
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    const dt = Math.max(Math.exp(rng.uniform() * (Math.log(dtMax) - Math.log(dtMin)) + Math.log(dtMin)), floor);
+    out[i] = dt + Math.log(-Math.expm1(-dt));
+  }
+  return tf.tensor1d(out);
+}
+
+/** A_logs (S4D-real, official `A_log_init`): row k·e + c holds ln(1..n), so A = −(1, 2, …, n). */
+export function aLogInit(rows: number, n: number): tf.Tensor {
+  const out = new Float32Array(rows * n);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < n; j++) out[i * n + j] = Math.log(j + 1);
+  return tf.tensor2d(out, [rows, n]);
+}

@@ -1,0 +1,196 @@
+/**
+ * The selective scan (Mamba's S6 recurrence, spec §5.1) and SS2D's four-direction cross-scan (spec §5.2).
+ *
+ * One entry point, several implementations with identical semantics:
+ *   reference  sequential loop of tf ops (reference.ts): the executable spec, slow.
+ *   chunked    two-level chunked scan of tf ops (chunked.ts): any backend, differentiable by autograd.
+ *   fused      registered kernels with a hand-written backward: on wasm/cpu the CPU engine (cpu-kernel.ts,
+ *              SIMD in wasm-simd.ts), on webgpu WGSL shaders (webgpu.ts).
+ *   auto       fused where the active backend has it, else chunked.
+ *
+ * Layouts (the contract with the model): channels-first like mamba_ssm,
+ *   u, delta: [b, d, l]   A: [d, n]   B, C: [b, g, n, l] (or [b, n, l])   D, deltaBias: [d]  ->  y: [b, d, l].
+ * Channels-first keeps each channel's sequence contiguous, which is what the sequential kernels walk;
+ * B and C are turned time-major ([b, g, l, n]) inside the fused kernels, where the state index is the
+ * inner loop. crossScanSSM takes and returns NHWC maps, as the rest of the model.
+ *
+ * Shape glossary: b batch, d channels (= g·e), g groups (SS2D: K = 4 directions), e channels per group
+ * (SS2D: E = d_inner), l length (= h·w), n state size (N), r dt rank (R), h, w map height and width.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { onBackendInit } from '../../backend';
+import { selectiveScanChunked } from './chunked';
+import { asGroups, checkScanArgs, ScanArgs } from './common';
+import { registerCpuScanKernels, SCAN_KERNEL } from './fused-cpu';
+import { selectiveScanReference } from './reference';
+import { registerWasmSliceFix } from './wasm-slice';
+import { registerWebGPUScanKernels } from './webgpu';
+import './wasm-simd';
+
+export type { ScanArgs } from './common';
+export { selectiveScanReference } from './reference';
+export { selectiveScanChunked } from './chunked';
+
+export type ScanImpl = 'auto' | 'reference' | 'chunked' | 'fused';
+
+/** Registers the fused kernels (all backends) and, on wasm, the Slice/Unpack/SplitV fix. Idempotent. */
+export function registerScanKernels(backendName: string = tf.getBackend()): void {
+  registerCpuScanKernels();
+  registerWebGPUScanKernels();
+  if (backendName === 'wasm') registerWasmSliceFix();
+}
+onBackendInit((name) => registerScanKernels(name));
+
+/** Does the active (or named) backend have the fused kernel? */
+export function hasFusedScan(backendName: string = tf.getBackend()): boolean {
+  registerScanKernels(backendName);
+  return tf.getKernel(SCAN_KERNEL, backendName) != null;
+}
+
+/** The implementation `impl` resolves to on the active backend. */
+export function resolveScanImpl(impl: ScanImpl = 'auto'): Exclude<ScanImpl, 'auto'> {
+  if (impl !== 'auto') return impl;
+  return hasFusedScan() ? 'fused' : 'chunked';
+}
+
+/** The fused kernel with its registered gradient (fused-cpu.ts / webgpu.ts). */
+export function selectiveScanFused(args: ScanArgs): tf.Tensor3D {
+  const dims = checkScanArgs(args, 'selectiveScanFused');
+  const backendName = tf.getBackend();
+  if (!hasFusedScan(backendName)) {
+    throw new Error(
+      `selectiveScanFused: no fused selective-scan kernel for backend '${backendName}' (use impl 'chunked')`,
+    );
+  }
+  return tf.tidy(() => {
+    const inputs = {
+      u: args.u,
+      delta: args.delta,
+      A: args.A,
+      B: asGroups(args.B, dims), // [b, g, n, l]
+      C: asGroups(args.C, dims), // [b, g, n, l]
+      D: args.D ?? tf.zeros([dims.d]), // absent D / deltaBias = zeros (their gradients are then unused)
+      deltaBias: args.deltaBias ?? tf.zeros([dims.d]),
+    };
+    const [y] = tf.engine().runKernel(SCAN_KERNEL, inputs as unknown as tf.NamedTensorMap) as tf.Tensor[];
+    return y as tf.Tensor3D; // the checkpoint output is disposed by tidy (autograd keeps its own copy)
+  });
+}
+
+/**
+ * One selective scan (mamba_ssm selective_scan_ref semantics, spec §5.1), g groups of channels with their
+ * own B, C. u, delta: [b, d, l]; A: [d, n]; B, C: [b, g, n, l] with d % g == 0 (or [b, n, l] = one group);
+ * D?: [d]; deltaBias?: [d]; softplus applied to delta + deltaBias. Returns y: [b, d, l].
+ * Differentiable w.r.t. all tensor inputs.
+ */
+export function selectiveScan(args: {
+  u: tf.Tensor3D;
+  delta: tf.Tensor3D;
+  A: tf.Tensor2D;
+  B: tf.Tensor;
+  C: tf.Tensor;
+  D?: tf.Tensor1D;
+  deltaBias?: tf.Tensor1D;
+  impl?: ScanImpl;
+}): tf.Tensor3D {
+  const { impl, ...scan } = args;
+  switch (resolveScanImpl(impl)) {
+    case 'reference':
+      return selectiveScanReference(scan);
+    case 'chunked':
+      return selectiveScanChunked(scan);
+    case 'fused':
+      return selectiveScanFused(scan);
+    default:
+      throw new Error(`selectiveScan: unknown impl '${impl}' (auto | reference | chunked | fused)`);
+  }
+}
+
+/** SS2D parameters, stacked over the K = 4 directions exactly as in the official checkpoint. */
+export interface CrossScanParams {
+  xProjWeight: tf.Tensor; // [4, R+2N, E]   official x_proj_weight
+  dtProjsWeight: tf.Tensor; // [4, E, R]      official dt_projs_weight
+  dtProjsBias: tf.Tensor; // [4, E]         official dt_projs_bias
+  ALogs: tf.Tensor; // [4E, N]        official A_logs
+  Ds: tf.Tensor; // [4E]           official Ds
+}
+
+/**
+ * SS2D's cross-scan core (spec §5.2, official forward_corev2 L609–683): x = conv-activated map, NHWC.
+ * Builds the 4 directions (row-major, column-major, and both reversed), projects x_proj (dt, B, C) and
+ * dt_proj per direction with plain matmuls (no einsum), runs one scan over the 4 directions as 4 groups
+ * of E channels with A = -exp(A_logs), and merges back to row-major:
+ * y = y0 + flip(y2) + T(y1) + T(flip(y3)). Returns y: [b, h, w, e] (before out_norm).
+ * Differentiable w.r.t. all inputs.
+ */
+export function crossScanSSM(x: tf.Tensor4D, p: CrossScanParams, opts: { impl?: ScanImpl } = {}): tf.Tensor4D {
+  const [b, h, w, e] = x.shape;
+  const K = 4;
+  const l = h * w;
+  const where = 'crossScanSSM';
+  if (p.xProjWeight.rank !== 3 || p.xProjWeight.shape[0] !== K || p.xProjWeight.shape[2] !== e) {
+    throw new Error(`${where}: xProjWeight must be [4, R+2N, E] with E = ${e}, got [${p.xProjWeight.shape}]`);
+  }
+  const n = p.ALogs.shape[1] ?? 0;
+  const r = (p.xProjWeight.shape[1] as number) - 2 * n;
+  const expect: Array<[string, tf.Tensor, number[]]> = [
+    ['dtProjsWeight', p.dtProjsWeight, [K, e, r]],
+    ['dtProjsBias', p.dtProjsBias, [K, e]],
+    ['ALogs', p.ALogs, [K * e, n]],
+    ['Ds', p.Ds, [K * e]],
+  ];
+  for (const [name, t, shape] of expect) {
+    if (t.rank !== shape.length || t.shape.some((s, i) => s !== shape[i]) || r < 1) {
+      throw new Error(
+        `${where}: ${name} must be [${shape}] (from x [${x.shape}], xProjWeight [${p.xProjWeight.shape}], ` +
+          `ALogs [${p.ALogs.shape}]), got [${t.shape}]`,
+      );
+    }
+  }
+  return tf.tidy(() => {
+    // The four scan orders, channels-last: [b, l, e] each.
+    const rowMajor = x.reshape([b, l, e]); // l = i·w + j
+    const colMajor = tf.transpose(x, [0, 2, 1, 3]).reshape([b, l, e]); // l = j·h + i
+    const dirs = [rowMajor, colMajor, tf.reverse(rowMajor, 1), tf.reverse(colMajor, 1)]; // 4 × [b, l, e]
+
+    // Per-direction projections as 2-D matmuls over all b·l positions (fast on wasm; no einsum).
+    const us: tf.Tensor[] = [];
+    const deltas: tf.Tensor[] = [];
+    const Bs: tf.Tensor[] = [];
+    const Cs: tf.Tensor[] = [];
+    const Wx = tf.unstack(p.xProjWeight); // 4 × [R+2N, E]
+    const Wdt = tf.unstack(p.dtProjsWeight); // 4 × [E, R]
+    for (let k = 0; k < K; k++) {
+      const xk = dirs[k].reshape([b * l, e]); // [b·l, E]
+      const dbl = tf.matMul(xk, Wx[k], false, true); // [b·l, R+2N]   x_proj
+      const [dt, Bk, Ck] = tf.split(dbl, [r, n, n], 1); // [b·l, R], [b·l, N], [b·l, N]
+      const dk = tf.matMul(dt, Wdt[k], false, true); // [b·l, E]     dt_proj (its bias is the scan's deltaBias)
+      us.push(xk.reshape([b, l, e]));
+      deltas.push(dk.reshape([b, l, e]));
+      Bs.push(Bk.reshape([b, l, n]));
+      Cs.push(Ck.reshape([b, l, n]));
+    }
+    // Scan layout: channels-first, the 4 directions as 4 groups of E channels (d = 4E).
+    const toScan = (parts: tf.Tensor[], c: number) =>
+      tf.transpose(tf.stack(parts, 1), [0, 1, 3, 2]).reshape([b, K * c, l]); // [b,4,l,c] -> [b, 4c, l]
+    const y = selectiveScan({
+      u: toScan(us, e) as tf.Tensor3D,
+      delta: toScan(deltas, e) as tf.Tensor3D,
+      A: tf.neg(tf.exp(p.ALogs)) as tf.Tensor2D, // [4E, N]
+      B: toScan(Bs, n).reshape([b, K, n, l]), // [b, 4, N, l]
+      C: toScan(Cs, n).reshape([b, K, n, l]), // [b, 4, N, l]
+      D: p.Ds.reshape([K * e]) as tf.Tensor1D,
+      deltaBias: p.dtProjsBias.reshape([K * e]) as tf.Tensor1D,
+      impl: opts.impl,
+    }); // [b, 4E, l]
+
+    // Merge back to row-major order, channels-last.
+    const ys = tf.unstack(tf.transpose(y.reshape([b, K, e, l]), [1, 0, 3, 2])); // 4 × [b, l, e]
+    const unT = (t: tf.Tensor) => tf.transpose(t.reshape([b, w, h, e]), [0, 2, 1, 3]); // col-major -> [b, h, w, e]
+    const y0 = ys[0].reshape([b, h, w, e]);
+    const y2 = tf.reverse(ys[2], 1).reshape([b, h, w, e]);
+    const y1 = unT(ys[1]);
+    const y3 = unT(tf.reverse(ys[3], 1));
+    return tf.addN([y0, y2, y1, y3]) as tf.Tensor4D;
+  });
+}

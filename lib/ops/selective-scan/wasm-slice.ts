@@ -1,0 +1,128 @@
+/**
+ * Zero-copy-read replacements for the wasm backend's Slice, Unpack and SplitV kernels.
+ *
+ * Why: tfjs-backend-wasm 4.22's Slice (kernels/Slice.ts) starts with `backend.readSync(x.dataId)`, which
+ * copies the WHOLE input out of the wasm heap on every call; Unpack and SplitV call it once per output.
+ * `tf.unstack` of a [l, …] tensor therefore costs l full copies (O(l²)): 128 ms to cut a 4.8 M-element
+ * tensor into 14 slices on this machine, versus a few ms for the data actually moved. Every sequential
+ * scan (reference.ts, chunked.ts) slices per step, so on wasm they were dominated by this copy.
+ * The fix reads the input through a view of the heap (`typedArrayFromHeap`) taken after the outputs
+ * are allocated (allocation may grow the heap and detach older views). Results are bit-identical.
+ *
+ * Registered by `registerScanKernels()` (index.ts). It is a backend fix, not scan logic: it belongs in
+ * lib/backend next to the gradient fixes, and lives here until it is moved.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+
+type Info = tf.TensorInfo;
+
+/** Copies the block [begin, begin + size) of x (row-major, shape `xShape`) into out, innermost runs at a time. */
+function copyBlock(
+  x: Float32Array | Int32Array | Uint8Array,
+  xShape: number[],
+  begin: number[],
+  size: number[],
+  out: typeof x,
+) {
+  const rank = xShape.length;
+  const strides = new Array<number>(rank);
+  strides[rank - 1] = 1;
+  for (let i = rank - 2; i >= 0; i--) strides[i] = strides[i + 1] * xShape[i + 1];
+  // Merge the innermost axes that are copied whole, so runs are as long as possible.
+  let inner = rank - 1;
+  let run = size[inner];
+  while (inner > 0 && size[inner] === xShape[inner] && begin[inner] === 0) {
+    inner--;
+    run *= size[inner];
+  }
+  const outer = size.slice(0, inner);
+  const nRuns = outer.reduce((a, s) => a * s, 1);
+  const idx = new Array<number>(inner).fill(0);
+  let o = 0;
+  for (let r = 0; r < nRuns; r++) {
+    let off = begin[inner] * strides[inner];
+    for (let i = 0; i < inner; i++) off += (begin[i] + idx[i]) * strides[i];
+    out.set(x.subarray(off, off + run), o);
+    o += run;
+    for (let i = inner - 1; i >= 0; i--) {
+      if (++idx[i] < outer[i]) break;
+      idx[i] = 0;
+    }
+  }
+}
+
+/** Allocates one output per block, then copies every block from a single heap view of x. */
+function sliceMany(backend: BackendWasm, x: Info, blocks: Array<{ begin: number[]; size: number[] }>): Info[] {
+  const outs = blocks.map((blk) => backend.makeOutput(blk.size, x.dtype));
+  const xv = backend.typedArrayFromHeap(x); // after all allocations: the heap may have grown
+  blocks.forEach((blk, i) => {
+    if (blk.size.some((s) => s === 0)) return;
+    copyBlock(xv, x.shape, blk.begin, blk.size, backend.typedArrayFromHeap(outs[i]));
+  });
+  return outs;
+}
+
+function sliceKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }): Info {
+  const x = args.inputs.x as Info;
+  const a = args.attrs as unknown as { begin: number | number[]; size: number | number[] };
+  const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, a.begin, a.size);
+  return sliceMany(args.backend as BackendWasm, x, [{ begin, size }])[0];
+}
+
+function unpackKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }): Info[] {
+  const value = args.inputs.value as Info;
+  const rank = value.shape.length;
+  let axis = (args.attrs as unknown as { axis: number }).axis;
+  if (axis < 0) axis += rank;
+  const size = value.shape.slice();
+  size[axis] = 1;
+  const blocks = Array.from({ length: value.shape[axis] }, (_, i) => {
+    const begin = new Array<number>(rank).fill(0);
+    begin[axis] = i;
+    return { begin, size };
+  });
+  const outShape = value.shape.filter((_, i) => i !== axis);
+  return sliceMany(args.backend as BackendWasm, value, blocks).map((o) => ({ ...o, shape: outShape }));
+}
+
+function splitVKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }): Info[] {
+  const x = args.inputs.x as Info;
+  const a = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number | number[] };
+  const axis = tf.util.parseAxisParam(a.axis, x.shape)[0];
+  const sizes = tf.backend_util.prepareSplitSize(x as unknown as tf.Tensor, a.numOrSizeSplits, axis);
+  let start = 0;
+  const blocks = sizes.map((s) => {
+    const begin = new Array<number>(x.shape.length).fill(0);
+    begin[axis] = start;
+    start += s;
+    const size = x.shape.slice();
+    size[axis] = s;
+    return { begin, size };
+  });
+  return sliceMany(args.backend as BackendWasm, x, blocks);
+}
+
+let registered = false;
+
+/** Replaces wasm's Slice, Unpack and SplitV kernels (once; string tensors keep the stock kernels' rules). */
+export function registerWasmSliceFix(): void {
+  if (registered) return;
+  registered = true;
+  const kernels: Array<[string, tf.KernelFunc]> = [
+    [tf.Slice, sliceKernel as unknown as tf.KernelFunc],
+    [tf.Unpack, unpackKernel as unknown as tf.KernelFunc],
+    [tf.SplitV, splitVKernel as unknown as tf.KernelFunc],
+  ];
+  for (const [kernelName, kernelFunc] of kernels) {
+    const stock = tf.getKernel(kernelName, 'wasm');
+    if (stock) tf.unregisterKernel(kernelName, 'wasm');
+    tf.registerKernel({
+      kernelName,
+      backendName: 'wasm',
+      // String tensors are stored outside the heap; leave them to the stock kernel.
+      kernelFunc: (args) =>
+        (args.inputs.x ?? args.inputs.value)?.dtype === 'string' && stock ? stock.kernelFunc(args) : kernelFunc(args),
+    });
+  }
+}

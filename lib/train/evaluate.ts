@@ -1,0 +1,235 @@
+/**
+ * Using trained weights: evaluate them on a dataset split (official test.py) or predict class
+ * probabilities for image files.
+ *
+ * Weights come either from a run folder (its run.json says which model, classes, image size and exactly
+ * which normalisation training used) or from a bare safetensors file plus the model/size/normalisation
+ * given explicitly (e.g. an official PyTorch checkpoint converted to safetensors).
+ *
+ * Glossary: n images, k classes, s image size; probabilities are row-major [n * k].
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import {
+  decodeImage,
+  IMAGE_EXTENSIONS,
+  normalizationTable,
+  normalizeInto,
+  resizeBilinear,
+  type SplitName,
+} from '../data';
+import { classificationReport, type ClassificationReport } from '../metrics';
+import { readModelWeights } from './checkpoint';
+import { makeTrainConfig, type TrainConfig } from './config';
+import {
+  asBatches,
+  buildModel,
+  evalLoader,
+  normalizationFor,
+  pickTestCheckpoint,
+  prepareData,
+  type Normalization,
+  type RunInfo,
+} from './run';
+import { evaluateModel, type Classifier, type EvalResult } from './trainer';
+
+/** A model with its weights loaded and everything needed to feed it. */
+export interface LoadedModel {
+  model: Classifier;
+  modelName: string;
+  classes: string[];
+  imageSize: number;
+  normalization: Normalization;
+  /** The weights file that was loaded. */
+  weights: string;
+  /** The run's configuration, when loaded from a run folder. */
+  config?: TrainConfig;
+  runDir?: string;
+}
+
+/** Is `p` a run folder (has run.json)? */
+export function isRunDir(p: string): boolean {
+  return fs.existsSync(path.join(p, 'run.json'));
+}
+
+/**
+ * Load a run's model: `checkpoint` is 'best' (default; falls back to the last checkpoint when no best was
+ * saved), 'last', or a weights file path.
+ */
+export function loadRun(runDir: string, checkpoint: string = 'best'): LoadedModel {
+  const infoFile = path.join(runDir, 'run.json');
+  if (!fs.existsSync(infoFile)) throw new Error(`${runDir} is not a run folder (no run.json)`);
+  const info = JSON.parse(fs.readFileSync(infoFile, 'utf8')) as RunInfo;
+  const config = makeTrainConfig(JSON.parse(fs.readFileSync(path.join(runDir, 'config.json'), 'utf8')) as TrainConfig);
+  const weights =
+    checkpoint === 'best' || checkpoint === 'last' ? pickTestCheckpoint(runDir, checkpoint) : path.resolve(checkpoint);
+  const model = buildModel(config, info.model.numClasses);
+  try {
+    readModelWeights(model, weights);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return {
+    model,
+    modelName: info.model.name,
+    classes: info.dataset.classes,
+    imageSize: info.imageSize,
+    normalization: info.normalization,
+    weights,
+    config,
+    runDir,
+  };
+}
+
+export interface BareWeightsOptions {
+  model: string;
+  modelConfig?: string;
+  imageSize: number;
+  classes: string[];
+  normalization: Normalization;
+}
+
+/** Load a bare safetensors file (PyTorch names) into a freshly built model. */
+export function loadWeightsFile(file: string, opts: BareWeightsOptions): LoadedModel {
+  const model = buildModel({ model: opts.model, modelConfig: opts.modelConfig ?? '', seed: 0 }, opts.classes.length);
+  try {
+    readModelWeights(model, file);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return {
+    model,
+    modelName: opts.model,
+    classes: opts.classes,
+    imageSize: opts.imageSize,
+    normalization: opts.normalization,
+    weights: path.resolve(file),
+  };
+}
+
+export interface EvaluateSplitOptions {
+  data: string;
+  dataKind?: string;
+  split: SplitName;
+  batchSize?: number;
+  /** Bootstrap resamples for confidence intervals (0 = none). */
+  bootstrap?: number;
+  seed?: number;
+  onBatch?: (done: number) => void;
+}
+
+export interface SplitEvaluation {
+  eval: EvalResult;
+  report: ClassificationReport;
+  dataset: { name: string; synthetic: boolean; split: SplitName };
+}
+
+/**
+ * Evaluate a loaded model on one split of a dataset, with the model's own normalisation (the training
+ * statistics, not the evaluated set's). The dataset's classes must match the model's.
+ */
+export async function evaluateSplit(loaded: LoadedModel, opts: EvaluateSplitOptions): Promise<SplitEvaluation> {
+  const data = await prepareData({ data: opts.data, dataKind: opts.dataKind ?? '', imageSize: loaded.imageSize });
+  try {
+    if (data.classes.join('\u0000') !== loaded.classes.join('\u0000')) {
+      throw new Error(
+        `${opts.data}: classes [${data.classes.join(', ')}] differ from the model's [${loaded.classes.join(', ')}]`,
+      );
+    }
+    const loader = evalLoader(data, opts.split, { evalBatchSize: opts.batchSize ?? 64 }, loaded.normalization);
+    if (loader.length === 0) throw new Error(`${opts.data}: the ${opts.split} split is empty`);
+    const r = await evaluateModel(loaded.model, asBatches(loader.epoch(0)), opts.onBatch);
+    const report = classificationReport(r.labels, r.probs, {
+      classNames: loaded.classes,
+      bootstrap: (opts.bootstrap ?? 1000) > 0 ? { samples: opts.bootstrap ?? 1000, seed: opts.seed ?? 0 } : false,
+    });
+    const info = data.dataset.info;
+    return { eval: r, report, dataset: { name: info.name, synthetic: info.synthetic, split: opts.split } };
+  } finally {
+    data.close();
+  }
+}
+
+/** Image files under the given paths (folders are searched recursively, files sorted by path). */
+export function listImages(inputs: string[]): string[] {
+  const out: string[] = [];
+  const walk = (p: string) => {
+    const st = fs.statSync(p, { throwIfNoEntry: false });
+    if (!st) throw new Error(`${p}: no such file or folder`);
+    if (st.isDirectory()) {
+      for (const e of fs.readdirSync(p).sort()) if (!e.startsWith('.')) walk(path.join(p, e));
+    } else if (IMAGE_EXTENSIONS.includes(path.extname(p).toLowerCase())) out.push(p);
+  };
+  for (const p of inputs) {
+    const st = fs.statSync(p, { throwIfNoEntry: false });
+    if (st?.isFile())
+      out.push(p); // named explicitly: try it whatever its extension
+    else walk(p);
+  }
+  return out;
+}
+
+export interface Prediction {
+  file: string;
+  /** Class with the highest probability. */
+  predicted: string;
+  /** Probability per class, in class order. */
+  probs: number[];
+}
+
+/**
+ * Class probabilities for image files: decode, resize to s×s (PIL bilinear, as the evaluation transform),
+ * normalise with the model's statistics, forward in eval mode in batches.
+ */
+export async function predictImages(loaded: LoadedModel, files: string[], batchSize = 32): Promise<Prediction[]> {
+  const s = loaded.imageSize;
+  const per = s * s * 3;
+  const lut = normalizationTable(loaded.normalization);
+  loaded.model.eval();
+  const out: Prediction[] = [];
+  for (let i = 0; i < files.length; i += batchSize) {
+    const chunk = files.slice(i, i + batchSize);
+    const host = new Float32Array(chunk.length * per);
+    for (let j = 0; j < chunk.length; j++) {
+      const img = await decodeImage(chunk[j]);
+      const resized = img.width === s && img.height === s ? img : resizeBilinear(img, s, s);
+      normalizeInto(host, j * per, resized.data, lut);
+    }
+    const probs = tf.tidy(() => {
+      const x = tf.tensor4d(host, [chunk.length, s, s, 3]); // [b, s, s, 3]
+      return tf.softmax(loaded.model.forward(x, { training: false })); // [b, k]
+    });
+    const p = probs.dataSync() as Float32Array;
+    probs.dispose();
+    const k = loaded.classes.length;
+    chunk.forEach((file, j) => {
+      const row = Array.from(p.subarray(j * k, (j + 1) * k));
+      let arg = 0;
+      for (let c = 1; c < k; c++) if (row[c] > row[arg]) arg = c;
+      out.push({ file, predicted: loaded.classes[arg], probs: row });
+    });
+  }
+  return out;
+}
+
+/** Normalisation for bare weights: a named preset, or the statistics of a dataset's train split. */
+export async function normalizationByName(
+  name: TrainConfig['normalize'],
+  dataset?: { data: string; dataKind?: string; imageSize: number },
+): Promise<Normalization> {
+  if (name !== 'dataset') return normalizationFor({ normalize: name });
+  if (!dataset) throw new Error("normalize 'dataset' needs --data (its train split's statistics are used)");
+  const data = await prepareData({
+    data: dataset.data,
+    dataKind: dataset.dataKind ?? '',
+    imageSize: dataset.imageSize,
+  });
+  try {
+    return normalizationFor({ normalize: 'dataset' }, data);
+  } finally {
+    data.close();
+  }
+}

@@ -1,0 +1,418 @@
+/**
+ * A whole training run, as `npm run train` and the quickstart do it:
+ *
+ *   config → backend → dataset (decoded once into the cache) → model → fit (checkpoints, logs, early
+ *   stopping) → test evaluation of the best checkpoint → metrics.json, report.html, summary.json
+ *
+ * Run folder `runs/<name>/`:
+ *   config.json      the full training configuration
+ *   run.json         dataset (classes, counts, normalisation, size), model, backend, machine: what
+ *                    `evaluate` and `predict` need to use the weights without the training data
+ *   log.jsonl        one line per step / epoch / event;  steps.csv, epochs.csv
+ *   checkpoints/     last.json + step-*.safetensors (resume), best.safetensors + best.json
+ *   metrics.json     test metrics (reproducible: no timings)
+ *   summary.json     status, wall time, images/s, load average (not reproducible)
+ *   report.html      curves, confusion matrix, ROC, tables
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { currentBackend, initBackend } from '../backend';
+import { openDataset, OFFICIAL_STATS, type DatasetSpec, type DataLoader, type PreparedDataset } from '../data';
+import type { AugmentConfig } from '../data';
+import { classificationReport, type ClassificationReport } from '../metrics';
+import { countParameters } from '../nn';
+import { createModel } from '../models/registry';
+import { atomicWriteJson } from '../util/fs';
+import { checkpointDir, readCheckpoint, readModelWeights, type CheckpointJson } from './checkpoint';
+import { makeTrainConfig, parseModelConfig, type TrainConfig } from './config';
+import { fit, runRngs, type EpochSource, type FitResult } from './fit';
+import { writeRunReport } from './report';
+import { type TrainBatch, type Classifier, evaluateModel, type EvalResult } from './trainer';
+
+/** ImageNet channel statistics (torchvision's usual constants), for `--normalize imagenet`. */
+export const IMAGENET_STATS = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } as const;
+
+export interface Normalization {
+  mean: [number, number, number];
+  std: [number, number, number];
+  /** Where the numbers come from. */
+  source: TrainConfig['normalize'];
+}
+
+/** What run.json records. */
+export interface RunInfo {
+  name: string;
+  runDir: string;
+  dataset: {
+    name: string;
+    kind: string;
+    root: string;
+    synthetic: boolean;
+    classes: string[];
+    counts: Record<string, number[]>;
+    split: unknown;
+  };
+  imageSize: number;
+  normalization: Normalization;
+  model: {
+    name: string;
+    numClasses: number;
+    options: Record<string, unknown>;
+    parameters: ReturnType<typeof countParameters>;
+  };
+  backend: string;
+  machine: MachineInfo;
+}
+
+export interface MachineInfo {
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  node: string;
+  tfjs: string;
+  platform: string;
+}
+
+export function machineInfo(): MachineInfo {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    tfjs: tf.version.tfjs,
+    platform: `${os.platform()} ${os.arch()}`,
+  };
+}
+
+/** The `openDataset` spec a config names. */
+export function datasetSpec(cfg: Pick<TrainConfig, 'data' | 'dataKind'>): DatasetSpec | string {
+  if (cfg.data === 'synthetic' || cfg.dataKind === 'synthetic') {
+    return cfg.data === 'synthetic' ? { kind: 'synthetic' } : { kind: 'synthetic', root: cfg.data };
+  }
+  switch (cfg.dataKind) {
+    case '':
+      return cfg.data;
+    case 'medmnist':
+      return { kind: 'medmnist', file: cfg.data };
+    case 'folder':
+    case 'malaria':
+    case 'mhist':
+    case 'medfm-colon':
+    case 'rpe':
+      return { kind: cfg.dataKind, root: cfg.data } as DatasetSpec;
+    default:
+      throw new Error(`unknown dataset kind '${cfg.dataKind}'`);
+  }
+}
+
+/** Open and decode (or reuse the cache of) the dataset at the run's image size. */
+export async function prepareData(cfg: Pick<TrainConfig, 'data' | 'dataKind' | 'imageSize'>): Promise<PreparedDataset> {
+  const ds = await openDataset(datasetSpec(cfg));
+  return ds.prepare({ size: cfg.imageSize });
+}
+
+/** The normalisation the config asks for (dataset statistics come from the train split at this size). */
+export function normalizationFor(cfg: Pick<TrainConfig, 'normalize'>, data?: PreparedDataset): Normalization {
+  const three = (v: readonly number[]) => [v[0], v[1], v[2]] as [number, number, number];
+  switch (cfg.normalize) {
+    case 'dataset':
+      if (!data) throw new Error('normalize=dataset needs the dataset');
+      return { mean: three(data.stats.mean), std: three(data.stats.std), source: 'dataset' };
+    case 'official':
+      return { mean: three(OFFICIAL_STATS.mean), std: three(OFFICIAL_STATS.std), source: 'official' };
+    case 'imagenet':
+      return { mean: three(IMAGENET_STATS.mean), std: three(IMAGENET_STATS.std), source: 'imagenet' };
+    case 'none':
+      return { mean: [0, 0, 0], std: [1, 1, 1], source: 'none' };
+  }
+}
+
+/** The training augmentation a config asks for. */
+export function augmentFor(cfg: TrainConfig): AugmentConfig | false {
+  const a: AugmentConfig = {
+    randomResizedCrop: cfg.augment === 'rrc' ? { scale: [cfg.rrcScaleMin, cfg.rrcScaleMax] } : false,
+    hflip: cfg.hflip,
+    vflip: cfg.vflip,
+    rotate90: cfg.rotate90,
+  };
+  return a.randomResizedCrop || a.hflip || a.vflip || a.rotate90 ? a : false;
+}
+
+/** The data loader as the training loop's EpochSource (stateless: batches are a function of seed and position). */
+export function loaderSource(loader: DataLoader): EpochSource {
+  return {
+    batchesPerEpoch: loader.numBatches,
+    imagesPerEpoch: loader.samplesPerEpoch,
+    batches: (epoch, start) => asBatches(loader.epoch(epoch, { startBatch: start })),
+    getState: () => ({ seed: loader.seed, batchSize: loader.batchSize, samplesPerEpoch: loader.samplesPerEpoch }),
+    setState: (state) => {
+      const s = state as { seed: number; batchSize: number; samplesPerEpoch: number };
+      if (s.seed !== loader.seed || s.batchSize !== loader.batchSize || s.samplesPerEpoch !== loader.samplesPerEpoch) {
+        throw new Error(
+          `checkpoint's data loader (seed ${s.seed}, batch ${s.batchSize}, ${s.samplesPerEpoch} samples) does not match ` +
+            `this run's (seed ${loader.seed}, batch ${loader.batchSize}, ${loader.samplesPerEpoch} samples)`,
+        );
+      }
+    },
+  };
+}
+
+/** Loader batches → the trainer's batches (images + int32 label tensor). */
+export async function* asBatches(
+  batches: AsyncIterable<{ x: tf.Tensor4D; y: Int32Array }>,
+): AsyncGenerator<TrainBatch> {
+  for await (const b of batches) yield { x: b.x, y: tf.tensor1d(b.y, 'int32') };
+}
+
+/** The loader over an evaluation split (no shuffling, no augmentation). */
+export function evalLoader(
+  data: PreparedDataset,
+  split: 'val' | 'test' | 'train',
+  cfg: Pick<TrainConfig, 'evalBatchSize'>,
+  norm: Normalization,
+): DataLoader {
+  return data.loader(split, { batchSize: cfg.evalBatchSize, shuffle: false, augment: false, stats: norm, prefetch: 1 });
+}
+
+/** Build the model a config names; its initialisation seed is the run seed's 'init' fork. */
+export function buildModel(cfg: Pick<TrainConfig, 'model' | 'modelConfig' | 'seed'>, numClasses: number): Classifier {
+  const options = parseModelConfig(cfg.modelConfig);
+  const seed = runRngs(cfg.seed).init.nextUint32();
+  return createModel(cfg.model, { ...options, numClasses, seed }) as Classifier;
+}
+
+/** Options that may change when a run is resumed; any other difference would break exact continuation. */
+export const RESUMABLE_OVERRIDES: ReadonlyArray<keyof TrainConfig> = [
+  'resume',
+  'maxSteps',
+  'evalTest',
+  'testCheckpoint',
+  'bootstrap',
+  'report',
+  'progressSeconds',
+  'backend',
+  'ckptEvery',
+  'runsDir',
+  'name',
+];
+
+/** The config of a resumed run: the saved one, with only the allowed options taken from `given`. */
+export function resumeConfig(saved: TrainConfig, given: Partial<TrainConfig>, file: string): TrainConfig {
+  const conflicts = (Object.keys(given) as Array<keyof TrainConfig>).filter(
+    (k) => !RESUMABLE_OVERRIDES.includes(k) && k !== 'recipe' && given[k] !== undefined && given[k] !== saved[k],
+  );
+  if (conflicts.length > 0) {
+    throw new Error(
+      `--resume: ${conflicts.map((k) => `${k} (${String(saved[k])} in ${file}, ${String(given[k])} given)`).join(', ')} ` +
+        `cannot change on resume; only ${RESUMABLE_OVERRIDES.join(', ')} can. Start a new --name (optionally --init from its weights).`,
+    );
+  }
+  const merged = { ...saved } as TrainConfig;
+  for (const k of RESUMABLE_OVERRIDES)
+    if (given[k] !== undefined) (merged as unknown as Record<string, unknown>)[k] = given[k];
+  return makeTrainConfig({ ...merged, recipe: saved.recipe });
+}
+
+export interface TrainRunOptions {
+  /** Progress rendering for the epochs ('auto' by default). */
+  progress?: 'auto' | 'tty' | 'plain' | 'off';
+  /** Messages (default console.log). */
+  log?: (line: string) => void;
+}
+
+export interface TrainRunResult {
+  runDir: string;
+  config: TrainConfig;
+  fit: FitResult;
+  /** Test metrics (undefined with evalTest false). */
+  test?: ClassificationReport;
+  testCheckpoint?: string;
+  reportFile?: string;
+  wallSeconds: number;
+}
+
+/** Default run name: `<model>-<dataset>-<recipe or custom>`. */
+export function defaultRunName(cfg: TrainConfig): string {
+  const ds = cfg.data === 'synthetic' ? 'synthetic' : path.basename(path.resolve(cfg.data)).replace(/\.npz$/i, '');
+  return `${cfg.model}-${ds}-${cfg.recipe || 'custom'}`.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
+/**
+ * Train per `config` (see the file doc for what lands in the run folder). With `config.resume` the run
+ * continues from `runs/<name>/checkpoints/last.json`; `given` (the explicitly set options) is then checked
+ * against the saved config. Without it, an existing checkpoint is an error, never overwritten.
+ */
+export async function trainRun(
+  config: TrainConfig,
+  opts: TrainRunOptions = {},
+  given: Partial<TrainConfig> = {},
+): Promise<TrainRunResult> {
+  const log = opts.log ?? ((l: string) => console.log(l));
+  const t0 = Date.now();
+  const load0 = os.loadavg()[0];
+  let cfg = config;
+  const name = cfg.name || defaultRunName(cfg);
+  const runDir = path.resolve(cfg.runsDir, name);
+  const resume: CheckpointJson | undefined = readCheckpoint(runDir);
+  if (resume && !cfg.resume) {
+    throw new Error(
+      `${runDir} already holds a run (checkpoint at step ${resume.position.step}); pass --resume to continue it or --name for a new run`,
+    );
+  }
+  if (cfg.resume && !resume) log(`no checkpoint in ${runDir}: starting a new run`);
+  if (resume) cfg = resumeConfig(resume.config, given, path.join(checkpointDir(runDir), 'last.json'));
+  cfg = { ...cfg, name };
+
+  const backend = await initBackend(cfg.backend || undefined, { quiet: true });
+  log(`run ${runDir}\nbackend ${backend.name} (tfjs ${backend.tfjsVersion})`);
+  const data = await prepareData(cfg);
+  const info = data.dataset.info;
+  log(data.dataset.report());
+  if (info.synthetic)
+    log('NOTE: this is the SYNTHETIC dataset (not real data); its metrics only show the pipeline works.');
+  const norm = normalizationFor(cfg, data);
+  const numClasses = data.classes.length;
+  const rngs = runRngs(cfg.seed);
+  const loaderSeed = rngs.data.nextUint32();
+  const trainLoader = data.loader('train', {
+    batchSize: cfg.batchSize,
+    shuffle: true,
+    augment: augmentFor(cfg),
+    seed: loaderSeed,
+    stats: norm,
+  });
+  const model = buildModel(cfg, numClasses);
+  const modelInfo = { name: cfg.model, numClasses, classNames: data.classes };
+  try {
+    if (cfg.init && !resume) {
+      readModelWeights(model, cfg.init);
+      log(`initial weights: ${cfg.init}`);
+    }
+    const params = countParameters(model);
+    log(
+      `model ${cfg.model}: ${params.total.toLocaleString('en-US')} parameters (${params.used.toLocaleString('en-US')} used), ${numClasses} classes`,
+    );
+    fs.mkdirSync(runDir, { recursive: true });
+    atomicWriteJson(path.join(runDir, 'config.json'), cfg);
+    const runInfo: RunInfo = {
+      name,
+      runDir,
+      dataset: {
+        name: info.name,
+        kind: info.kind,
+        root: info.root,
+        synthetic: info.synthetic,
+        classes: data.classes,
+        counts: info.counts,
+        split: info.split,
+      },
+      imageSize: cfg.imageSize,
+      normalization: norm,
+      model: { name: cfg.model, numClasses, options: parseModelConfig(cfg.modelConfig), parameters: params },
+      backend: backend.name,
+      machine: machineInfo(),
+    };
+    atomicWriteJson(path.join(runDir, 'run.json'), runInfo);
+    log(
+      `training: ${cfg.epochs} epochs × ${trainLoader.numBatches} steps (batch ${cfg.batchSize}, ${cfg.imageSize} px), ` +
+        `${cfg.optimizer} lr ${cfg.lr}, warm-up ${cfg.warmupEpochs} epoch(s), seed ${cfg.seed}` +
+        (resume
+          ? `; resuming at epoch ${resume.position.epoch + 1}, batch ${resume.position.batch}, step ${resume.position.step}`
+          : ''),
+    );
+
+    const result = await fit({
+      runDir,
+      config: cfg,
+      model,
+      modelInfo,
+      train: loaderSource(trainLoader),
+      val: () => asBatches(evalLoader(data, 'val', cfg, norm).epoch(0)),
+      valImages: data.count('val'),
+      resume,
+      progress: { mode: opts.progress ?? 'auto' },
+    });
+    log(`training ${result.status} after ${result.position.step} steps (${result.seconds.toFixed(0)} s)`);
+
+    let test: ClassificationReport | undefined;
+    let testCheckpoint: string | undefined;
+    let testEval: EvalResult | undefined;
+    if (cfg.evalTest) {
+      testCheckpoint = pickTestCheckpoint(runDir, cfg.testCheckpoint);
+      readModelWeights(model, testCheckpoint);
+      testEval = await evaluateModel(model, asBatches(evalLoader(data, 'test', cfg, norm).epoch(0)));
+      test = classificationReport(testEval.labels, testEval.probs, {
+        classNames: data.classes,
+        bootstrap: cfg.bootstrap > 0 ? { samples: cfg.bootstrap, seed: cfg.seed } : false,
+      });
+      atomicWriteJson(path.join(runDir, 'metrics.json'), {
+        split: 'test',
+        checkpoint: path.relative(runDir, testCheckpoint),
+        best: result.best,
+        earlyStop: result.earlyStop,
+        status: result.status,
+        steps: result.position.step,
+        epochs: result.history.length,
+        dataset: { name: info.name, synthetic: info.synthetic },
+        loss: testEval.loss,
+        metrics: test,
+      });
+    }
+    const wallSeconds = (Date.now() - t0) / 1000;
+    const stepLines = result.history.length;
+    atomicWriteJson(path.join(runDir, 'summary.json'), {
+      status: result.status,
+      steps: result.position.step,
+      epochs: stepLines,
+      trainSeconds: result.seconds,
+      wallSeconds,
+      imagesPerSecond: (result.history.length * trainLoader.samplesPerEpoch) / Math.max(1e-9, result.seconds),
+      loadAverage: { start: load0, end: os.loadavg()[0] },
+      backend: currentBackend()?.name,
+      machine: machineInfo(),
+      finishedAt: new Date().toISOString(),
+    });
+    let reportFile: string | undefined;
+    if (cfg.report) {
+      reportFile = path.join(runDir, 'report.html');
+      writeRunReport(reportFile, {
+        title: `${cfg.model} on ${info.name}${info.synthetic ? ' (SYNTHETIC data)' : ''}`,
+        summary:
+          `Model ${cfg.model} (${runInfo.model.parameters.total.toLocaleString('en-US')} parameters), dataset ${info.name} ` +
+          `(${data.classes.join(', ')}), recipe ${cfg.recipe || 'custom'}, ${cfg.imageSize} px, seed ${cfg.seed}, backend ${backend.name}. ` +
+          `Training ${result.status} after ${result.history.length} epoch(s) / ${result.position.step} steps; best ${result.best.metric} ` +
+          `${result.best.value?.toFixed(4) ?? '–'} at epoch ${(result.best.epoch ?? -1) + 1}. Wall time ${(wallSeconds / 60).toFixed(1)} min ` +
+          `on ${runInfo.machine.cores} × ${runInfo.machine.cpu}.` +
+          (info.synthetic ? ' The data is SYNTHETIC: these numbers say nothing about real microscopy.' : ''),
+        history: result.history,
+        test:
+          test && testEval
+            ? {
+                report: test,
+                labels: testEval.labels,
+                probs: testEval.probs,
+                checkpoint: path.basename(testCheckpoint!),
+              }
+            : undefined,
+        config: cfg,
+      });
+    }
+    return { runDir, config: cfg, fit: result, test, testCheckpoint, reportFile, wallSeconds };
+  } finally {
+    model.dispose();
+    data.close();
+  }
+}
+
+/** best.safetensors (or last), falling back to the last checkpoint when no best was saved. */
+export function pickTestCheckpoint(runDir: string, which: 'best' | 'last'): string {
+  const dir = checkpointDir(runDir);
+  const best = path.join(dir, 'best.safetensors');
+  if (which === 'best' && fs.existsSync(best)) return best;
+  const last = readCheckpoint(runDir);
+  if (!last) throw new Error(`${runDir}: no checkpoint to evaluate`);
+  return path.join(dir, last.weights);
+}

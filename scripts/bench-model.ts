@@ -1,0 +1,306 @@
+/**
+ * Model benchmark: forward (eval) and one training step (Adam) of Microscopic-Mamba at batch 8, per
+ * backend and input size; seconds, images/s and peak RSS. Writes benchmarks/model.json and
+ * benchmarks/model.md.
+ *
+ *   npm run bench:model                                   wasm, 64 and 224 px
+ *   npm run bench:model -- --backends wasm,webgpu --sizes 64
+ *   npm run bench:model -- --profile --sizes 64           time per module type and per kernel, no files
+ *
+ * Every measurement runs in its own child process, so that its peak RSS (getrusage maxrss) is its own.
+ * The baseline measured in the same run is the same model with the portable `chunked` scan (tf ops
+ * only) instead of `auto` (the fused kernel where the backend has one), at the smallest size; for
+ * scale, the table also lists the official PyTorch 1.13 timings on this machine (issue 4).
+ */
+import { execFileSync } from 'child_process';
+import * as os from 'os';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { describeBackend, initBackend } from '../lib/backend';
+import { createModel, MicroscopicMamba } from '../lib/models';
+import * as mm from '../lib/models/microscopic-mamba';
+import * as nn from '../lib/nn';
+import type { ScanImpl } from '../lib/ops/selective-scan';
+import { Rng } from '../lib/util/random';
+import { atomicWriteFile, atomicWriteJson } from '../lib/util/fs';
+
+interface Job {
+  backend: string;
+  size: number;
+  batch: number;
+  mode: 'forward' | 'train';
+  impl: ScanImpl;
+  reps: number;
+  model: string;
+}
+
+interface Result extends Job {
+  seconds: number; // median over reps
+  all: number[];
+  imagesPerSecond: number;
+  peakRssMB: number;
+  backendInfo: string;
+}
+
+const HELP = `Usage: npm run bench:model -- [options]
+  --backends a,b     backends (default wasm; e.g. wasm,webgpu)
+  --sizes 64,224     input sizes (default 64,224)
+  --batch N          batch size (default 8)
+  --reps N           timed repetitions after one warm-up (default 3 at ≤ 64 px, 2 above)
+  --model NAME       registered model (default microscopic-mamba-t)
+  --no-baseline      skip the chunked-scan baseline
+  --profile          print time per module type and per kernel for one forward and one train step
+                     (first backend and size only); writes no files
+  --out DIR          output folder (default benchmarks)
+`;
+
+function arg(name: string): string | undefined {
+  const argv = process.argv.slice(2);
+  const i = argv.indexOf(name);
+  if (i >= 0) return argv[i + 1];
+  const eq = argv.find((a) => a.startsWith(`${name}=`));
+  return eq?.slice(name.length + 1);
+}
+const flag = (name: string) => process.argv.slice(2).includes(name);
+
+function randomBatch(b: number, size: number, classes: number, seed: number) {
+  const rng = new Rng(seed);
+  const x = tf.tensor4d(rng.fillNormal(b * size * size * 3), [b, size, size, 3]);
+  const labels = tf.oneHot(
+    tf.tensor1d(
+      Array.from({ length: b }, () => rng.int(classes)),
+      'int32',
+    ),
+    classes,
+  );
+  return { x, labels };
+}
+
+/** One measurement, run inside a child process. */
+async function worker(job: Job): Promise<Result> {
+  const info = await initBackend(job.backend, { quiet: true });
+  const classes = 2;
+  const model = createModel(job.model, { numClasses: classes, scanImpl: job.impl, seed: 0 }) as MicroscopicMamba;
+  const { x, labels } = randomBatch(job.batch, job.size, classes, 1);
+  const optimizer = tf.train.adam(1e-4);
+  const rng = new Rng(2);
+  const once = async (): Promise<number> => {
+    const t0 = performance.now();
+    if (job.mode === 'forward') {
+      model.eval();
+      const y = model.forward(x);
+      await y.data();
+      y.dispose();
+    } else {
+      model.train();
+      const { value, grads } = tf.variableGrads(
+        () => tf.losses.softmaxCrossEntropy(labels, model.forward(x, { training: true, rng })) as tf.Scalar,
+        model.trainableVariables(),
+      );
+      optimizer.applyGradients(Object.entries(grads).map(([name, tensor]) => ({ name, tensor })));
+      await value.data();
+      tf.dispose([value, grads]);
+    }
+    return (performance.now() - t0) / 1000;
+  };
+  await once(); // warm-up: kernel compilation, Adam's moment variables, heap growth
+  const all: number[] = [];
+  for (let i = 0; i < job.reps; i++) all.push(await once());
+  const sorted = [...all].sort((a, b) => a - b);
+  const seconds = sorted[Math.floor(sorted.length / 2)];
+  return {
+    ...job,
+    seconds,
+    all,
+    imagesPerSecond: job.batch / seconds,
+    peakRssMB: process.resourceUsage().maxRSS / 1024,
+    backendInfo: describeBackend(info),
+  };
+}
+
+/** --profile: exclusive wall time per module class (forward) and kernel time per kernel name. */
+async function profile(job: Job): Promise<void> {
+  console.log(describeBackend(await initBackend(job.backend, { quiet: true })));
+  const model = createModel(job.model, { numClasses: 2, scanImpl: job.impl }) as MicroscopicMamba;
+  const { x, labels } = randomBatch(job.batch, job.size, 2, 1);
+  const times = new Map<string, number>();
+  const stack: number[] = [];
+  const classes = { ...mm, ...nn } as Record<string, unknown>;
+  for (const [name, cls] of Object.entries(classes)) {
+    const proto = (cls as { prototype?: { forward?: (...a: unknown[]) => unknown } }).prototype;
+    if (typeof cls !== 'function' || !proto?.forward || ['Sequential', 'Layer'].includes(name)) continue;
+    const original = proto.forward;
+    proto.forward = function (this: unknown, ...args: unknown[]) {
+      const t0 = performance.now();
+      stack.push(0);
+      const out = original.apply(this, args);
+      const dt = performance.now() - t0;
+      const inner = stack.pop()!;
+      times.set(name, (times.get(name) ?? 0) + dt - inner);
+      if (stack.length) stack[stack.length - 1] += dt;
+      return out;
+    };
+  }
+  const optimizer = tf.train.adam(1e-4);
+  const forward = () => tf.tidy(() => model.forward(x, { training: false }).dataSync());
+  const train = () => {
+    const { value, grads } = tf.variableGrads(
+      () => tf.losses.softmaxCrossEntropy(labels, model.forward(x, { training: true, rng: new Rng(0) })) as tf.Scalar,
+      model.trainableVariables(),
+    );
+    optimizer.applyGradients(Object.entries(grads).map(([name, tensor]) => ({ name, tensor })));
+    value.dataSync();
+    tf.dispose([value, grads]);
+  };
+  forward();
+  train();
+  for (const [label, fn] of [
+    ['forward (eval)', forward],
+    ['train step', train],
+  ] as const) {
+    times.clear();
+    const t0 = performance.now();
+    fn();
+    const total = performance.now() - t0;
+    console.log(
+      `\n${label}: ${total.toFixed(0)} ms; exclusive time in each module's forward (wasm/cpu run synchronously):`,
+    );
+    for (const [k, v] of [...times].sort((a, b) => b[1] - a[1]))
+      console.log(`  ${k.padEnd(24)} ${v.toFixed(1).padStart(8)} ms`);
+    const prof = await tf.profile(() => {
+      fn();
+    });
+    const byKernel = new Map<string, { ms: number; calls: number }>();
+    for (const k of prof.kernels) {
+      const e = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+      e.ms += Number(k.kernelTimeMs) || 0;
+      e.calls++;
+      byKernel.set(k.name, e);
+    }
+    console.log(`  kernels (tf.profile):`);
+    for (const [k, v] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 30)) {
+      console.log(`  ${k.padEnd(28)} ${v.ms.toFixed(1).padStart(8)} ms  ${String(v.calls).padStart(5)} calls`);
+    }
+  }
+}
+
+function runChild(job: Job): Result {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', __filename, '--worker', JSON.stringify(job)], {
+    encoding: 'utf8',
+    env: { ...process.env, MSM_QUIET: '1' },
+    maxBuffer: 1 << 24,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const line = out.trim().split('\n').pop()!;
+  return JSON.parse(line) as Result;
+}
+
+const PYTORCH = {
+  note: 'official model, PyTorch 1.13, 2 threads, same machine, 64 px, batch 8 (issue 4)',
+  trainReferenceScan: 19.9,
+  trainVectorisedScan: 4.9,
+  forward: 1.06,
+};
+
+function markdown(results: Result[], meta: Record<string, string | number>): string {
+  const lines = [
+    '# Model benchmark: Microscopic-Mamba forward and training step',
+    '',
+    `Machine: ${meta.cpu}, ${meta.cores} cores; Node ${meta.node}; tfjs ${meta.tfjs}; ${meta.date}.`,
+    `Model ${meta.model}, 2 classes, batch ${meta.batch}, float32. Seconds are the median of the timed repetitions`,
+    'after one warm-up; peak RSS is the child process maximum (getrusage), including the wasm heap.',
+    '',
+    '| backend | size | pass | scan | seconds | images/s | peak RSS (MB) | vs chunked scan | vs PyTorch 1.13 |',
+    '|---|---:|---|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of results) {
+    const base = results.find(
+      (b) =>
+        b.impl === 'chunked' &&
+        b.backend === r.backend &&
+        b.size === r.size &&
+        b.mode === r.mode &&
+        r.impl !== 'chunked',
+    );
+    const torch =
+      r.size === 64 && r.batch === 8
+        ? r.mode === 'forward'
+          ? `${(PYTORCH.forward / r.seconds).toFixed(1)}× faster`
+          : `${(PYTORCH.trainVectorisedScan / r.seconds).toFixed(1)}× faster`
+        : '';
+    lines.push(
+      `| ${r.backend} | ${r.size} | ${r.mode === 'forward' ? 'forward (eval)' : 'train step (Adam)'} | ${r.impl} | ` +
+        `${r.seconds.toFixed(3)} | ${r.imagesPerSecond.toFixed(1)} | ${r.peakRssMB.toFixed(0)} | ` +
+        `${base ? `${(base.seconds / r.seconds).toFixed(1)}× faster` : ''} | ${torch} |`,
+    );
+  }
+  lines.push(
+    '',
+    `PyTorch reference (${PYTORCH.note}): training step ${PYTORCH.trainReferenceScan} s with the reference scan, ` +
+      `${PYTORCH.trainVectorisedScan} s with a vectorised scan (the ratio column uses this one); forward ${PYTORCH.forward} s.`,
+    'Targets (issue 4, this 2-core machine, 64 px, batch 8, wasm): training step ≤ 1.0 s, forward ≤ 0.3 s, peak RSS ≤ 3 GB.',
+    '',
+  );
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--worker') {
+    console.log(JSON.stringify(await worker(JSON.parse(argv[1]) as Job)));
+    return;
+  }
+  if (flag('--help')) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const backends = (arg('--backends') ?? 'wasm').split(',');
+  const sizes = (arg('--sizes') ?? '64,224').split(',').map(Number);
+  const batch = Number(arg('--batch') ?? 8);
+  const model = arg('--model') ?? 'microscopic-mamba-t';
+  const repsFor = (size: number) => Number(arg('--reps') ?? (size <= 64 ? 3 : 2));
+  if (flag('--profile')) {
+    await profile({ backend: backends[0], size: sizes[0], batch, mode: 'forward', impl: 'auto', reps: 1, model });
+    return;
+  }
+  const jobs: Job[] = [];
+  for (const backend of backends) {
+    for (const size of sizes) {
+      for (const mode of ['forward', 'train'] as const)
+        jobs.push({ backend, size, batch, mode, impl: 'auto', reps: repsFor(size), model });
+    }
+    if (!flag('--no-baseline')) {
+      const size = Math.min(...sizes);
+      for (const mode of ['forward', 'train'] as const)
+        jobs.push({ backend, size, batch, mode, impl: 'chunked', reps: repsFor(size), model });
+    }
+  }
+  const results: Result[] = [];
+  for (const job of jobs) {
+    process.stderr.write(`${job.backend} ${job.size}px ${job.mode} (${job.impl} scan) ... `);
+    const r = runChild(job);
+    process.stderr.write(
+      `${r.seconds.toFixed(3)} s, ${r.imagesPerSecond.toFixed(1)} img/s, peak RSS ${r.peakRssMB.toFixed(0)} MB\n`,
+    );
+    results.push(r);
+  }
+  const meta = {
+    cpu: os.cpus()[0]?.model ?? 'unknown CPU',
+    cores: os.cpus().length,
+    node: process.version,
+    tfjs: tf.version.tfjs,
+    date: new Date().toISOString(),
+    model,
+    batch,
+  };
+  const out = arg('--out') ?? path.resolve(__dirname, '../benchmarks');
+  atomicWriteJson(path.join(out, 'model.json'), { meta, pytorchReference: PYTORCH, results });
+  const md = markdown(results, meta);
+  atomicWriteFile(path.join(out, 'model.md'), md);
+  console.log(md);
+}
+
+main().catch((e: Error) => {
+  console.error(`bench-model: ${e.stack ?? e.message}`);
+  process.exit(1);
+});
