@@ -1,5 +1,5 @@
 /** The kit's public API: `import { initBackend, createModel, ... } from '<kit>/lib'`. */
-export * from './backend';
+export * from './backend/index';
 export * from './util/random';
-export * from './nn';
-export * from './models';
+export * from './nn/index';
+export * from './models/index';

@@ -16,7 +16,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
+import { initBackend } from '../lib/backend/index';
 import { openDataset, type PreparedDataset } from '../lib/data/dataset';
 import type { AugmentConfig } from '../lib/data/transforms';
 import { repoRoot, sharedDataDir } from '../lib/data/paths';

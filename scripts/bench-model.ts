@@ -16,11 +16,11 @@ import { execFileSync } from 'child_process';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { describeBackend, initBackend } from '../lib/backend';
-import { createModel, MicroscopicMamba } from '../lib/models';
-import * as mm from '../lib/models/microscopic-mamba';
-import * as nn from '../lib/nn';
-import type { ScanImpl } from '../lib/ops/selective-scan';
+import { describeBackend, initBackend } from '../lib/backend/index';
+import { createModel, MicroscopicMamba } from '../lib/models/index';
+import * as mm from '../lib/models/microscopic-mamba/index';
+import * as nn from '../lib/nn/index';
+import type { ScanImpl } from '../lib/ops/selective-scan/index';
 import { Rng } from '../lib/util/random';
 import { atomicWriteFile, atomicWriteJson } from '../lib/util/fs';
 
@@ -32,9 +32,13 @@ interface Job {
   impl: ScanImpl;
   reps: number;
   model: string;
+  /** Activation checkpointing in the training step (`useCheckpoint`). */
+  checkpoint: boolean;
 }
 
 interface Result extends Job {
+  /** Set when the measurement failed (e.g. the wasm heap ran out); the numbers are then NaN. */
+  error?: string;
   seconds: number; // median over reps
   all: number[];
   imagesPerSecond: number;
@@ -45,10 +49,13 @@ interface Result extends Job {
 const HELP = `Usage: npm run bench:model -- [options]
   --backends a,b     backends (default wasm; e.g. wasm,webgpu)
   --sizes 64,224     input sizes (default 64,224)
+  --sizes-NAME list  sizes for backend NAME only (e.g. --sizes-webgpu 64: llvmpipe is slow)
   --batch N          batch size (default 8)
   --reps N           timed repetitions after one warm-up (default 3 at ≤ 64 px, 2 above)
   --model NAME       registered model (default microscopic-mamba-t)
   --no-baseline      skip the chunked-scan baseline
+  --checkpoint MODE  activation checkpointing in the training step: auto (default: on above 64 px, where
+                     batch 8 does not fit wasm's 4 GB heap otherwise), on, off
   --profile          print time per module type and per kernel for one forward and one train step
                      (first backend and size only); writes no files
   --out DIR          output folder (default benchmarks)
@@ -80,7 +87,12 @@ function randomBatch(b: number, size: number, classes: number, seed: number) {
 async function worker(job: Job): Promise<Result> {
   const info = await initBackend(job.backend, { quiet: true });
   const classes = 2;
-  const model = createModel(job.model, { numClasses: classes, scanImpl: job.impl, seed: 0 }) as MicroscopicMamba;
+  const model = createModel(job.model, {
+    numClasses: classes,
+    scanImpl: job.impl,
+    seed: 0,
+    useCheckpoint: job.checkpoint,
+  }) as MicroscopicMamba;
   const { x, labels } = randomBatch(job.batch, job.size, classes, 1);
   const optimizer = tf.train.adam(1e-4);
   const rng = new Rng(2);
@@ -185,14 +197,29 @@ async function profile(job: Job): Promise<void> {
 }
 
 function runChild(job: Job): Result {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', __filename, '--worker', JSON.stringify(job)], {
-    encoding: 'utf8',
-    env: { ...process.env, MSM_QUIET: '1' },
-    maxBuffer: 1 << 24,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const line = out.trim().split('\n').pop()!;
-  return JSON.parse(line) as Result;
+  try {
+    const out = execFileSync(process.execPath, ['--import', 'tsx', __filename, '--worker', JSON.stringify(job)], {
+      encoding: 'utf8',
+      env: { ...process.env, MSM_QUIET: '1' },
+      maxBuffer: 1 << 24,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const line = out.trim().split('\n').pop()!;
+    return JSON.parse(line) as Result;
+  } catch (e) {
+    // Keep going: a configuration that cannot run (e.g. out of wasm heap) is itself a result.
+    const stderr = String((e as { stderr?: string }).stderr ?? (e as Error).message);
+    const reason = stderr.split('\n').find((l) => /Error|Abort/.test(l)) ?? 'child process failed';
+    return {
+      ...job,
+      error: reason.trim().slice(0, 200),
+      seconds: NaN,
+      all: [],
+      imagesPerSecond: NaN,
+      peakRssMB: NaN,
+      backendInfo: '',
+    };
+  }
 }
 
 const PYTORCH = {
@@ -213,10 +240,20 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
     '| backend | size | pass | scan | seconds | images/s | peak RSS (MB) | vs chunked scan | vs PyTorch 1.13 |',
     '|---|---:|---|---|---:|---:|---:|---:|---:|',
   ];
+  /** "3.2× faster" / "2.0× slower": the reference's time over ours. */
+  const ratio = (reference: number, ours: number) =>
+    reference >= ours ? `${(reference / ours).toFixed(1)}× faster` : `${(ours / reference).toFixed(1)}× slower`;
   for (const r of results) {
+    const pass =
+      (r.mode === 'forward' ? 'forward (eval)' : 'train step (Adam)') + (r.checkpoint ? ', checkpointing' : '');
+    if (r.error) {
+      lines.push(`| ${r.backend} | ${r.size} | ${pass} | ${r.impl} | failed: ${r.error.replace(/\|/g, '/')} | | | | |`);
+      continue;
+    }
     const base = results.find(
       (b) =>
         b.impl === 'chunked' &&
+        !b.error &&
         b.backend === r.backend &&
         b.size === r.size &&
         b.mode === r.mode &&
@@ -224,14 +261,12 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
     );
     const torch =
       r.size === 64 && r.batch === 8
-        ? r.mode === 'forward'
-          ? `${(PYTORCH.forward / r.seconds).toFixed(1)}× faster`
-          : `${(PYTORCH.trainVectorisedScan / r.seconds).toFixed(1)}× faster`
+        ? ratio(r.mode === 'forward' ? PYTORCH.forward : PYTORCH.trainVectorisedScan, r.seconds)
         : '';
     lines.push(
-      `| ${r.backend} | ${r.size} | ${r.mode === 'forward' ? 'forward (eval)' : 'train step (Adam)'} | ${r.impl} | ` +
+      `| ${r.backend} | ${r.size} | ${pass} | ${r.impl} | ` +
         `${r.seconds.toFixed(3)} | ${r.imagesPerSecond.toFixed(1)} | ${r.peakRssMB.toFixed(0)} | ` +
-        `${base ? `${(base.seconds / r.seconds).toFixed(1)}× faster` : ''} | ${torch} |`,
+        `${base ? ratio(base.seconds, r.seconds) : ''} | ${torch} |`,
     );
   }
   lines.push(
@@ -239,6 +274,8 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
     `PyTorch reference (${PYTORCH.note}): training step ${PYTORCH.trainReferenceScan} s with the reference scan, ` +
       `${PYTORCH.trainVectorisedScan} s with a vectorised scan (the ratio column uses this one); forward ${PYTORCH.forward} s.`,
     'Targets (issue 4, this 2-core machine, 64 px, batch 8, wasm): training step ≤ 1.0 s, forward ≤ 0.3 s, peak RSS ≤ 3 GB.',
+    '"checkpointing": activation checkpointing per block (`useCheckpoint`, the official `use_checkpoint`): without it a',
+    '224-px batch of 8 needs ~7 GB of saved activations, more than the wasm heap (4 GB) holds.',
     '',
   );
   return lines.join('\n');
@@ -259,28 +296,65 @@ async function main(): Promise<void> {
   const batch = Number(arg('--batch') ?? 8);
   const model = arg('--model') ?? 'microscopic-mamba-t';
   const repsFor = (size: number) => Number(arg('--reps') ?? (size <= 64 ? 3 : 2));
+  const checkpointMode = arg('--checkpoint') ?? 'auto';
+  const checkpointFor = (size: number, mode: 'forward' | 'train') =>
+    mode === 'train' && (checkpointMode === 'on' || (checkpointMode === 'auto' && size > 64));
   if (flag('--profile')) {
-    await profile({ backend: backends[0], size: sizes[0], batch, mode: 'forward', impl: 'auto', reps: 1, model });
+    await profile({
+      backend: backends[0],
+      size: sizes[0],
+      batch,
+      mode: 'forward',
+      impl: 'auto',
+      reps: 1,
+      model,
+      checkpoint: false,
+    });
     return;
   }
   const jobs: Job[] = [];
   for (const backend of backends) {
-    for (const size of sizes) {
-      for (const mode of ['forward', 'train'] as const)
-        jobs.push({ backend, size, batch, mode, impl: 'auto', reps: repsFor(size), model });
+    const own = arg(`--sizes-${backend}`)?.split(',').map(Number) ?? sizes;
+    for (const size of own) {
+      for (const mode of ['forward', 'train'] as const) {
+        jobs.push({
+          backend,
+          size,
+          batch,
+          mode,
+          impl: 'auto',
+          reps: repsFor(size),
+          model,
+          checkpoint: checkpointFor(size, mode),
+        });
+      }
     }
     if (!flag('--no-baseline')) {
-      const size = Math.min(...sizes);
-      for (const mode of ['forward', 'train'] as const)
-        jobs.push({ backend, size, batch, mode, impl: 'chunked', reps: repsFor(size), model });
+      const size = Math.min(...own);
+      for (const mode of ['forward', 'train'] as const) {
+        jobs.push({
+          backend,
+          size,
+          batch,
+          mode,
+          impl: 'chunked',
+          reps: repsFor(size),
+          model,
+          checkpoint: checkpointFor(size, mode),
+        });
+      }
     }
   }
   const results: Result[] = [];
   for (const job of jobs) {
-    process.stderr.write(`${job.backend} ${job.size}px ${job.mode} (${job.impl} scan) ... `);
+    process.stderr.write(
+      `${job.backend} ${job.size}px ${job.mode} (${job.impl} scan${job.checkpoint ? ', checkpointing' : ''}) ... `,
+    );
     const r = runChild(job);
     process.stderr.write(
-      `${r.seconds.toFixed(3)} s, ${r.imagesPerSecond.toFixed(1)} img/s, peak RSS ${r.peakRssMB.toFixed(0)} MB\n`,
+      r.error
+        ? `failed: ${r.error}\n`
+        : `${r.seconds.toFixed(3)} s, ${r.imagesPerSecond.toFixed(1)} img/s, peak RSS ${r.peakRssMB.toFixed(0)} MB\n`,
     );
     results.push(r);
   }

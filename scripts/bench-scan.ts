@@ -19,11 +19,12 @@
  * tfjs' peakBytes over one forward+backward (tf.profile), plus, for the fused CPU kernel, the SIMD
  * engine's own working memory.
  */
+import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { BackendInfo, describeBackend, initBackend } from '../lib/backend';
-import { hasFusedScan, ScanImpl, selectiveScan } from '../lib/ops/selective-scan';
+import { BackendInfo, describeBackend, initBackend } from '../lib/backend/index';
+import { hasFusedScan, ScanImpl, selectiveScan } from '../lib/ops/selective-scan/index';
 import { activeScanEngine } from '../lib/ops/selective-scan/fused-cpu';
 import { simdMemoryBytes, simdThreads } from '../lib/ops/selective-scan/wasm-simd';
 import { atomicWriteFile, atomicWriteJson } from '../lib/util/fs';
@@ -33,11 +34,13 @@ const HELP = `Usage: npm run bench:scan -- [options]
   --backends a,b   backends to run (default wasm,cpu,webgpu; unavailable ones are reported and skipped)
   --sizes 64,224   input sizes whose stage shapes to run (default 64,224)
   --impls a,b      implementations (default reference,chunked,fused)
-  --reps N         timed repeats after the warm-up (default: 3, fewer when one run takes > 4 s)
+  --reps N         timed repeats after the warm-ups (default: 2 to 5, as many as fit in about 8 s)
+  --merge          keep the other backends' rows of an existing scan.json (re-measure some backends only)
   --quick          stage 1 only, one repeat, a quarter of the caps below
   --out DIR        output folder (default benchmarks)
+  --render         only rewrite scan.md from an existing scan.json (no measurements)
 Caps (state updates per measured call; bigger problems are measured smaller and scaled):
-  wasm: reference 25M, chunked 20M   cpu: reference 2M, chunked 3M   webgpu: 4M for every impl
+  wasm: reference 12M, chunked 20M   cpu: reference 0.5M, chunked 1M   webgpu: reference 0.5M, chunked 1M, fused 2M
 `;
 
 const BATCH = 32; // 8 images × 4 PVM groups
@@ -56,9 +59,9 @@ const SHAPES: Shape[] = [64, 224].flatMap((px) =>
 );
 
 const CAPS: Record<string, Partial<Record<ScanImpl, number>>> = {
-  wasm: { reference: 25e6, chunked: 20e6 },
-  cpu: { reference: 2e6, chunked: 3e6 },
-  webgpu: { reference: 4e6, chunked: 4e6, fused: 4e6 },
+  wasm: { reference: 12e6, chunked: 20e6 },
+  cpu: { reference: 0.5e6, chunked: 1e6 },
+  webgpu: { reference: 0.5e6, chunked: 1e6, fused: 2e6 },
 };
 
 function arg(name: string): string | undefined {
@@ -68,6 +71,13 @@ function arg(name: string): string | undefined {
   return argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
 }
 const flag = (name: string) => process.argv.slice(2).includes(name);
+
+/** One invocation of this script (rows of several can be merged into one table). */
+interface Run {
+  date: string;
+  backends: string[];
+  loadAverage: { start: string; end: string };
+}
 
 interface Row {
   backend: string;
@@ -88,11 +98,15 @@ interface Row {
   peakMB: number | null;
   engineMB: number | null;
   engine: string | null;
+  /** thread count forced for this row (the one-thread fused variant); null = the default */
+  threads?: number | null;
   vsChunkedFwdBwd: number | null;
   vsReferenceFwdBwd: number | null;
   vsChunkedFwd: number | null;
   vsReferenceFwd: number | null;
   reps: number;
+  /** when this row was measured (rows of several runs can be merged) */
+  date?: string;
 }
 
 /** Which smaller problem to run for a capped implementation. */
@@ -100,7 +114,7 @@ function plan(backend: string, impl: ScanImpl, s: Shape, capScale: number): { b:
   const d = GROUPS * s.E;
   const cap = (CAPS[backend]?.[impl] ?? Infinity) * capScale;
   if (BATCH * d * s.L * N <= cap) return { b: BATCH, L: s.L };
-  if (impl === 'reference' && backend !== 'webgpu') {
+  if (impl === 'reference') {
     // keep the batch (per-step overhead amortises over it), shorten the sequence
     return { b: BATCH, L: Math.max(8, Math.min(s.L, Math.floor(cap / (BATCH * d * N)))) };
   }
@@ -126,9 +140,18 @@ function inputs(b: number, E: number, L: number, seed: number) {
 }
 type Inputs = ReturnType<typeof inputs>;
 
+/**
+ * Waits for the results. wasm and cpu kernels are synchronous, so the values are there when the call
+ * returns and downloading them would only add a copy to every measurement; webgpu queues its work,
+ * so there the results are read back.
+ */
+async function done(ts: tf.Tensor[]): Promise<void> {
+  if (tf.getBackend() === 'webgpu') await Promise.all(ts.map((t) => t.data()));
+}
+
 async function forward(x: Inputs, impl: ScanImpl): Promise<void> {
   const y = selectiveScan({ ...x, impl });
-  await y.data();
+  await done([y]);
   y.dispose();
 }
 
@@ -145,7 +168,7 @@ async function forwardBackward(x: Inputs, impl: ScanImpl): Promise<void> {
       impl,
     });
   const grads = tf.grads(f)([x.u, x.delta, x.A, x.B, x.C, x.D, x.deltaBias], x.dy);
-  await Promise.all(grads.map((g) => g.data()));
+  await done(grads);
   tf.dispose(grads);
 }
 
@@ -163,13 +186,15 @@ async function measure(backend: string, impl: ScanImpl, b: number, E: number, L:
   tf.dispose(Object.values(small));
 
   const x = inputs(b, E, L, 2);
-  const first = await timeIt(() => forwardBackward(x, impl)); // also grows the fused engine's memory
-  const n = reps ?? Math.max(1, Math.min(3, Math.floor(4000 / first)));
+  // One untimed run at the measured size: the first run at a new size pays for growing the heaps
+  // (page faults), which is not the op's cost (it was 2-5× slower than the next runs).
+  const first = await timeIt(() => forwardBackward(x, impl));
+  const n = reps ?? Math.max(2, Math.min(5, Math.floor(8000 / first)));
   const fwd: number[] = [];
-  const fb: number[] = [first];
+  const fb: number[] = [];
   for (let r = 0; r < n; r++) {
     fwd.push(await timeIt(() => forward(x, impl)));
-    if (r > 0 || n === 1) fb.push(await timeIt(() => forwardBackward(x, impl)));
+    fb.push(await timeIt(() => forwardBackward(x, impl)));
   }
   let peakMB: number | null = null;
   try {
@@ -200,13 +225,20 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
+  const outDirEarly = path.resolve(arg('--out') ?? path.join(__dirname, '..', 'benchmarks'));
+  if (flag('--render')) {
+    const saved = JSON.parse(fs.readFileSync(path.join(outDirEarly, 'scan.json'), 'utf8'));
+    atomicWriteFile(path.join(outDirEarly, 'scan.md'), markdown(saved.meta, saved.rows));
+    console.log(`rewrote ${path.join(outDirEarly, 'scan.md')}`);
+    return;
+  }
   const quick = flag('--quick');
   const backends = (arg('--backends') ?? 'wasm,cpu,webgpu').split(',').map((s) => s.trim());
   const sizes = (arg('--sizes') ?? '64,224').split(',').map(Number);
   const impls = (arg('--impls')?.split(',') ?? IMPLS) as ScanImpl[];
   const repsArg = arg('--reps');
   const reps = quick ? 1 : repsArg ? Number(repsArg) : undefined;
-  const outDir = path.resolve(arg('--out') ?? path.join(__dirname, '..', 'benchmarks'));
+  const outDir = outDirEarly;
   const shapes = SHAPES.filter((s) => sizes.includes(s.px) && (!quick || s.stage === 1));
   const capScale = quick ? 0.25 : 1;
   const loadStart = loadAverage();
@@ -229,12 +261,36 @@ async function main(): Promise<void> {
       const d = GROUPS * s.E;
       const updates = BATCH * d * s.L * N;
       const byImpl: Partial<Record<ScanImpl, Row>> = {};
-      for (const impl of impls) {
+      const group: Row[] = [];
+      // The fused CPU engine runs on all cores; a second fused row on one thread shows what it owes to threads.
+      const variants: Array<[ScanImpl, number | undefined]> = impls.flatMap(
+        (impl): Array<[ScanImpl, number | undefined]> =>
+          impl === 'fused' && backend !== 'webgpu' && simdThreads() > 1
+            ? [
+                [impl, undefined],
+                [impl, 1],
+              ]
+            : [[impl, undefined]],
+      );
+      for (const [impl, threads] of variants) {
         if (impl === 'fused' && !hasFusedScan(backend)) continue;
         const m = plan(backend, impl, s, capScale);
         const scale = (BATCH * s.L) / (m.b * m.L);
-        const r = await measure(backend, impl, m.b, s.E, m.L, reps);
-        const engine = impl === 'fused' && backend !== 'webgpu' ? activeScanEngine().name : null;
+        const savedThreads = process.env.MSM_SCAN_THREADS;
+        if (threads) process.env.MSM_SCAN_THREADS = String(threads);
+        let r: Awaited<ReturnType<typeof measure>>;
+        let engine: string | null = null;
+        try {
+          r = await measure(backend, impl, m.b, s.E, m.L, reps);
+          if (impl === 'fused' && backend !== 'webgpu') {
+            const name = activeScanEngine().name;
+            engine =
+              name === 'wasm-simd' ? `wasm-simd, ${simdThreads(m.b)} thread${simdThreads(m.b) > 1 ? 's' : ''}` : name;
+          }
+        } finally {
+          if (savedThreads === undefined) delete process.env.MSM_SCAN_THREADS;
+          else process.env.MSM_SCAN_THREADS = savedThreads;
+        }
         const row: Row = {
           backend,
           px: s.px,
@@ -250,23 +306,25 @@ async function main(): Promise<void> {
           nsPerUpdateFwd: (r.fwdMs * scale * 1e6) / updates,
           nsPerUpdateFwdBwd: (r.fwdBwdMs * scale * 1e6) / updates,
           peakMB: r.peakMB,
-          engineMB: engine === 'wasm-simd' ? simdMemoryBytes() / 2 ** 20 : null,
-          engine: engine === 'wasm-simd' ? `wasm-simd, ${simdThreads(m.b)} threads` : engine,
+          engineMB: engine?.startsWith('wasm-simd') ? simdMemoryBytes() / 2 ** 20 : null,
+          engine,
+          threads: threads ?? null,
           vsChunkedFwdBwd: null,
           vsReferenceFwdBwd: null,
           vsChunkedFwd: null,
           vsReferenceFwd: null,
           reps: r.reps,
         };
-        byImpl[impl] = row;
+        if (!threads) byImpl[impl] = row;
+        group.push(row);
         rows.push(row);
         const note = scale > 1 ? ` (measured b=${m.b} L=${m.L}, ×${fmt(scale, 2)})` : '';
         console.log(
-          `  ${backend} ${s.px}px stage ${s.stage} E=${s.E} L=${s.L} ${impl}: fwd ${fmt(row.fwdMs)} ms, ` +
-            `fwd+bwd ${fmt(row.fwdBwdMs)} ms, ${fmt(row.nsPerUpdateFwdBwd, 2)} ns/update${note}`,
+          `  ${backend} ${s.px}px stage ${s.stage} E=${s.E} L=${s.L} ${impl}${threads ? ' (1 thread)' : ''}: ` +
+            `fwd ${fmt(row.fwdMs)} ms, fwd+bwd ${fmt(row.fwdBwdMs)} ms, ${fmt(row.nsPerUpdateFwdBwd, 2)} ns/update${note}`,
         );
       }
-      for (const row of Object.values(byImpl)) {
+      for (const row of group) {
         const c = byImpl.chunked;
         const ref = byImpl.reference;
         if (c) row.vsChunkedFwdBwd = c.fwdBwdMs / row.fwdBwdMs;
@@ -277,10 +335,42 @@ async function main(): Promise<void> {
     }
   }
 
-  const meta = {
-    date: new Date().toISOString(),
-    machine: `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
+  const now = new Date().toISOString();
+  rows.forEach((r) => (r.date = now));
+  const thisRun: Run = {
+    date: now,
+    backends: Object.keys(backendInfo),
     loadAverage: { start: loadStart, end: loadAverage() },
+  };
+  let allRows = rows;
+  let runs: Run[] = [thisRun];
+  if (flag('--merge') && fs.existsSync(path.join(outDir, 'scan.json'))) {
+    const old = JSON.parse(fs.readFileSync(path.join(outDir, 'scan.json'), 'utf8')) as {
+      meta: { backends: Record<string, string>; date: string; loadAverage: Run['loadAverage']; runs?: Run[] };
+      rows: Row[];
+    };
+    const kept = old.rows.filter((r) => !(r.backend in backendInfo));
+    kept.forEach((r) => (r.date ??= old.meta.date));
+    for (const [k, v] of Object.entries(old.meta.backends)) backendInfo[k] ??= v;
+    allRows = [...kept, ...rows];
+    const oldRuns = old.meta.runs ?? [
+      { date: old.meta.date, backends: Object.keys(old.meta.backends), loadAverage: old.meta.loadAverage },
+    ];
+    runs = [
+      ...oldRuns
+        .map((r) => ({
+          ...r,
+          backends: r.backends.filter((b) => !(b in backendInfo) || !thisRun.backends.includes(b)),
+        }))
+        .filter((r) => r.backends.length > 0),
+      thisRun,
+    ];
+  }
+  const meta = {
+    date: now,
+    machine: `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
+    loadAverage: thisRun.loadAverage,
+    runs,
     node: process.version,
     tfjs: tf.version.tfjs,
     backends: backendInfo,
@@ -289,15 +379,15 @@ async function main(): Promise<void> {
     timing: 'best of the repeats after a warm-up; scaled rows were measured on a smaller problem (see measured/scale)',
     quick,
   };
-  atomicWriteJson(path.join(outDir, 'scan.json'), { meta, rows });
-  atomicWriteFile(path.join(outDir, 'scan.md'), markdown(meta, rows));
+  atomicWriteJson(path.join(outDir, 'scan.json'), { meta, rows: allRows });
+  atomicWriteFile(path.join(outDir, 'scan.md'), markdown(meta, allRows));
   console.log(`wrote ${path.join(outDir, 'scan.json')} and scan.md`);
-  const acc = acceptance(rows);
+  const acc = acceptance(allRows);
   if (acc) console.log(acc);
 }
 
 function acceptance(rows: Row[]): string | undefined {
-  const f = rows.find((r) => r.backend === 'wasm' && r.px === 224 && r.stage === 1 && r.impl === 'fused');
+  const f = rows.find((r) => r.backend === 'wasm' && r.px === 224 && r.stage === 1 && r.impl === 'fused' && !r.threads);
   if (!f || f.vsChunkedFwdBwd === null || f.vsReferenceFwdBwd === null) return undefined;
   const ok = f.vsChunkedFwdBwd >= 10 && f.vsReferenceFwdBwd >= 50;
   return (
@@ -312,6 +402,7 @@ function markdown(meta: Record<string, unknown> & { backends: Record<string, str
     date: string;
     machine: string;
     loadAverage: { start: string; end: string };
+    runs?: Run[];
     node: string;
     tfjs: string;
     skipped: Record<string, string>;
@@ -321,21 +412,36 @@ function markdown(meta: Record<string, unknown> & { backends: Record<string, str
   const lines: string[] = [];
   lines.push('# Selective-scan benchmark (`npm run bench:scan`)', '');
   lines.push(
-    `${m.date.slice(0, 10)} · ${m.machine} · load average ${m.loadAverage.start} at the start, ${m.loadAverage.end} ` +
-      `at the end · Node ${m.node} · tfjs ${m.tfjs}${m.quick ? ' · --quick' : ''}`,
+    `${m.date.slice(0, 10)} · ${m.machine} · Node ${m.node} · tfjs ${m.tfjs}${m.quick ? ' · --quick' : ''}`,
     '',
   );
+  const runs = m.runs ?? [{ date: m.date, backends: Object.keys(meta.backends), loadAverage: m.loadAverage }];
+  for (const r of runs) {
+    lines.push(
+      `- ${r.backends.join(', ')}: measured ${r.date.slice(0, 16).replace('T', ' ')} UTC, load average (1 / 5 / 15 min) ` +
+        `${r.loadAverage.start} at the start, ${r.loadAverage.end} at the end (2 cores, shared with other jobs)`,
+    );
+  }
+  lines.push('');
   lines.push(
     `One SS2D scan call per Microscopic-Mamba-t stage: ${m.shapes}. Times are the best of the repeats after a ` +
       'warm-up, in ms for the whole call; "fwd+bwd" is the forward plus all seven input gradients. ' +
       '"× chunked" / "× reference" = how many times faster than that implementation in this run (fwd+bwd; ' +
       'forward in brackets). ns/update = fwd+bwd time per state update (b·d·l·n updates per call). ' +
-      'Peak = tfjs peakBytes over one fwd+bwd; the fused CPU kernel adds its SIMD engine memory (kept between ' +
-      'calls). Rows marked "scaled" were measured on the smaller problem shown and multiplied by the factor ' +
+      'Peak = tfjs peakBytes over one fwd+bwd of the problem actually run; the fused CPU kernel adds its SIMD ' +
+      'engine memory (kept between calls). Rows marked "scaled" were measured on the smaller problem shown and multiplied by the factor ' +
       '(reference: fewer time steps, time ∝ L; chunked and webgpu: fewer sequences, time ∝ b).',
     '',
+    'On wasm, every implementation runs with the Slice / Unpack / SplitV / Identity replacements of ' +
+      '`lib/ops/selective-scan/wasm-fixes.ts` (registered with the scan kernels): the stock kernels copy ' +
+      'whole tensors per slice and per saved gradient input, which made reference and chunked about 2× ' +
+      'slower. The fused CPU kernel is the SIMD WebAssembly engine (`wasm-simd.ts`) on all cores; the ' +
+      'reference and chunked scans are tfjs ops, which run on one core.',
+    '',
   );
-  for (const [name, desc] of Object.entries(meta.backends)) {
+  const order = (b: string) => (['wasm', 'cpu', 'webgpu'].indexOf(b) + 4) % 4;
+  const backends = Object.entries(meta.backends).sort((a, b) => order(a[0]) - order(b[0]));
+  for (const [name, desc] of backends) {
     lines.push(`## ${name}`, '', `\`${desc}\``, '');
     if (name === 'webgpu' && /llvmpipe/i.test(desc)) {
       lines.push(
@@ -355,7 +461,7 @@ function markdown(meta: Record<string, unknown> & { backends: Record<string, str
       if (r.scale > 1) notes.push(`scaled ×${fmt(r.scale, 2)} from b=${r.measured.b}, L=${r.measured.L}`);
       if (r.engine) notes.push(r.engine);
       lines.push(
-        `| ${r.px} px | ${r.stage} | ${r.E} | ${r.L} | ${r.impl} | ${fmt(r.fwdMs)} | ${fmt(r.fwdBwdMs)} | ` +
+        `| ${r.px} px | ${r.stage} | ${r.E} | ${r.L} | ${r.impl}${r.threads ? ' (1 thread)' : ''} | ${fmt(r.fwdMs)} | ${fmt(r.fwdBwdMs)} | ` +
           `${fmt(r.nsPerUpdateFwdBwd, 2)} | ${vs(r.vsChunkedFwdBwd, r.vsChunkedFwd)} | ` +
           `${vs(r.vsReferenceFwdBwd, r.vsReferenceFwd)} | ${peak} | ${notes.join('; ')} |`,
       );

@@ -13,7 +13,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { tableMarkdown, tableText, type Row } from '../lib/report/table';
 import { DEFAULT_TRAIN_CONFIG, makeTrainConfig, RECIPES, type TrainConfig } from '../lib/train/config';
-import type { ClassificationReport } from '../lib/metrics';
+import type { ClassificationReport } from '../lib/metrics/index';
 import { machineInfo, trainRun } from '../lib/train/run';
 import { atomicWriteFile, atomicWriteJson } from '../lib/util/fs';
 import { parseArgs, runMain, type CliSpec } from './lib/cli';
@@ -196,7 +196,16 @@ async function main(): Promise<void> {
   const entries = [...previous.filter((e) => e.name !== entry.name), entry];
   atomicWriteJson(jsonFile, { recipes: RECIPES, paper: PAPER, results: entries });
   atomicWriteFile(path.join(repo, 'benchmarks', 'results.md'), markdown(entries));
-  console.log(tableText([{ run: entry.name, 'OA %': pct(entry.test.oa), 'AUC %': pct(entry.test.auc), 'wall min': entry.wallMinutes.toFixed(1) }]));
+  console.log(
+    tableText([
+      {
+        run: entry.name,
+        'OA %': pct(entry.test.oa),
+        'AUC %': pct(entry.test.auc),
+        'wall min': entry.wallMinutes.toFixed(1),
+      },
+    ]),
+  );
   console.log(`wrote ${jsonFile} and results.md`);
 }
 

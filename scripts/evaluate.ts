@@ -3,7 +3,7 @@
  * split (official test.py, with every metric of lib/metrics), printed as tables and written as JSON.
  */
 import * as path from 'path';
-import { initBackend } from '../lib/backend';
+import { initBackend } from '../lib/backend/index';
 import { tableText } from '../lib/report/table';
 import { atomicWriteJson } from '../lib/util/fs';
 import { prepareData } from '../lib/train/run';
@@ -16,7 +16,7 @@ import {
   type LoadedModel,
 } from '../lib/train/evaluate';
 import { classRows, metricRows } from '../lib/train/report';
-import type { SplitName } from '../lib/data';
+import type { SplitName } from '../lib/data/index';
 import type { TrainConfig } from '../lib/train/config';
 import { CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
 

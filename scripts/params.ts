@@ -8,8 +8,8 @@
  * MACs in the paper's convention (ptflops module count) and in full (plus SS2D's x_proj, dt_proj and
  * selective scan); see lib/models/complexity.ts for exactly what each counts.
  */
-import { backendFromArgv, initBackend } from '../lib/backend';
-import { countMacs, countParams, createModel, listModels } from '../lib/models';
+import { backendFromArgv, initBackend } from '../lib/backend/index';
+import { countMacs, countParams, createModel, listModels } from '../lib/models/index';
 
 const HELP = `Usage: npm run params -- [options]
 

@@ -3,7 +3,7 @@
  * for image files, as CSV (file, predicted, p_<class>...) or JSON.
  */
 import * as path from 'path';
-import { initBackend } from '../lib/backend';
+import { initBackend } from '../lib/backend/index';
 import { toCsv } from '../lib/report/table';
 import { atomicWriteFile, atomicWriteJson } from '../lib/util/fs';
 import {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
+import { initBackend } from '../lib/backend/index';
 import { Rng } from '../lib/util/random';
 
 export type BackendUnderTest = 'wasm' | 'cpu';

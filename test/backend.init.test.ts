@@ -17,7 +17,7 @@ import {
   findTensorflowPackage,
   initBackend,
   onBackendInit,
-} from '../lib/backend';
+} from '../lib/backend/index';
 import { assertClose, assertNoLeak, normal, Sample } from './backend.helpers';
 
 const savedEnv = process.env.MSM_BACKEND;

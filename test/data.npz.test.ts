@@ -11,7 +11,7 @@ import * as path from 'path';
 import * as zlib from 'zlib';
 import { zipSync } from 'fflate';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
+import { initBackend } from '../lib/backend/index';
 import { openDataset } from '../lib/data/dataset';
 import { parseNpyHeader, NpzFile } from '../lib/data/npz';
 import { crc32 } from '../lib/data/zip';

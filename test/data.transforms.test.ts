@@ -6,7 +6,7 @@
 import { test, before } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
+import { initBackend } from '../lib/backend/index';
 import { Rng } from '../lib/util/random';
 import { resizeBilinear } from '../lib/data/resample';
 import {

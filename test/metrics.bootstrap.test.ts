@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { accuracy, argmaxRows, asScores, bootstrapCI, quantileSorted, rocAuc } from '../lib/metrics';
+import { accuracy, argmaxRows, asScores, bootstrapCI, quantileSorted, rocAuc } from '../lib/metrics/index';
 import { Rng } from '../lib/util/random';
 
 const DIR = path.resolve(__dirname, 'fixtures/metrics');

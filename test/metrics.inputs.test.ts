@@ -13,7 +13,7 @@ import {
   rocAuc,
   rocCurve,
   topKAccuracy,
-} from '../lib/metrics';
+} from '../lib/metrics/index';
 
 describe('metric inputs', () => {
   it('reads flat Float32Array [n*k], number[][] and typed-array rows alike', () => {

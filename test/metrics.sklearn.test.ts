@@ -18,7 +18,7 @@ import {
   rocCurves,
   topKAccuracy,
   quantileSorted,
-} from '../lib/metrics';
+} from '../lib/metrics/index';
 
 const DIR = path.resolve(__dirname, 'fixtures/metrics');
 const TOL = 1e-6;

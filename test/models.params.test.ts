@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
+import { initBackend } from '../lib/backend/index';
 import {
   channelShuffle,
   channelShufflePermutation,
@@ -20,8 +20,8 @@ import {
   MicroscopicMamba,
   MicroscopicMambaBlock,
   resolveConfig,
-} from '../lib/models';
-import { Conv2d, Linear } from '../lib/nn';
+} from '../lib/models/index';
+import { Conv2d, Linear } from '../lib/nn/index';
 
 const FIXTURE = path.resolve(
   process.env.MSM_SHARED ?? path.resolve(__dirname, '../../shared'),
@@ -35,6 +35,19 @@ before(async () => {
 function build(name: string, opts: Record<string, unknown> = {}): MicroscopicMamba {
   return createModel(name, opts) as MicroscopicMamba;
 }
+
+test('building and disposing a model leaves no tensors behind', () => {
+  const before = tf.memory().numTensors;
+  build('microscopic-mamba-t', { numClasses: 2 }).dispose();
+  build('microscopic-mamba-t', {
+    numClasses: 2,
+    psffn: false,
+    mifa: false,
+    parallelVssm: false,
+    separatePvmNorms: true,
+  }).dispose();
+  assert.equal(tf.memory().numTensors, before);
+});
 
 test('parameter counts equal the official model (spec §1.11)', () => {
   const cases: Array<[string, number, number, number]> = [

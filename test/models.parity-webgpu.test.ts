@@ -8,8 +8,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
-import { createModel, loadWeights } from '../lib/models';
+import { initBackend } from '../lib/backend/index';
+import { createModel, loadWeights } from '../lib/models/index';
 
 const FIXTURE = path.resolve(
   process.env.MSM_SHARED ?? path.resolve(__dirname, '../../shared'),

@@ -11,9 +11,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
-import { createModel, loadWeights, saveWeights } from '../lib/models';
-import { readSafetensors, StateDictError, writeSafetensors } from '../lib/nn';
+import { initBackend } from '../lib/backend/index';
+import { createModel, loadWeights, saveWeights } from '../lib/models/index';
+import { readSafetensors, StateDictError, writeSafetensors } from '../lib/nn/index';
 
 const FIXTURE = path.resolve(
   process.env.MSM_SHARED ?? path.resolve(__dirname, '../../shared'),

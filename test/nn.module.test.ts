@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
+import { initBackend } from '../lib/backend/index';
 import {
   BatchNorm2d,
   Conv2d,
@@ -22,7 +22,7 @@ import {
   Sequential,
   StateDictError,
   writeSafetensors,
-} from '../lib/nn';
+} from '../lib/nn/index';
 import { Rng } from '../lib/util/random';
 
 before(async () => {

@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
-import { CrossScanParams, crossScanSSM, ScanImpl, selectiveScanReference } from '../lib/ops/selective-scan';
+import { initBackend } from '../lib/backend/index';
+import { CrossScanParams, crossScanSSM, ScanImpl, selectiveScanReference } from '../lib/ops/selective-scan/index';
 import { Rng } from '../lib/util/random';
 import { assertClose, assertNoLeak } from './ops.scan-helpers';
 

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { ScanImpl, selectiveScan } from '../lib/ops/selective-scan';
+import { ScanImpl, selectiveScan } from '../lib/ops/selective-scan/index';
 import { Rng } from '../lib/util/random';
 
 /** One test case: sizes and how the inputs are drawn. */

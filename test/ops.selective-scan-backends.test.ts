@@ -5,8 +5,8 @@
  * the reason, only where no WebGPU adapter exists.
  */
 import { after, before, describe, test } from 'node:test';
-import { initBackend } from '../lib/backend';
-import { hasFusedScan } from '../lib/ops/selective-scan';
+import { initBackend } from '../lib/backend/index';
+import { hasFusedScan } from '../lib/ops/selective-scan/index';
 import { assertNoLeak, assertSameScan, makeScanData, runScan, ScanCase, ScanResult } from './ops.scan-helpers';
 
 const CASES: ScanCase[] = [

@@ -3,13 +3,13 @@
  * engine) against the sequential reference, forward and all seven gradients, over shapes that hit the
  * edge cases (L = 1, L not a multiple of any chunk length, N = 1, δ above the softplus threshold, fast
  * decays, with and without D and b_Δ, one and four groups, B/C as [b, n, l]); gradients against float64
- * finite differences; thread counts; the wasm Slice fix; no tensor leaks.
+ * finite differences; thread counts; the wasm kernel fixes; no tensor leaks.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
-import { hasFusedScan, resolveScanImpl, selectiveScan } from '../lib/ops/selective-scan';
+import { initBackend } from '../lib/backend/index';
+import { hasFusedScan, resolveScanImpl, selectiveScan } from '../lib/ops/selective-scan/index';
 import { jsEngine, setScanEngine } from '../lib/ops/selective-scan/fused-cpu';
 import { simdScanEngine } from '../lib/ops/selective-scan/wasm-simd';
 import {
@@ -147,7 +147,7 @@ describe('fused kernel details', () => {
   });
 });
 
-describe('wasm Slice / Unpack / SplitV replacements', () => {
+describe('wasm Slice / Unpack / SplitV / Identity replacements (wasm-fixes.ts)', () => {
   test('match the cpu backend on strided and contiguous blocks', async () => {
     const x = Float32Array.from({ length: 3 * 4 * 5 * 2 }, (_, i) => i * 0.5 - 7);
     const ops = (t: tf.Tensor): tf.Tensor[] => [
@@ -171,5 +171,18 @@ describe('wasm Slice / Unpack / SplitV replacements', () => {
     await initBackend('wasm', { quiet: true });
     const got = await collect('wasm');
     assert.deepEqual(got, want);
+  });
+
+  test('Identity shares data: a clone outlives its source, memory is freed with the last reference', async () => {
+    await initBackend('wasm', { quiet: true });
+    const backend = tf.backend() as unknown as { numDataIds(): number };
+    const ids = backend.numDataIds();
+    const a = tf.tensor1d([1, 2, 3]);
+    const b = tf.clone(a);
+    assert.equal(backend.numDataIds(), ids + 1, 'the clone should not allocate');
+    a.dispose();
+    assert.deepEqual(Array.from(await b.data()), [1, 2, 3]);
+    b.dispose();
+    assert.equal(backend.numDataIds(), ids);
   });
 });

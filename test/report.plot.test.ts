@@ -22,7 +22,7 @@ import {
   showFigure,
   writeHtmlReport,
   type Figure,
-} from '../lib/report';
+} from '../lib/report/index';
 
 const INLINE_MARK = 'data-msm-plotly="inline"';
 const NEWPLOT = 'window.Plotly.newPlot(';

@@ -9,9 +9,9 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { initBackend } from '../lib/backend';
-import { writeSyntheticDataset } from '../lib/data';
-import { saveWeights } from '../lib/models';
+import { initBackend } from '../lib/backend/index';
+import { writeSyntheticDataset } from '../lib/data/index';
+import { saveWeights } from '../lib/models/index';
 import {
   DEFAULT_TRAIN_CONFIG,
   makeTrainConfig,

@@ -6,7 +6,7 @@
 import { test, before } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
+import { initBackend } from '../lib/backend/index';
 import { Adam } from '../lib/train/optim';
 import { clipByGlobalNorm, crossEntropy, globalNorm } from '../lib/train/loss';
 import { BestTracker, EarlyStopping } from '../lib/train/early-stopping';

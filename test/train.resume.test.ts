@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { writeSyntheticDataset } from '../lib/data';
+import { writeSyntheticDataset } from '../lib/data/index';
 import { readLog } from '../lib/train/logs';
 
 const repo = path.resolve(__dirname, '..');

@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend';
+import { initBackend } from '../lib/backend/index';
 import { Adam } from '../lib/train/optim';
 import { crossEntropy } from '../lib/train/loss';
 import { lrFactor } from '../lib/train/schedule';

@@ -49,12 +49,14 @@ const prod = (xs: number[]): number => xs.reduce((p, v) => p * v, 1);
 function compositeKernelFunc(body: Body): tf.KernelFunc {
   return ({ inputs, attrs, backend }) => {
     const be = backend as unknown as RefCountingBackend;
+    const given = new Set<tf.Tensor>();
     const out = tf.tidy(() => {
       const tensors: Record<string, tf.Tensor> = {};
       for (const [name, info] of Object.entries(inputs)) {
         if (info == null) continue;
         if (info instanceof tf.Tensor) {
           tensors[name] = info;
+          given.add(info);
         } else {
           // A bare TensorInfo (a kernel called from another kernel): wrap it; tidy's dispose undoes the incRef.
           be.incRef(info.dataId);
@@ -64,7 +66,7 @@ function compositeKernelFunc(body: Body): tf.KernelFunc {
       return body(tensors, (attrs ?? {}) as Attrs);
     });
     be.incRef(out.dataId);
-    out.dispose();
+    if (!given.has(out)) out.dispose(); // (a body returning its input as is must not dispose the caller's tensor)
     return { dataId: out.dataId, shape: out.shape, dtype: out.dtype };
   };
 }

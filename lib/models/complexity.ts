@@ -40,7 +40,7 @@ import {
   ReLU,
   Sequential,
   SiLU,
-} from '../nn';
+} from '../nn/index';
 
 /** What the MAC walk adds up, by category. */
 export interface MacReport {

@@ -2,4 +2,5 @@
 export * from './registry';
 export * from './weights';
 export * from './complexity';
-export * from './microscopic-mamba';
+export * from './microscopic-mamba/index';
+export * from './checkpoint';

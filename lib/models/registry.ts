@@ -10,14 +10,14 @@
  * so `loadWeights` / `saveWeights` (weights.ts) read and write official checkpoints.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ForwardContext, Module } from '../nn';
+import { ForwardContext, Module } from '../nn/index';
 import {
   MicroscopicMamba,
   MicroscopicMambaConfig,
   MicroscopicMambaVariant,
   resolveConfig,
   VARIANTS,
-} from './microscopic-mamba';
+} from './microscopic-mamba/index';
 
 export interface ClassifierModel extends Module {
   readonly numClasses: number;

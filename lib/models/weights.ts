@@ -7,7 +7,7 @@
  * back with `model.load_state_dict(safetensors.torch.load_file(f))` (BatchNorm's integer
  * `num_batches_tracked` is neither kept nor written; PyTorch fills it in).
  */
-import { Module, readSafetensors, StateDictError, writeSafetensors } from '../nn';
+import { Module, readSafetensors, StateDictError, writeSafetensors } from '../nn/index';
 
 export interface LoadWeightsOptions {
   /** Naming and layout of the file. Only 'pytorch' exists: official names, PyTorch layouts. */

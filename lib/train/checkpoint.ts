@@ -17,7 +17,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { type Module, readSafetensors, writeSafetensors } from '../nn';
+import { type Module, readSafetensors, writeSafetensors } from '../nn/index';
 import { loadWeights, saveWeights } from '../models/weights';
 import { atomicWriteJson } from '../util/fs';
 import type { RngState } from '../util/random';

@@ -18,8 +18,8 @@ import {
   normalizeInto,
   resizeBilinear,
   type SplitName,
-} from '../data';
-import { classificationReport, type ClassificationReport } from '../metrics';
+} from '../data/index';
+import { classificationReport, type ClassificationReport } from '../metrics/index';
 import { readModelWeights } from './checkpoint';
 import { makeTrainConfig, type TrainConfig } from './config';
 import {

@@ -9,7 +9,7 @@
  * history. On one backend the resumed run then computes the same numbers as a run that never stopped.
  */
 import * as tf from '@tensorflow/tfjs';
-import { classificationReport } from '../metrics';
+import { classificationReport } from '../metrics/index';
 import { Progress, type ProgressStream } from '../report/progress';
 import { Rng, type RngState } from '../util/random';
 import {

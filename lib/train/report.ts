@@ -3,7 +3,7 @@
  * matrix and ROC curves (plotly, inlined so the file opens offline), and the metrics tables; plus the
  * small tables `evaluate` prints.
  */
-import { rocCurves, type ClassificationReport } from '../metrics';
+import { rocCurves, type ClassificationReport } from '../metrics/index';
 import {
   confusionMatrixFigure,
   lineChart,

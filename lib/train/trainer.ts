@@ -9,7 +9,7 @@
  * Glossary: b batch, s image size, k classes; x [b, s, s, 3] float32 (NHWC, normalised), y [b] int32.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { ForwardContext, Module } from '../nn';
+import type { ForwardContext, Module } from '../nn/index';
 import type { Rng } from '../util/random';
 import { clipByGlobalNorm, crossEntropy, globalNorm } from './loss';
 import type { Adam } from './optim';

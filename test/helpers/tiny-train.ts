@@ -4,10 +4,10 @@
  * resumable batch source over a separable toy problem.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BatchNorm2d, DropPath, type ForwardContext, Linear } from '../../lib/nn';
+import { BatchNorm2d, DropPath, type ForwardContext, Linear } from '../../lib/nn/index';
 import type { Classifier, TrainBatch } from '../../lib/train/trainer';
 import type { EpochSource } from '../../lib/train/fit';
-import { Module } from '../../lib/nn';
+import { Module } from '../../lib/nn/index';
 import { Rng } from '../../lib/util/random';
 
 /** x [b, s, s, 3] → flatten → Linear → BatchNorm → ReLU → (+ DropPath(Linear)) → Linear → logits [b, k]. */

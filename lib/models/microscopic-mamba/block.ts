@@ -13,7 +13,7 @@
  * rather than a residual update (quirk §1.8-2; `blockResidual` adds the input back, as MedMamba does).
  */
 import * as tf from '@tensorflow/tfjs';
-import { BatchNorm2d, Conv2d, DropPath, ForwardContext, Layer, ReLU, Sequential } from '../../nn';
+import { BatchNorm2d, Conv2d, DropPath, ForwardContext, Layer, ReLU, Sequential } from '../../nn/index';
 import { Rng } from '../../util/random';
 import { countLayer, MacCounter } from '../complexity';
 import { MIFA } from './mifa';

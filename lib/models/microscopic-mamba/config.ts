@@ -15,7 +15,7 @@
  *   n  SSM state size N (16)                               r = R = ceil(d/16)  dt rank
  *   k  scan directions (4)                                 p  PSFFN partial width = floor(d/4)
  */
-import type { ScanImpl } from '../../ops/selective-scan';
+import type { ScanImpl } from '../../ops/selective-scan/index';
 
 export type MicroscopicMambaVariant = 'microscopic-mamba-t' | 'microscopic-mamba-s' | 'microscopic-mamba-b';
 
@@ -34,6 +34,11 @@ export interface MicroscopicMambaConfig {
   seed: number;
   /** Selective-scan implementation passed to `crossScanSSM` ('auto' picks the fastest for the backend). */
   scanImpl: ScanImpl;
+  /** Activation checkpointing per block in training (official `use_checkpoint`, default False): the
+   *  backward pass recomputes each block's forward instead of keeping its activations. Same numbers,
+   *  about a third more compute, a fraction of the memory (e.g. what lets 224-px batches fit in wasm's
+   *  4 GB heap). No effect on eval-mode forward passes. */
+  useCheckpoint: boolean;
 
   // ---- ablation switches (spec §4.3: the paper's ablations are not available; these are the kit's) ----
   /** true: PSFFN replaces SS2D's out_proj (official). false: a plain Linear(E→d, no bias) out_proj, as in
@@ -93,6 +98,7 @@ export const DEFAULT_CONFIG: MicroscopicMambaConfig = {
   dropPathRate: 0.1,
   seed: 0,
   scanImpl: 'auto',
+  useCheckpoint: false,
   psffn: true,
   mifa: true,
   parallelVssm: true,
@@ -105,6 +111,7 @@ export const DEFAULT_CONFIG: MicroscopicMambaConfig = {
 };
 
 const BOOLEAN_KEYS = [
+  'useCheckpoint',
   'psffn',
   'mifa',
   'parallelVssm',

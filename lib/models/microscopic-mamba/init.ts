@@ -14,7 +14,7 @@
  * PyTorch's draws (different generator), only their distributions.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, kaimingNormalFanOut, Linear, Module, truncNormal } from '../../nn';
+import { Conv2d, kaimingNormalFanOut, Linear, Module, truncNormal } from '../../nn/index';
 import { Rng } from '../../util/random';
 
 export function initMicroscopicMamba(model: Module, rng: Rng): void {

@@ -14,7 +14,7 @@
  * l is the conv branch's output, g the SSM branch's, both [b, h, w, c].
  */
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, gelu, Module } from '../../nn';
+import { Conv2d, gelu, Module } from '../../nn/index';
 import { Rng } from '../../util/random';
 import { MacCounter } from '../complexity';
 import { channelShuffle } from './shuffle';

@@ -14,8 +14,9 @@
  * `layers.2.blocks.3.pvm_layer.mamba.A_logs`, `head.bias`, ...).
  */
 import * as tf from '@tensorflow/tfjs';
-import { ForwardContext, Layer, Linear, Sequential } from '../../nn';
+import { ForwardContext, Layer, Linear, Sequential } from '../../nn/index';
 import { Rng } from '../../util/random';
+import { checkpoint } from '../checkpoint';
 import { countLayer, MacCounter } from '../complexity';
 import { MicroscopicMambaBlock } from './block';
 import { dropPathSchedule, MicroscopicMambaConfig, needsSquareInput } from './config';
@@ -27,15 +28,25 @@ export class VSSLayer extends Layer {
   readonly blocks: Sequential;
   readonly downsample?: PatchMerging2D;
 
-  constructor(blocks: MicroscopicMambaBlock[], downsample: PatchMerging2D | undefined) {
+  constructor(
+    blocks: MicroscopicMambaBlock[],
+    downsample: PatchMerging2D | undefined,
+    readonly useCheckpoint = false,
+  ) {
     super();
     this.blocks = this.addModule('blocks', new Sequential(...blocks));
     if (downsample) this.downsample = this.addModule('downsample', downsample);
   }
 
   forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
+    const training = ctx?.training ?? this.training;
     return tf.tidy(() => {
-      const y = this.blocks.forward(x, ctx); // [b, h, w, C]
+      let y = x; // [b, h, w, C]
+      for (let i = 0; i < this.blocks.length; i++) {
+        const block = this.blocks.at(i);
+        // Official L1093–1097: `x = checkpoint.checkpoint(blk, x)` when use_checkpoint.
+        y = this.useCheckpoint && training ? checkpoint(block, y, { training, rng: ctx?.rng }) : block.forward(y, ctx);
+      }
       return this.downsample ? this.downsample.forward(y) : y; // [b, h/2, w/2, 2C] or [b, h, w, C]
     });
   }
@@ -85,7 +96,7 @@ export class MicroscopicMamba extends Layer {
           }),
       );
       const last = i === cfg.depths.length - 1;
-      stages.push(new VSSLayer(blocks, last ? undefined : new PatchMerging2D(cfg.dims[i], rng)));
+      stages.push(new VSSLayer(blocks, last ? undefined : new PatchMerging2D(cfg.dims[i], rng), cfg.useCheckpoint));
     });
     this.layers = this.addModule('layers', new Sequential(...stages));
     this.head = this.addModule('head', new Linear(cfg.dims[cfg.dims.length - 1], cfg.numClasses, { rng }));

@@ -20,7 +20,7 @@
  * wasm cost more than the convolution itself, in the forward and again in the backward pass.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, Layer, silu } from '../../nn';
+import { Conv2d, Layer, silu } from '../../nn/index';
 import { Rng } from '../../util/random';
 import { MacCounter } from '../complexity';
 

@@ -13,7 +13,7 @@
  * official code and never used (quirk §1.8-3).
  */
 import * as tf from '@tensorflow/tfjs';
-import { Layer, LayerNorm, Linear } from '../../nn';
+import { Layer, LayerNorm, Linear } from '../../nn/index';
 import { MacCounter } from '../complexity';
 import { SS2D, SS2DOptions } from './ss2d';
 

@@ -16,9 +16,9 @@
  * A_logs [k·e, n] (A = −exp(A_logs)), Ds [k·e].
  */
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, Layer, LayerNorm, Linear, silu } from '../../nn';
+import { Conv2d, Layer, LayerNorm, Linear, silu } from '../../nn/index';
 import { Rng } from '../../util/random';
-import { crossScanSSM, ScanImpl } from '../../ops/selective-scan';
+import { crossScanSSM, ScanImpl } from '../../ops/selective-scan/index';
 import { MacCounter } from '../complexity';
 import { PSFFN } from './psffn';
 
@@ -65,7 +65,10 @@ export class SS2D extends Layer {
     // Raw parameters first: PyTorch lists a module's own parameters before its children's.
     this.x_proj_weight = this.addParameter('x_proj_weight', uniformT([K, r + 2 * n, e], 1 / Math.sqrt(e), rng));
     this.dt_projs_weight = this.addParameter('dt_projs_weight', uniformT([K, e, r], r ** -0.5, rng));
-    this.dt_projs_bias = this.addParameter('dt_projs_bias', dtBiasInit(K * e, rng).reshape([K, e]));
+    this.dt_projs_bias = this.addParameter(
+      'dt_projs_bias',
+      tf.tidy(() => dtBiasInit(K * e, rng).reshape([K, e])),
+    );
     this.A_logs = this.addParameter('A_logs', aLogInit(K * e, n));
     this.Ds = this.addParameter('Ds', tf.ones([K * e]));
     this.in_proj = this.addModule('in_proj', new Linear(d, 2 * e, { bias: false, rng }));

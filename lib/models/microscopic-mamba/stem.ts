@@ -7,7 +7,7 @@
  *   PatchMerging2D: [b, h, w, c] → concat of the four 2×2 phases → LayerNorm(4c) → Linear(4c → 2c) → [b, h/2, w/2, 2c]
  */
 import * as tf from '@tensorflow/tfjs';
-import { BatchNorm2d, Conv2d, ForwardContext, GELU, Layer, LayerNorm, Linear, Sequential } from '../../nn';
+import { BatchNorm2d, Conv2d, ForwardContext, GELU, Layer, LayerNorm, Linear, Sequential } from '../../nn/index';
 import { Rng } from '../../util/random';
 import { countLayer, MacCounter } from '../complexity';
 

@@ -25,11 +25,23 @@ export const SCAN_GRAD_KERNEL = 'MsmSelectiveScanGrad';
 /** Order of the inputs of both kernels (the gradient saves them in this order). */
 export const SCAN_INPUTS = ['u', 'delta', 'A', 'B', 'C', 'D', 'deltaBias'] as const;
 
+/**
+ * The wasm backend's heap, for engines that can work on tensors in place: every array handed to the
+ * engine is then a view of `memory` (its byteOffset is the tensor's address), and scratch space comes
+ * from the backend's own allocator. Allocating may grow the heap and detach those views, so engines
+ * note each array's (byteOffset, length) first and view them again after allocating.
+ */
+export interface WasmHeap {
+  memory: WebAssembly.Memory;
+  malloc(bytes: number): number;
+  free(ptr: number): void;
+}
+
 /** Something that runs the fused forward and backward on flat arrays (cpu-kernel.ts layouts). */
 export interface ScanEngine {
   name: string;
-  forward(s: ScanSizes, x: ScanArrays, y: Float32Array, hs: Float32Array): void;
-  backward(s: ScanSizes, x: ScanArrays, hs: Float32Array, dy: Float32Array, out: ScanGradArrays): void;
+  forward(s: ScanSizes, x: ScanArrays, y: Float32Array, hs: Float32Array, heap?: WasmHeap): void;
+  backward(s: ScanSizes, x: ScanArrays, hs: Float32Array, dy: Float32Array, out: ScanGradArrays, heap?: WasmHeap): void;
 }
 
 export const jsEngine: ScanEngine = { name: 'js', forward: scanForwardJS, backward: scanBackwardJS };
@@ -72,13 +84,25 @@ function sizesOf(inputs: Inputs): ScanSizes {
 interface HeapAccess {
   view(t: tf.TensorInfo): Float32Array;
   alloc(shape: number[]): tf.TensorInfo;
+  heap?: WasmHeap;
 }
 
 function wasmAccess(backend: tf.KernelBackend): HeapAccess {
   const be = backend as unknown as BackendWasm;
+  const mod = be.wasm as unknown as {
+    asm?: { memory?: WebAssembly.Memory };
+    _malloc(bytes: number): number;
+    _free(ptr: number): void;
+  };
+  const memory = mod.asm?.memory;
   return {
     view: (t) => be.typedArrayFromHeap(t) as Float32Array,
     alloc: (shape) => be.makeOutput(shape, 'float32'),
+    // the emscripten module exposes its memory as asm.memory (tfjs-backend-wasm 4.22)
+    heap:
+      memory instanceof WebAssembly.Memory
+        ? { memory, malloc: (n) => mod._malloc(n) >>> 0, free: (p) => mod._free(p) }
+        : undefined,
   };
 }
 
@@ -108,7 +132,7 @@ function forwardKernel(access: (b: tf.KernelBackend) => HeapAccess) {
     const hs = io.alloc(checkpointShape(s));
     // Views only after every allocation (wasm heap growth detaches earlier views).
     const x = Object.fromEntries(SCAN_INPUTS.map((k) => [k === 'deltaBias' ? 'bias' : k, io.view(inputs[k])]));
-    activeScanEngine().forward(s, x as unknown as ScanArrays, io.view(y), io.view(hs));
+    activeScanEngine().forward(s, x as unknown as ScanArrays, io.view(y), io.view(hs), io.heap);
     return [y, hs];
   };
 }
@@ -129,15 +153,8 @@ function backwardKernel(access: (b: tf.KernelBackend) => HeapAccess) {
     const outs = shapes.map((sh) => io.alloc(sh));
     const x = Object.fromEntries(SCAN_INPUTS.map((k) => [k === 'deltaBias' ? 'bias' : k, io.view(inputs[k])]));
     const [du, ddelta, dA, dB, dC, dD, dbias] = outs.map((o) => io.view(o));
-    activeScanEngine().backward(s, x as unknown as ScanArrays, io.view(inputs.hs), io.view(inputs.dy), {
-      du,
-      ddelta,
-      dA,
-      dB,
-      dC,
-      dD,
-      dbias,
-    });
+    const out = { du, ddelta, dA, dB, dC, dD, dbias };
+    activeScanEngine().backward(s, x as unknown as ScanArrays, io.view(inputs.hs), io.view(inputs.dy), out, io.heap);
     return outs;
   };
 }

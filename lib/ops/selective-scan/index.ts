@@ -18,12 +18,12 @@
  * (SS2D: E = d_inner), l length (= h·w), n state size (N), r dt rank (R), h, w map height and width.
  */
 import * as tf from '@tensorflow/tfjs';
-import { onBackendInit } from '../../backend';
+import { onBackendInit } from '../../backend/index';
 import { selectiveScanChunked } from './chunked';
 import { asGroups, checkScanArgs, ScanArgs } from './common';
 import { registerCpuScanKernels, SCAN_KERNEL } from './fused-cpu';
 import { selectiveScanReference } from './reference';
-import { registerWasmSliceFix } from './wasm-slice';
+import { registerWasmKernelFixes } from './wasm-fixes';
 import { registerWebGPUScanKernels } from './webgpu';
 import './wasm-simd';
 
@@ -33,11 +33,11 @@ export { selectiveScanChunked } from './chunked';
 
 export type ScanImpl = 'auto' | 'reference' | 'chunked' | 'fused';
 
-/** Registers the fused kernels (all backends) and, on wasm, the Slice/Unpack/SplitV fix. Idempotent. */
+/** Registers the fused kernels (all backends) and, on wasm, the Slice/Unpack/SplitV/Identity fixes. Idempotent. */
 export function registerScanKernels(backendName: string = tf.getBackend()): void {
   registerCpuScanKernels();
   registerWebGPUScanKernels();
-  if (backendName === 'wasm') registerWasmSliceFix();
+  if (backendName === 'wasm') registerWasmKernelFixes();
 }
 onBackendInit((name) => registerScanKernels(name));
 

@@ -315,6 +315,14 @@ export const vextract =
     a(f);
     f.simd(0x1f, lane);
   };
+/** a with lane `lane` replaced by the f32 x (f32x4.replace_lane). */
+export const vreplace =
+  (a: Expr, lane: number, x: Expr): Expr =>
+  (f) => {
+    a(f);
+    x(f);
+    f.simd(0x20, lane);
+  };
 /** i8x16.shuffle of 32-bit lanes: result lane i = (a ++ b)[lanes[i]] (lanes 0..7). */
 export const vshuffle =
   (a: Expr, b: Expr, lanes: [number, number, number, number]): Expr =>
@@ -329,10 +337,11 @@ export const vshuffle =
 // ---- module ------------------------------------------------------------------------------------
 
 /**
- * A module importing `env.mem` (shared if asked; limits in 64 KiB pages) and exporting `fns`.
+ * A module importing `env.mem` (shared if asked; limits in 64 KiB pages, no maximum = any memory) and
+ * exporting `fns`.
  * Returns the binary, ready for `new WebAssembly.Module(bytes)`.
  */
-export function assembleModule(fns: Fn[], mem: { initial: number; maximum: number; shared: boolean }): Uint8Array {
+export function assembleModule(fns: Fn[], mem: { initial: number; maximum?: number; shared: boolean }): Uint8Array {
   const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
   const section = (id: number, body: number[]) => {
     out.push(id);
@@ -354,9 +363,10 @@ export function assembleModule(fns: Fn[], mem: { initial: number; maximum: numbe
   uleb(1, imports);
   name('env', imports);
   name('mem', imports);
-  imports.push(0x02, mem.shared ? 0x03 : 0x01);
+  if (mem.shared && mem.maximum === undefined) throw new Error('assembleModule: a shared memory needs a maximum');
+  imports.push(0x02, mem.shared ? 0x03 : mem.maximum === undefined ? 0x00 : 0x01);
   uleb(mem.initial, imports);
-  uleb(mem.maximum, imports);
+  if (mem.maximum !== undefined) uleb(mem.maximum, imports);
   section(2, imports);
   // 3 function: function i has type i
   const funcs: number[] = [];

@@ -5,8 +5,8 @@
  *
  * Vectorisation: over the state index n (4 states per v128, the nv = np/4 vectors of a channel are
  * unrolled, so h, A and the gradient accumulators stay in locals/registers). Each channel walks time
- * sequentially; Δ_t is a splat. B and C are transposed to [b, g, l, np] so the 4 states of one time step
- * are one aligned load. Horizontal sums (y_t, ⟨G, B⟩) take two shuffles each.
+ * sequentially; Δ_t is a splat. With B and C time-major, the 4 states of one time step are one aligned
+ * load. Horizontal sums (y_t, ⟨G, B⟩) take two shuffles each.
  * exp: Ā = exp(Δ·A) = 2^(Δ·A·log2 e); A is pre-scaled by log2 e, the exponent is split into an integer
  * k (added to the float's exponent bits) and f ∈ [−½, ½] (degree-5 polynomial with p(0) = 1 exactly, rel.
  * error ≤ 2e-7 in f32, so decays close to 1 do not drift over long sequences). The exp is most of the
@@ -14,13 +14,16 @@
  * softplus/sigmoid: log1p(w) = 2·atanh(w / (2 + w)) series with w = e^{−|x|}, once per channel-step.
  *
  * Threads: the batch is split across the calling thread and worker_threads (MSM_SCAN_THREADS, default all
- * cores). All threads run instances of the same module on one shared WebAssembly.Memory; the kernel call
- * stays synchronous (tfjs kernels must be) by waiting with Atomics.wait. Each thread owns whole batch
- * rows, so ∂B/∂C need no locking; ∂A, ∂D, ∂b_Δ are per-thread partials summed at the end.
+ * cores). The kernel call stays synchronous (tfjs kernels must be): the calling thread waits for the
+ * workers with Atomics.wait. Each thread owns whole batch rows, so ∂B/∂C need no locking; ∂A, ∂D, ∂b_Δ
+ * are per-thread partials summed at the end.
  *
- * Data flow per call: inputs are copied (u, δ, ∂y) or transposed (B, C) into the shared memory, the
- * kernel runs, outputs are copied back into the backend's arrays. The memory grows to the largest call
- * seen and is kept (the working set is ~12 floats per (b, d, l) element at the largest shape).
+ * Data flow: on the wasm backend the calling thread's share runs in place on the tensors in tfjs' wasm
+ * heap (an instance of the same kernels bound to that memory; scratch from its malloc), so a
+ * single-threaded call copies nothing. Worker shares run on copies of their batch rows in the engine's
+ * own shared WebAssembly.Memory (copied in just before each share starts, out as it ends). On the cpu
+ * backend all shares use the shared memory. That memory grows to the largest call seen and is kept.
+ * B and C are transposed to time-major [b, g, l, np] inside the kernels' scratch, ∂B and ∂C back.
  *
  * Shape glossary: b batch, d channels (g groups of e), l length, n state size, np = n rounded up to 4,
  * nv = np/4 vectors, T checkpoint chunk, K chunks.
@@ -29,7 +32,7 @@ import * as os from 'os';
 import * as v8 from 'v8';
 import { Worker } from 'worker_threads';
 import { chunking, paddedState, ScanArrays, ScanGradArrays, ScanSizes } from './cpu-kernel';
-import { jsEngine, provideSimdEngine, ScanEngine } from './fused-cpu';
+import { jsEngine, provideSimdEngine, ScanEngine, WasmHeap } from './fused-cpu';
 import {
   assembleModule,
   Expr,
@@ -37,7 +40,6 @@ import {
   f32add,
   f32mul,
   f32FromF64,
-  f64,
   f64add,
   f64FromF32,
   Fn,
@@ -45,7 +47,6 @@ import {
   i32,
   i32add,
   i32divU,
-  i32eq,
   i32lt,
   i32minU,
   i32mul,
@@ -55,6 +56,7 @@ import {
   Local,
   loadF32,
   loadF64,
+  select,
   vabs,
   vadd,
   vconst,
@@ -63,9 +65,11 @@ import {
   vge,
   vgt,
   vload,
+  vloadSplat,
   vmax,
   vmin,
   vmul,
+  vreplace,
   vselect,
   vshuffle,
   vsplat,
@@ -156,31 +160,80 @@ function emitSoftplusRow(
   const s = f.local('v128');
   const z = f.local('v128');
   const sp = f.local('v128');
+  const off = i32mul(get(j), i32(4)); // byte offset of the 4 steps starting at step j
+  const body = () => {
+    f.set(x, vadd(get(x), get(v.bias)));
+    emitExp2(f, w, vmul(vabs(get(x)), vconst(-LOG2E)), v.tmp); // w = e^{−|x|} ∈ (0, 1]
+    f.set(s, vdiv(get(w), vadd(get(w), vconst(2)))); // s = w / (2 + w) ≤ 1/3
+    f.set(z, vmul(get(s), get(s)));
+    // log1p(w) = 2 atanh(s) = 2s (1 + z/3 + z²/5 + … + z⁶/13), error < 2e-8
+    let series: Expr = vconst(1 / 13);
+    for (const k of [11, 9, 7, 5, 3]) series = vadd(vmul(series, get(z)), vconst(1 / k));
+    series = vadd(vmul(series, get(z)), vconst(1));
+    f.set(sp, vadd(vmax(get(x), vzero), vmul(vmul(get(s), vconst(2)), series)));
+    // softplus(x) = x above the threshold 20 (as the CUDA kernel)
+    f.storeV128(i32add(get(v.dtRow), off), 0, vselect(get(x), get(sp), vgt(get(x), vconst(20))));
+    if (v.sgRow) {
+      // sigmoid(x) = 1/(1+w) for x ≥ 0, w/(1+w) for x < 0
+      const num = vselect(vconst(1), get(w), vge(get(x), vzero));
+      f.storeV128(i32add(get(v.sgRow), off), 0, vdiv(num, vadd(get(w), vconst(1))));
+    }
+  };
+  // whole vectors of 4 steps
   f.forUp(
     j,
     i32(0),
-    i32add(get(v.l), i32(3)),
+    i32sub(get(v.l), i32(3)),
     () => {
-      const off = i32mul(get(j), i32(4)); // byte offset of 4 steps starting at step j
-      f.set(x, vadd(vload(i32add(v.delta, off)), get(v.bias)));
-      emitExp2(f, w, vmul(vabs(get(x)), vconst(-LOG2E)), v.tmp); // w = e^{−|x|} ∈ (0, 1]
-      f.set(s, vdiv(get(w), vadd(get(w), vconst(2)))); // s = w / (2 + w) ≤ 1/3
-      f.set(z, vmul(get(s), get(s)));
-      // log1p(w) = 2 atanh(s) = 2s (1 + z/3 + z²/5 + … + z⁶/13), error < 2e-8
-      let series: Expr = vconst(1 / 13);
-      for (const k of [11, 9, 7, 5, 3]) series = vadd(vmul(series, get(z)), vconst(1 / k));
-      series = vadd(vmul(series, get(z)), vconst(1));
-      f.set(sp, vadd(vmax(get(x), vzero), vmul(vmul(get(s), vconst(2)), series)));
-      // softplus(x) = x above the threshold 20 (as the CUDA kernel)
-      f.storeV128(i32add(get(v.dtRow), off), 0, vselect(get(x), get(sp), vgt(get(x), vconst(20))));
-      if (v.sgRow) {
-        // sigmoid(x) = 1/(1+w) for x ≥ 0, w/(1+w) for x < 0
-        const num = vselect(vconst(1), get(w), vge(get(x), vzero));
-        f.storeV128(i32add(get(v.sgRow), off), 0, vdiv(num, vadd(get(w), vconst(1))));
-      }
+      f.set(x, vload(i32add(v.delta, off)));
+      body();
     },
     4,
   );
+  // the last l % 4 steps, loaded one by one: never read past the end of δ (it may be a tfjs tensor)
+  f.if(i32lt(get(j), get(v.l)), () => {
+    f.set(x, vzero);
+    for (let q = 0; q < 3; q++) {
+      f.if(i32lt(i32add(get(j), i32(q)), get(v.l)), () =>
+        f.set(x, vreplace(get(x), q, loadF32(i32add(v.delta, off), 4 * q))),
+      );
+    }
+    body();
+  });
+}
+
+/**
+ * DAbuf[i] = Ā_{t0+i} = 2^(Δ·A·log2 e) for the len steps of a chunk, in a loop of its own: the exps of
+ * different steps are independent, so the CPU overlaps them, where inside the recurrence each step's
+ * long exp chain would wait for the previous step (loop fission; about 1.5× faster on this code).
+ */
+function emitDecays(
+  f: Fn,
+  v: {
+    len: Local;
+    dtRow: Local;
+    DAbuf: Local;
+    a: Local[];
+    i: Local;
+    pdt: Local;
+    pDA: Local;
+    dtv: Local;
+    dA: Local;
+    tmp: ExpTmp;
+    stride: number;
+  },
+): void {
+  f.set(v.pdt, get(v.dtRow));
+  f.set(v.pDA, get(v.DAbuf));
+  f.forUp(v.i, i32(0), get(v.len), () => {
+    f.set(v.dtv, vloadSplat(get(v.pdt)));
+    v.a.forEach((a, k) => {
+      emitExp2(f, v.dA, vmul(get(v.dtv), get(a)), v.tmp);
+      f.storeV128(get(v.pDA), 16 * k, get(v.dA));
+    });
+    f.set(v.pdt, i32add(get(v.pdt), i32(4)));
+    f.set(v.pDA, i32add(get(v.pDA), i32(v.stride)));
+  });
 }
 
 /**
@@ -195,12 +248,15 @@ function emitSoftplusRow(
 function buildForward(np: number): Fn {
   const nv = np / 4;
   // prettier-ignore
-  const names = ['b0', 'b1', 'd', 'l', 'g', 'e', 'T', 'K', 'u', 'delta', 'A2', 'BT', 'CT', 'Dp', 'biasp', 'y', 'hs', 'dtRow', 'Hs'];
-  const f = new Fn(`fwd${np}`, names.map((): ValType => 'i32'));
+  const names = ['b0', 'b1', 'd', 'l', 'g', 'e', 'T', 'K', 'u', 'delta', 'A2', 'BT', 'CT', 'Dp', 'biasp', 'y', 'hs', 'dtRow', 'Hs', 'DAbuf'];
+  const f = new Fn(
+    `fwd${np}`,
+    names.map((): ValType => 'i32'),
+  );
   const P = Object.fromEntries(names.map((n, i) => [n, f.params[i]]));
   const tmp = expTmp(f);
   const I = () => f.local('i32');
-  const [bi, gi, kc, cl, c, i, t0, len, row, bcT, pB, pC, pu, py, pdt, pHs] = Array.from({ length: 16 }, I);
+  const [bi, gi, kc, cl, c, i, t0, len, row, bcT, pB, pC, pu, py, pdt, pHs, pDA] = Array.from({ length: 17 }, I);
   const [Dc, dt, ut] = [f.local('f32'), f.local('f32'), f.local('f32')];
   const [biasV, dtv, dbu, acc, dA] = Array.from({ length: 5 }, () => f.local('v128'));
   const a = Array.from({ length: nv }, () => f.local('v128'));
@@ -229,22 +285,29 @@ function buildForward(np: number): Fn {
             f.set(h[v], vload(hRow, 16 * v));
           }
           // checkpoint kc = the state entering this chunk (zero for the first)
-          f.set(pHs, i32add(get(P.hs), i32mul(i32add(i32mul(i32add(i32mul(get(bi), get(P.d)), get(c)), get(P.K)), get(kc)), i32(stride))));
+          f.set(
+            pHs,
+            i32add(
+              get(P.hs),
+              i32mul(i32add(i32mul(i32add(i32mul(get(bi), get(P.d)), get(c)), get(P.K)), get(kc)), i32(stride)),
+            ),
+          );
           for (let v = 0; v < nv; v++) f.storeV128(get(pHs), 16 * v, get(h[v]));
           f.set(pB, i32add(get(P.BT), get(bcT)));
           f.set(pC, i32add(get(P.CT), get(bcT)));
           f.set(Dc, loadF32(i32add(get(P.Dp), c4(c))));
           f.set(pu, i32add(get(P.u), get(row)));
           f.set(py, i32add(get(P.y), get(row)));
+          emitDecays(f, { len, dtRow: P.dtRow, DAbuf: P.DAbuf, a, i, pdt, pDA, dtv, dA, tmp, stride });
           f.set(pdt, get(P.dtRow));
+          f.set(pDA, get(P.DAbuf));
           f.forUp(i, i32(0), get(len), () => {
             f.set(dt, loadF32(get(pdt)));
             f.set(ut, loadF32(get(pu)));
-            f.set(dtv, vsplat(get(dt)));
             f.set(dbu, vsplat(f32mul(get(dt), get(ut))));
             for (let v = 0; v < nv; v++) {
-              emitExp2(f, dA, vmul(get(dtv), get(a[v])), tmp); // Ā
-              f.set(h[v], vadd(vmul(get(dA), get(h[v])), vmul(get(dbu), vload(get(pB), 16 * v)))); // h = Ā h + Δu B
+              const dAv = vload(get(pDA), 16 * v);
+              f.set(h[v], vadd(vmul(dAv, get(h[v])), vmul(get(dbu), vload(get(pB), 16 * v)))); // h = Ā h + Δu B
               const hc = vmul(get(h[v]), vload(get(pC), 16 * v));
               f.set(acc, v === 0 ? hc : vadd(get(acc), hc));
             }
@@ -254,6 +317,7 @@ function buildForward(np: number): Fn {
             f.set(pu, i32add(get(pu), i32(4)));
             f.set(py, i32add(get(py), i32(4)));
             f.set(pdt, i32add(get(pdt), i32(4)));
+            f.set(pDA, i32add(get(pDA), i32(stride)));
           });
           for (let v = 0; v < nv; v++) f.storeV128(hRow, 16 * v, get(h[v]));
         });
@@ -271,7 +335,10 @@ function buildBackward(np: number): Fn {
     'b0', 'b1', 'd', 'l', 'g', 'e', 'T', 'K', 'u', 'delta', 'A2', 'BT', 'CT', 'Dp', 'biasp', 'hs', 'dy',
     'du', 'ddelta', 'dBT', 'dCT', 'dApart', 'dDpart', 'dbpart', 'dtRow', 'sgRow', 'Hbuf', 'DAbuf', 'St',
   ];
-  const f = new Fn(`bwd${np}`, names.map((): ValType => 'i32'));
+  const f = new Fn(
+    `bwd${np}`,
+    names.map((): ValType => 'i32'),
+  );
   const P = Object.fromEntries(names.map((n, i) => [n, f.params[i]]));
   const tmp = expTmp(f);
   const I = () => f.local('i32');
@@ -292,7 +359,13 @@ function buildBackward(np: number): Fn {
   f.forUp(bi, get(P.b0), get(P.b1), () => {
     f.forUp(gi, i32(0), get(P.g), () => {
       // no gradient flows in after the last step; accumulators start at zero
-      f.forUp(pSt, get(P.St), i32add(get(P.St), i32mul(get(P.e), i32(2 * stride + 16))), () => f.storeV128(get(pSt), 0, vzero), 16);
+      f.forUp(
+        pSt,
+        get(P.St),
+        i32add(get(P.St), i32mul(get(P.e), i32(2 * stride + 16))),
+        () => f.storeV128(get(pSt), 0, vzero),
+        16,
+      );
       f.forDown(kc, i32sub(get(P.K), i32(1)), i32(0), () => {
         f.set(t0, i32mul(get(kc), get(P.T)));
         f.set(len, i32minU(get(P.T), i32sub(get(P.l), get(t0))));
@@ -320,22 +393,23 @@ function buildBackward(np: number): Fn {
           f.set(Dc, loadF32(i32add(get(P.Dp), c4(c))));
           // Recompute h over the chunk from its checkpoint: Hbuf[i] = h_{t0+i−1}, DAbuf[i] = Ā_{t0+i}.
           f.set(pH, get(P.Hbuf));
-          const ck = i32add(get(P.hs), i32mul(i32add(i32mul(i32add(i32mul(get(bi), get(P.d)), get(c)), get(P.K)), get(kc)), i32(stride)));
+          const ck = i32add(
+            get(P.hs),
+            i32mul(i32add(i32mul(i32add(i32mul(get(bi), get(P.d)), get(c)), get(P.K)), get(kc)), i32(stride)),
+          );
           for (let v = 0; v < nv; v++) {
             f.set(hc[v], vload(ck, 16 * v));
             f.storeV128(get(pH), 16 * v, get(hc[v]));
           }
+          emitDecays(f, { len, dtRow: P.dtRow, DAbuf: P.DAbuf, a, i, pdt: pTs, pDA, dtv, dA, tmp, stride });
           f.set(pB, i32add(get(P.BT), get(bcT)));
           f.set(pDA, get(P.DAbuf));
           f.forUp(i, i32(0), get(len), () => {
             f.set(dt, loadF32(i32add(get(P.dtRow), c4(i))));
-            f.set(dtv, vsplat(get(dt)));
             f.set(dbu, vsplat(f32mul(get(dt), loadF32(i32add(i32add(get(P.u), get(row)), c4(i))))));
             f.set(pH, i32add(get(pH), i32(stride)));
             for (let v = 0; v < nv; v++) {
-              emitExp2(f, dA, vmul(get(dtv), get(a[v])), tmp);
-              f.storeV128(get(pDA), 16 * v, get(dA));
-              f.set(hc[v], vadd(vmul(get(dA), get(hc[v])), vmul(get(dbu), vload(get(pB), 16 * v))));
+              f.set(hc[v], vadd(vmul(vload(get(pDA), 16 * v), get(hc[v])), vmul(get(dbu), vload(get(pB), 16 * v))));
               f.storeV128(get(pH), 16 * v, get(hc[v]));
             }
             f.set(pB, i32add(get(pB), i32(stride)));
@@ -404,51 +478,83 @@ function buildBackward(np: number): Fn {
   return f;
 }
 
-/** [rows, n, l] -> [rows, l, np] (zero padded), for rows [r0, r1). */
-function buildTransposeIn(): Fn {
-  const f = new Fn('tin', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [src, dst, r0, r1, n, l, np] = f.params;
-  const [r, k, t, ps, pd] = Array.from({ length: 5 }, () => f.local('i32'));
-  f.forUp(r, get(r0), get(r1), () => {
-    f.forUp(k, i32(0), get(np), () => {
-      f.set(pd, i32add(get(dst), i32mul(i32add(i32mul(i32mul(get(r), get(l)), get(np)), get(k)), i32(4))));
-      f.if(
-        i32lt(get(k), get(n)),
-        () => {
-          f.set(ps, i32add(get(src), i32mul(i32mul(i32add(i32mul(get(r), get(n)), get(k)), get(l)), i32(4))));
-          f.forUp(t, i32(0), get(l), () => {
-            f.storeF32(get(pd), 0, loadF32(get(ps)));
-            f.set(ps, i32add(get(ps), i32(4)));
-            f.set(pd, i32add(get(pd), i32mul(get(np), i32(4))));
-          });
-        },
-        () => {
-          f.forUp(t, i32(0), get(l), () => {
-            f.storeF32(get(pd), 0, f32(0));
-            f.set(pd, i32add(get(pd), i32mul(get(np), i32(4))));
-          });
-        },
-      );
-    });
-  });
-  return f;
+/** The 4×4 transpose of the rows q[0..3]: lane j of result i = lane i of q[j] (8 shuffles). */
+function emitTranspose4(f: Fn, q: Local[], out: Local[], tmp: Local[]): void {
+  f.set(tmp[0], vshuffle(get(q[0]), get(q[1]), [0, 4, 1, 5])); // q0[0] q1[0] q0[1] q1[1]
+  f.set(tmp[1], vshuffle(get(q[0]), get(q[1]), [2, 6, 3, 7])); // q0[2] q1[2] q0[3] q1[3]
+  f.set(tmp[2], vshuffle(get(q[2]), get(q[3]), [0, 4, 1, 5]));
+  f.set(tmp[3], vshuffle(get(q[2]), get(q[3]), [2, 6, 3, 7]));
+  f.set(out[0], vshuffle(get(tmp[0]), get(tmp[2]), [0, 1, 4, 5]));
+  f.set(out[1], vshuffle(get(tmp[0]), get(tmp[2]), [2, 3, 6, 7]));
+  f.set(out[2], vshuffle(get(tmp[1]), get(tmp[3]), [0, 1, 4, 5]));
+  f.set(out[3], vshuffle(get(tmp[1]), get(tmp[3]), [2, 3, 6, 7]));
 }
 
-/** [rows, l, np] -> [rows, n, l], for rows [r0, r1). */
-function buildTransposeOut(): Fn {
-  const f = new Fn('tout', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+/**
+ * Between [rows, n, l] (the caller's B, C layout) and [rows, l, np] (time-major, np padded), for rows
+ * [r0, r1). 'tin' goes to time-major (padding states set to 0), 'tout' comes back. Whole 4×4 blocks
+ * move as four vectors and a register transpose; the ragged edges (n or l not multiples of 4, and the
+ * padding) element by element.
+ */
+function buildTranspose(dir: 'tin' | 'tout'): Fn {
+  const f = new Fn(dir, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
   const [src, dst, r0, r1, n, l, np] = f.params;
-  const [r, k, t, ps, pd] = Array.from({ length: 5 }, () => f.local('i32'));
+  const [r, k, t, n4, l4] = Array.from({ length: 5 }, () => f.local('i32'));
+  const q = Array.from({ length: 4 }, () => f.local('v128'));
+  const o = Array.from({ length: 4 }, () => f.local('v128'));
+  const tmp = Array.from({ length: 4 }, () => f.local('v128'));
+  // byte addresses of element (k, t) of row r in each layout
+  const kl = (kk: Expr, tt: Expr) => i32mul(i32add(i32mul(i32add(i32mul(get(r), get(n)), kk), get(l)), tt), i32(4));
+  const lk = (kk: Expr, tt: Expr) => i32mul(i32add(i32mul(i32add(i32mul(get(r), get(l)), tt), get(np)), kk), i32(4));
+  const fromAt = (kk: Expr, tt: Expr) => i32add(get(src), dir === 'tin' ? kl(kk, tt) : lk(kk, tt));
+  const toAt = (kk: Expr, tt: Expr) => i32add(get(dst), dir === 'tin' ? lk(kk, tt) : kl(kk, tt));
+  /** element loops over k in [k0, k1), t in [t0, t1) */
+  const scalar = (k0: Expr, k1: Expr, t0: Expr, t1: Expr) =>
+    f.forUp(k, k0, k1, () =>
+      f.forUp(t, t0, t1, () =>
+        f.storeF32(
+          toAt(get(k), get(t)),
+          0,
+          dir === 'tin'
+            ? select(loadF32(fromAt(get(k), get(t))), f32(0), i32lt(get(k), get(n)))
+            : loadF32(fromAt(get(k), get(t))),
+        ),
+      ),
+    );
+  f.set(n4, i32mul(i32divU(get(n), i32(4)), i32(4)));
+  f.set(l4, i32mul(i32divU(get(l), i32(4)), i32(4)));
   f.forUp(r, get(r0), get(r1), () => {
-    f.forUp(k, i32(0), get(n), () => {
-      f.set(ps, i32add(get(src), i32mul(i32add(i32mul(i32mul(get(r), get(l)), get(np)), get(k)), i32(4))));
-      f.set(pd, i32add(get(dst), i32mul(i32mul(i32add(i32mul(get(r), get(n)), get(k)), get(l)), i32(4))));
-      f.forUp(t, i32(0), get(l), () => {
-        f.storeF32(get(pd), 0, loadF32(get(ps)));
-        f.set(pd, i32add(get(pd), i32(4)));
-        f.set(ps, i32add(get(ps), i32mul(get(np), i32(4))));
-      });
-    });
+    f.forUp(
+      k,
+      i32(0),
+      get(n4),
+      () => {
+        f.forUp(
+          t,
+          i32(0),
+          get(l4),
+          () => {
+            for (let j = 0; j < 4; j++) {
+              // tin: q[j] = 4 steps of state k+j; tout: q[j] = 4 states at step t+j
+              const at =
+                dir === 'tin' ? fromAt(i32add(get(k), i32(j)), get(t)) : fromAt(get(k), i32add(get(t), i32(j)));
+              f.set(q[j], vload(at));
+            }
+            emitTranspose4(f, q, o, tmp);
+            for (let j = 0; j < 4; j++) {
+              const at = dir === 'tin' ? toAt(get(k), i32add(get(t), i32(j))) : toAt(i32add(get(k), i32(j)), get(t));
+              f.storeV128(at, 0, get(o[j]));
+            }
+          },
+          4,
+        );
+      },
+      4,
+    );
+    // ragged edges: the last l % 4 steps of every state, then the states past n4 (and the padding)
+    const kEnd = dir === 'tin' ? np : n;
+    scalar(i32(0), get(kEnd), get(l4), get(l));
+    scalar(get(n4), get(kEnd), i32(0), get(l4));
   });
   return f;
 }
@@ -497,17 +603,29 @@ function compileOptimized(bytes: Uint8Array): WebAssembly.Module {
   }
 }
 
-let compiled: { module: WebAssembly.Module; memory: WebAssembly.Memory; shared: boolean } | undefined;
+interface Compiled {
+  /** the kernels on the engine's own memory (shared with the worker threads when possible) */
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  shared: boolean;
+  /** the same kernels for any other (non-shared) memory, e.g. the wasm backend's heap; built on first use */
+  local?: WebAssembly.Module;
+}
+let compiled: Compiled | undefined;
 let unavailable: string | undefined;
 
-function compile(): typeof compiled {
+function kernelFunctions(): Fn[] {
+  const fns = [buildTranspose('tin'), buildTranspose('tout'), buildZero()];
+  for (const np of SIMD_STATE_SIZES) fns.push(buildForward(np));
+  for (const np of SIMD_STATE_SIZES) fns.push(buildBackward(np));
+  return fns;
+}
+
+function compile(): Compiled | undefined {
   if (compiled || unavailable) return compiled;
   try {
     const shared = typeof SharedArrayBuffer !== 'undefined';
-    const fns = [buildTransposeIn(), buildTransposeOut(), buildZero()];
-    for (const np of SIMD_STATE_SIZES) fns.push(buildForward(np));
-    for (const np of SIMD_STATE_SIZES) fns.push(buildBackward(np));
-    const bytes = assembleModule(fns, { initial: 1, maximum: MAX_PAGES, shared });
+    const bytes = assembleModule(kernelFunctions(), { initial: 1, maximum: MAX_PAGES, shared });
     const module = compileOptimized(bytes);
     const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared } as WebAssembly.MemoryDescriptor);
     compiled = { module, memory, shared };
@@ -562,13 +680,15 @@ interface Share {
   before?: () => void;
   calls: Calls;
   after?: () => void;
+  /** this thread's instance, when share 0 runs on another memory (the caller's heap) */
+  exports?: Exports;
 }
 
 class ThreadPool {
   private workers: WorkerSlot[] = [];
   private main: Exports;
 
-  constructor(private c: NonNullable<typeof compiled>) {
+  constructor(private c: Compiled) {
     const inst = new WebAssembly.Instance(c.module, { env: { mem: c.memory } });
     this.main = inst.exports as unknown as Exports;
   }
@@ -596,7 +716,8 @@ class ThreadPool {
       gens.push(gen);
     }
     shares[0].before?.();
-    for (const [name, args] of shares[0].calls) this.main[name](...args);
+    const main = shares[0].exports ?? this.main;
+    for (const [name, args] of shares[0].calls) main[name](...args);
     shares[0].after?.();
     for (let w = 1; w < shares.length; w++) {
       const slot = this.workers[w - 1];
@@ -623,20 +744,29 @@ class ThreadPool {
 }
 
 /** Bump allocator over the shared memory for one kernel call (regions 16-byte aligned + 16 bytes slack). */
+/**
+ * Bump allocator for one kernel call: regions 16-byte aligned with 16 bytes of slack, addressed
+ * relative to a base that is fixed afterwards (0 in the engine's memory, a malloc'd block in a heap).
+ */
 class Arena {
-  private top = 0;
-  private regions: Array<{ off: number; floats: number }> = [];
+  size = 0;
+  base = 0;
+  private offs: number[] = [];
+  /** Reserves `floats` floats; returns a handle for `at`. */
   alloc(floats: number): number {
-    const off = this.top;
-    this.top += Math.ceil((floats * 4 + 16) / 16) * 16;
-    this.regions.push({ off, floats });
-    return off;
+    this.offs.push(this.size);
+    this.size += Math.ceil((floats * 4 + 16) / 16) * 16;
+    return this.offs.length - 1;
   }
-  /** Grows the memory to hold everything allocated; call before taking views. */
+  /** Byte address of region `h`. */
+  at(h: number): number {
+    return this.base + this.offs[h];
+  }
+  /** Grows `memory` to hold the arena at address 0. */
   commit(memory: WebAssembly.Memory): void {
-    const need = Math.ceil(this.top / 65536);
+    const need = Math.ceil(this.size / 65536);
     const have = memory.buffer.byteLength / 65536;
-    if (need > MAX_PAGES) throw new Error(`selective scan (wasm-simd): needs ${this.top} bytes, over wasm32's 4 GiB`);
+    if (need > MAX_PAGES) throw new Error(`selective scan (wasm-simd): needs ${this.size} bytes, over wasm32's 4 GiB`);
     if (need > have) memory.grow(need - have);
   }
 }
@@ -654,178 +784,295 @@ function split(b: number, threads: number): Array<[number, number]> {
   return Array.from({ length: t }, (_, i) => [Math.floor((i * b) / t), Math.floor(((i + 1) * b) / t)]);
 }
 
+/** Floats per batch row of each array (all arrays are batch-major). */
+function rowSizes(s: ScanSizes) {
+  const { d, l, n, g } = s;
+  const np = paddedState(n);
+  const { K } = chunking(l);
+  return { dl: d * l, gnl: g * n * l, glnp: g * l * np, hs: d * K * np };
+}
+
+/**
+ * The SIMD engine. A call splits the batch across threads (`split`). Share 0 runs on this thread; when
+ * the caller's arrays live in a wasm heap (the wasm backend), share 0 works on them in place through an
+ * instance bound to that heap, with scratch from its allocator. The other shares run in worker threads
+ * on copies of their rows in the engine's shared memory, copied in just before each share starts and
+ * out as it ends (so copies overlap computation). Row-indexed base pointers of a space that holds rows
+ * [r0, r1) only are shifted by −r0 rows, so the kernels index absolute batch rows everywhere.
+ */
 class SimdScanEngine implements ScanEngine {
   readonly name = 'wasm-simd';
   private pool: ThreadPool;
-  constructor(private c: NonNullable<typeof compiled>) {
+  private locals = new WeakMap<WebAssembly.Memory, Exports>();
+  constructor(private c: Compiled) {
     this.pool = new ThreadPool(c);
   }
 
-  private f32(off: number, floats: number): Float32Array {
-    return new Float32Array(this.c.memory.buffer, off, floats);
+  /** An instance of the kernels bound to another memory (compiled on first use). */
+  private localExports(memory: WebAssembly.Memory): Exports {
+    let ex = this.locals.get(memory);
+    if (!ex) {
+      this.c.local ??= compileOptimized(assembleModule(kernelFunctions(), { initial: 1, shared: false }));
+      ex = new WebAssembly.Instance(this.c.local, { env: { mem: memory } }).exports as unknown as Exports;
+      this.locals.set(memory, ex);
+    }
+    return ex;
   }
 
-  /** Copies rows [r0, r1) of `rowSize` floats between a caller array and the shared memory at `off`. */
-  private rowsIn(off: number, src: Float32Array, rowSize: number, r0: number, r1: number): void {
-    this.f32(off + r0 * rowSize * 4, (r1 - r0) * rowSize).set(src.subarray(r0 * rowSize, r1 * rowSize));
-  }
-  private rowsOut(off: number, dst: Float32Array, rowSize: number, r0: number, r1: number): void {
-    dst.set(this.f32(off + r0 * rowSize * 4, (r1 - r0) * rowSize), r0 * rowSize);
+  private view(memory: WebAssembly.Memory, byteOffset: number, floats: number): Float32Array {
+    return new Float32Array(memory.buffer, byteOffset, floats);
   }
 
-  /** A·log2(e), zero padded to [d, np] (the kernels compute exp(ΔA) as 2^(Δ·A·log2 e)). */
-  private putA2(off: number, A: Float32Array, d: number, n: number, np: number): void {
-    const A2 = this.f32(off, d * np).fill(0);
-    for (let c = 0; c < d; c++) for (let k = 0; k < n; k++) A2[c * np + k] = A[c * n + k] * LOG2E;
+  /**
+   * The per-channel parameters into every space in use: A·log2(e) zero padded to [d, np] (the kernels
+   * compute exp(ΔA) as 2^(Δ·A·log2 e)), D and b_Δ.
+   */
+  private putParams(pl: ReturnType<SimdScanEngine['place']>, d: number, n: number, np: number): void {
+    const done = new Set<number>();
+    pl.parts.forEach((_, w) => {
+      if (done.has(pl.spaceOf(w))) return;
+      done.add(pl.spaceOf(w));
+      const A2 = pl.view(w, 'A2', d * np).fill(0);
+      for (let c = 0; c < d; c++) for (let k = 0; k < n; k++) A2[c * np + k] = pl.fresh.A[c * n + k] * LOG2E;
+      pl.view(w, 'D', d).set(pl.fresh.Dv);
+      pl.view(w, 'bias', d).set(pl.fresh.biasv);
+    });
   }
 
-  forward(s: ScanSizes, x: ScanArrays, y: Float32Array, hs: Float32Array): void {
+  /**
+   * Places one call in memory. `arrays`: the caller's batch-major arrays (name → [array, floats per
+   * batch row]), used in place by share 0 on a heap, else copied per share; `scratch`: buffers each
+   * memory needs (name → [floats, per batch row?]); `perShare`: buffers each thread needs; `extras`:
+   * other caller arrays to re-view after allocating. Returns pointer and view helpers per share.
+   */
+  private place(
+    s: ScanSizes,
+    heap: WasmHeap | undefined,
+    arrays: Record<string, [Float32Array, number]>,
+    scratch: Record<string, [number, boolean]>,
+    perShare: Record<string, number>,
+    extras: Record<string, Float32Array>,
+  ) {
+    const parts = split(s.b, this.c.shared ? threadCount() : 1);
+    const inPlace = heap !== undefined;
+    // Where the caller's arrays are, taken before any allocation can grow (and detach) the heap.
+    const where: Record<string, [number, number]> = {};
+    for (const [k, a] of Object.entries({
+      ...extras,
+      ...Object.fromEntries(Object.entries(arrays).map(([k, [a]]) => [k, a])),
+    })) {
+      where[k] = [a.byteOffset, a.length];
+    }
+    const callerArray = (k: string, a: Float32Array) =>
+      inPlace ? this.view(heap.memory, where[k][0], where[k][1]) : a;
+    // Space 0 = the caller's heap (share 0 only) when in place; space 1 = the engine's memory.
+    const firstShared = inPlace ? 1 : 0;
+    const sharedRows: [number, number] = [parts[Math.min(firstShared, parts.length - 1)][0], s.b];
+    const hasShared = firstShared < parts.length;
+    const arenas = [new Arena(), new Arena()];
+    const handles: Array<Record<string, number>> = [{}, {}];
+    const spaceOf = (w: number) => (inPlace && w === 0 ? 0 : 1);
+    const spaces = inPlace ? (hasShared ? [0, 1] : [0]) : [1];
+    for (const sp of spaces) {
+      const ar = arenas[sp];
+      const nRows = sp === 0 ? parts[0][1] : sharedRows[1] - sharedRows[0]; // share 0 starts at row 0
+      if (sp === 1) for (const [k, [, row]] of Object.entries(arrays)) handles[sp][k] = ar.alloc(nRows * row);
+      for (const [k, [size, perRow]] of Object.entries(scratch))
+        handles[sp][k] = ar.alloc(perRow ? nRows * size : size);
+    }
+    const shareHandles = parts.map((_, w) => {
+      const h: Record<string, number> = {};
+      for (const [k, size] of Object.entries(perShare)) h[k] = arenas[spaceOf(w)].alloc(size);
+      return h;
+    });
+    let block = 0;
+    if (inPlace) {
+      block = heap.malloc(arenas[0].size + 16);
+      if (!block) throw new Error(`selective scan (wasm-simd): the wasm heap cannot allocate ${arenas[0].size} bytes`);
+      arenas[0].base = Math.ceil(block / 16) * 16;
+    }
+    if (hasShared) arenas[1].commit(this.c.memory);
+    const memOf = (sp: number) => (sp === 0 ? (heap as WasmHeap).memory : this.c.memory);
+    // Caller arrays again (a heap growth in malloc detaches the old views).
+    const fresh: Record<string, Float32Array> = {};
+    for (const [k, [a]] of Object.entries(arrays)) fresh[k] = callerArray(k, a);
+    for (const [k, a] of Object.entries(extras)) fresh[k] = callerArray(k, a);
+    /** Byte pointer of `name` for share w (row-shifted in the shared space). */
+    const ptr = (w: number, name: string): number => {
+      const sp = spaceOf(w);
+      if (sp === 0 && name in arrays) return fresh[name].byteOffset;
+      const h = handles[sp][name];
+      const base = arenas[sp].at(h);
+      const row = arrays[name]?.[1] ?? (scratch[name]?.[1] ? scratch[name][0] : 0);
+      return sp === 1 ? base - sharedRows[0] * row * 4 : base;
+    };
+    const perShareAt = (w: number, name: string) => arenas[spaceOf(w)].at(shareHandles[w][name]);
+    const view = (w: number, name: string, floats: number) => this.view(memOf(spaceOf(w)), ptr(w, name), floats);
+    const copyIn = (w: number, names: string[]) => {
+      if (spaceOf(w) === 0) return;
+      const [b0, b1] = parts[w];
+      for (const k of names) {
+        const row = arrays[k][1];
+        this.view(this.c.memory, ptr(w, k) + b0 * row * 4, (b1 - b0) * row).set(fresh[k].subarray(b0 * row, b1 * row));
+      }
+    };
+    const copyOut = (w: number, names: string[]) => {
+      if (spaceOf(w) === 0) return;
+      const [b0, b1] = parts[w];
+      for (const k of names) {
+        const row = arrays[k][1];
+        fresh[k].set(this.view(this.c.memory, ptr(w, k) + b0 * row * 4, (b1 - b0) * row), b0 * row);
+      }
+    };
+    const exportsFor = (w: number) => (spaceOf(w) === 0 ? this.localExports((heap as WasmHeap).memory) : undefined);
+    const release = () => {
+      if (inPlace) heap.free(block);
+    };
+    return { parts, ptr, perShareAt, view, copyIn, copyOut, exportsFor, release, fresh, spaceOf, memOf };
+  }
+
+  forward(s: ScanSizes, x: ScanArrays, y: Float32Array, hs: Float32Array, heap?: WasmHeap): void {
     const np = paddedState(s.n);
     if (!SIMD_STATE_SIZES.includes(np)) return jsEngine.forward(s, x, y, hs);
-    const { b, d, l, n, g } = s;
+    const { d, l, n, g } = s;
     const { T, K } = chunking(l);
-    const parts = split(b, this.c.shared ? threadCount() : 1);
-    const ar = new Arena();
-    const p = {
-      u: ar.alloc(x.u.length),
-      delta: ar.alloc(x.delta.length),
-      A2: ar.alloc(d * np),
-      B: ar.alloc(x.B.length),
-      C: ar.alloc(x.C.length),
-      BT: ar.alloc(b * g * l * np),
-      CT: ar.alloc(b * g * l * np),
-      D: ar.alloc(d),
-      bias: ar.alloc(d),
-      y: ar.alloc(b * d * l),
-      hs: ar.alloc(hs.length),
-      dtRow: parts.map(() => ar.alloc(T + 4)),
-      Hs: parts.map(() => ar.alloc((d / g) * np)),
-    };
-    ar.commit(this.c.memory);
-    this.f32(p.D, d).set(x.D);
-    this.f32(p.bias, d).set(x.bias);
-    this.putA2(p.A2, x.A, d, n, np);
-    const [dl, gnl, hsRow] = [d * l, g * n * l, d * K * np]; // floats per batch row
-
-    this.pool.run(
-      parts.map(([b0, b1], w): Share => ({
-        before: () => {
-          this.rowsIn(p.u, x.u, dl, b0, b1);
-          this.rowsIn(p.delta, x.delta, dl, b0, b1);
-          this.rowsIn(p.B, x.B, gnl, b0, b1);
-          this.rowsIn(p.C, x.C, gnl, b0, b1);
-        },
-        calls: [
-          ['tin', [p.B, p.BT, b0 * g, b1 * g, n, l, np]],
-          ['tin', [p.C, p.CT, b0 * g, b1 * g, n, l, np]],
-          // prettier-ignore
-          [`fwd${np}`, [b0, b1, d, l, g, d / g, T, K, p.u, p.delta, p.A2, p.BT, p.CT, p.D, p.bias, p.y, p.hs, p.dtRow[w], p.Hs[w]]],
-        ],
-        after: () => {
-          this.rowsOut(p.y, y, dl, b0, b1);
-          this.rowsOut(p.hs, hs, hsRow, b0, b1);
-        },
-      })),
+    const R = rowSizes(s);
+    const pl = this.place(
+      s,
+      heap,
+      { u: [x.u, R.dl], delta: [x.delta, R.dl], B: [x.B, R.gnl], C: [x.C, R.gnl], y: [y, R.dl], hs: [hs, R.hs] },
+      { BT: [R.glnp, true], CT: [R.glnp, true], A2: [d * np, false], D: [d, false], bias: [d, false] },
+      { dtRow: T + 4, Hs: (d / g) * np, DA: T * np },
+      { A: x.A, Dv: x.D, biasv: x.bias },
     );
+    try {
+      this.putParams(pl, d, n, np);
+      this.pool.run(
+        pl.parts.map(([b0, b1], w): Share => {
+          const P = (k: string) => pl.ptr(w, k);
+          const S = (k: string) => pl.perShareAt(w, k);
+          return {
+            exports: pl.exportsFor(w),
+            before: () => pl.copyIn(w, ['u', 'delta', 'B', 'C']),
+            calls: [
+              ['tin', [P('B'), P('BT'), b0 * g, b1 * g, n, l, np]],
+              ['tin', [P('C'), P('CT'), b0 * g, b1 * g, n, l, np]],
+              // prettier-ignore
+              [`fwd${np}`, [b0, b1, d, l, g, d / g, T, K, P('u'), P('delta'), P('A2'), P('BT'), P('CT'), P('D'), P('bias'),
+                P('y'), P('hs'), S('dtRow'), S('Hs'), S('DA')]],
+            ],
+            after: () => pl.copyOut(w, ['y', 'hs']),
+          };
+        }),
+      );
+    } finally {
+      pl.release();
+    }
   }
 
-  backward(s: ScanSizes, x: ScanArrays, hs: Float32Array, dy: Float32Array, out: ScanGradArrays): void {
+  backward(
+    s: ScanSizes,
+    x: ScanArrays,
+    hs: Float32Array,
+    dy: Float32Array,
+    out: ScanGradArrays,
+    heap?: WasmHeap,
+  ): void {
     const np = paddedState(s.n);
     if (!SIMD_STATE_SIZES.includes(np)) return jsEngine.backward(s, x, hs, dy, out);
-    const { b, d, l, n, g } = s;
+    const { d, l, n, g } = s;
     const { T, K } = chunking(l);
-    const parts = split(b, this.c.shared ? threadCount() : 1);
-    const ar = new Arena();
-    const bgl = b * g * l * np;
-    const p = {
-      u: ar.alloc(x.u.length),
-      delta: ar.alloc(x.delta.length),
-      A2: ar.alloc(d * np),
-      B: ar.alloc(x.B.length),
-      C: ar.alloc(x.C.length),
-      BT: ar.alloc(bgl),
-      CT: ar.alloc(bgl),
-      D: ar.alloc(d),
-      bias: ar.alloc(d),
-      hs: ar.alloc(hs.length),
-      dy: ar.alloc(dy.length),
-      du: ar.alloc(dy.length),
-      ddelta: ar.alloc(dy.length),
-      dBT: ar.alloc(bgl),
-      dCT: ar.alloc(bgl),
-      dB: ar.alloc(x.B.length),
-      dC: ar.alloc(x.C.length),
-      dA: parts.map(() => ar.alloc(d * np)),
-      dD: parts.map(() => ar.alloc(d)),
-      db: parts.map(() => ar.alloc(d)),
-      dtRow: parts.map(() => ar.alloc(T + 4)),
-      sgRow: parts.map(() => ar.alloc(T + 4)),
-      H: parts.map(() => ar.alloc((T + 1) * np)),
-      DA: parts.map(() => ar.alloc(T * np)),
-      St: parts.map(() => ar.alloc((d / g) * (2 * np + 4))),
-    };
-    ar.commit(this.c.memory);
-    this.f32(p.D, d).set(x.D);
-    this.f32(p.bias, d).set(x.bias);
-    this.putA2(p.A2, x.A, d, n, np);
-    const bytes = (floats: number) => Math.ceil((floats * 4) / 16) * 16;
-    const [dl, gnl, hsRow, glnp] = [d * l, g * n * l, d * K * np, g * l * np]; // floats per batch row
-
-    this.pool.run(
-      parts.map(([b0, b1], w): Share => {
-        const rows: [number, number] = [b0 * g, b1 * g];
-        const mine = (base: number) => base + b0 * glnp * 4; // this thread's part of dBT / dCT
-        return {
-          before: () => {
-            for (const [off, src, size] of [
-              [p.u, x.u, dl],
-              [p.delta, x.delta, dl],
-              [p.dy, dy, dl],
-              [p.B, x.B, gnl],
-              [p.C, x.C, gnl],
-              [p.hs, hs, hsRow],
-            ] as const) {
-              this.rowsIn(off, src, size, b0, b1);
-            }
-          },
-          calls: [
-            ['tin', [p.B, p.BT, ...rows, n, l, np]],
-            ['tin', [p.C, p.CT, ...rows, n, l, np]],
-            ['zero', [mine(p.dBT), bytes((b1 - b0) * glnp)]],
-            ['zero', [mine(p.dCT), bytes((b1 - b0) * glnp)]],
-            ['zero', [p.dA[w], bytes(d * np)]],
-            ['zero', [p.dD[w], bytes(d)]],
-            ['zero', [p.db[w], bytes(d)]],
-            // prettier-ignore
-            [`bwd${np}`, [
-              b0, b1, d, l, g, d / g, T, K, p.u, p.delta, p.A2, p.BT, p.CT, p.D, p.bias, p.hs, p.dy, p.du, p.ddelta,
-              p.dBT, p.dCT, p.dA[w], p.dD[w], p.db[w], p.dtRow[w], p.sgRow[w], p.H[w], p.DA[w], p.St[w],
-            ]],
-            ['tout', [p.dBT, p.dB, ...rows, n, l, np]],
-            ['tout', [p.dCT, p.dC, ...rows, n, l, np]],
-          ],
-          after: () => {
-            this.rowsOut(p.du, out.du, dl, b0, b1);
-            this.rowsOut(p.ddelta, out.ddelta, dl, b0, b1);
-            this.rowsOut(p.dB, out.dB, gnl, b0, b1);
-            this.rowsOut(p.dC, out.dC, gnl, b0, b1);
-          },
-        };
-      }),
+    const R = rowSizes(s);
+    const pl = this.place(
+      s,
+      heap,
+      {
+        u: [x.u, R.dl],
+        delta: [x.delta, R.dl],
+        dy: [dy, R.dl],
+        B: [x.B, R.gnl],
+        C: [x.C, R.gnl],
+        hs: [hs, R.hs],
+        du: [out.du, R.dl],
+        ddelta: [out.ddelta, R.dl],
+        dB: [out.dB, R.gnl],
+        dC: [out.dC, R.gnl],
+      },
+      {
+        BT: [R.glnp, true],
+        CT: [R.glnp, true],
+        dBT: [R.glnp, true],
+        dCT: [R.glnp, true],
+        A2: [d * np, false],
+        D: [d, false],
+        bias: [d, false],
+      },
+      {
+        dA: d * np,
+        dD: d,
+        db: d,
+        dtRow: T + 4,
+        sgRow: T + 4,
+        H: (T + 1) * np,
+        DA: T * np,
+        St: (d / g) * (2 * np + 4),
+      },
+      { A: x.A, Dv: x.D, biasv: x.bias, dA: out.dA, dD: out.dD, dbias: out.dbias },
     );
-    out.dA.fill(0);
-    out.dD.fill(0);
-    out.dbias.fill(0);
-    parts.forEach((_, w) => {
-      const dA = this.f32(p.dA[w], d * np);
-      const dD = this.f32(p.dD[w], d);
-      const db = this.f32(p.db[w], d);
-      for (let c = 0; c < d; c++) {
-        for (let k = 0; k < n; k++) out.dA[c * n + k] += dA[c * np + k];
-        out.dD[c] += dD[c];
-        out.dbias[c] += db[c];
-      }
-    });
+    const bytes = (floats: number) => Math.ceil((floats * 4) / 16) * 16;
+    try {
+      this.putParams(pl, d, n, np);
+      this.pool.run(
+        pl.parts.map(([b0, b1], w): Share => {
+          const P = (k: string) => pl.ptr(w, k);
+          const S = (k: string) => pl.perShareAt(w, k);
+          const rows: [number, number] = [b0 * g, b1 * g];
+          const mine = (k: string) => P(k) + b0 * R.glnp * 4; // this share's rows of dBT / dCT
+          return {
+            exports: pl.exportsFor(w),
+            before: () => pl.copyIn(w, ['u', 'delta', 'dy', 'B', 'C', 'hs']),
+            calls: [
+              ['tin', [P('B'), P('BT'), ...rows, n, l, np]],
+              ['tin', [P('C'), P('CT'), ...rows, n, l, np]],
+              ['zero', [mine('dBT'), bytes((b1 - b0) * R.glnp)]],
+              ['zero', [mine('dCT'), bytes((b1 - b0) * R.glnp)]],
+              ['zero', [S('dA'), bytes(d * np)]],
+              ['zero', [S('dD'), bytes(d)]],
+              ['zero', [S('db'), bytes(d)]],
+              // prettier-ignore
+              [`bwd${np}`, [
+                b0, b1, d, l, g, d / g, T, K, P('u'), P('delta'), P('A2'), P('BT'), P('CT'), P('D'), P('bias'), P('hs'),
+                P('dy'), P('du'), P('ddelta'), P('dBT'), P('dCT'), S('dA'), S('dD'), S('db'), S('dtRow'), S('sgRow'),
+                S('H'), S('DA'), S('St'),
+              ]],
+              ['tout', [P('dBT'), P('dB'), ...rows, n, l, np]],
+              ['tout', [P('dCT'), P('dC'), ...rows, n, l, np]],
+            ],
+            after: () => pl.copyOut(w, ['du', 'ddelta', 'dB', 'dC']),
+          };
+        }),
+      );
+      // ∂A, ∂D, ∂b_Δ: the sum of the per-share partials.
+      const dA = new Float64Array(d * n);
+      const dD = new Float64Array(d);
+      const db = new Float64Array(d);
+      pl.parts.forEach((_, w) => {
+        const mem = pl.memOf(pl.spaceOf(w));
+        const pA = this.view(mem, pl.perShareAt(w, 'dA'), d * np);
+        const pD = this.view(mem, pl.perShareAt(w, 'dD'), d);
+        const pb = this.view(mem, pl.perShareAt(w, 'db'), d);
+        for (let c = 0; c < d; c++) {
+          for (let k = 0; k < n; k++) dA[c * n + k] += pA[c * np + k];
+          dD[c] += pD[c];
+          db[c] += pb[c];
+        }
+      });
+      pl.fresh.dA.set(dA);
+      pl.fresh.dD.set(dD);
+      pl.fresh.dbias.set(db);
+    } finally {
+      pl.release();
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 /**
- * Zero-copy-read replacements for the wasm backend's Slice, Unpack and SplitV kernels.
+ * Faster replacements for four kernels of the wasm backend that the scans (and gradients in general)
+ * lean on: Slice, Unpack and SplitV (zero-copy reads) and Identity (no copy at all).
  *
  * Why: tfjs-backend-wasm 4.22's Slice (kernels/Slice.ts) starts with `backend.readSync(x.dataId)`, which
  * copies the WHOLE input out of the wasm heap on every call; Unpack and SplitV call it once per output.
@@ -9,8 +10,14 @@
  * The fix reads the input through a view of the heap (`typedArrayFromHeap`) taken after the outputs
  * are allocated (allocation may grow the heap and detach older views). Results are bit-identical.
  *
- * Registered by `registerScanKernels()` (index.ts). It is a backend fix, not scan logic: it belongs in
- * lib/backend next to the gradient fixes, and lives here until it is moved.
+ *
+ * Identity (tf.clone, and the engine's copy of every tensor a gradient saves) copies the whole tensor on
+ * wasm; the cpu backend instead shares the data and counts references, which is what this version
+ * does (tensors are immutable, and the wasm backend already keeps reference counts). A forward+backward
+ * otherwise pays one full copy of every saved input (≈ 110 ms per fused-scan call at 224 px, stage 1).
+ *
+ * Registered by `registerScanKernels()` (index.ts). These are backend fixes, not scan logic: they belong
+ * in lib/backend next to the other wasm kernels, and live here until they are moved.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -103,16 +110,24 @@ function splitVKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; a
   return sliceMany(args.backend as BackendWasm, x, blocks);
 }
 
+/** Shares x's data with the output (reference counted), as the cpu backend's Identity does. */
+function identityKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): Info {
+  const x = args.inputs.x as Info;
+  (args.backend as BackendWasm).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
 let registered = false;
 
-/** Replaces wasm's Slice, Unpack and SplitV kernels (once; string tensors keep the stock kernels' rules). */
-export function registerWasmSliceFix(): void {
+/** Replaces wasm's Slice, Unpack, SplitV and Identity kernels (once; strings keep the stock kernels). */
+export function registerWasmKernelFixes(): void {
   if (registered) return;
   registered = true;
   const kernels: Array<[string, tf.KernelFunc]> = [
     [tf.Slice, sliceKernel as unknown as tf.KernelFunc],
     [tf.Unpack, unpackKernel as unknown as tf.KernelFunc],
     [tf.SplitV, splitVKernel as unknown as tf.KernelFunc],
+    [tf.Identity, identityKernel as unknown as tf.KernelFunc],
   ];
   for (const [kernelName, kernelFunc] of kernels) {
     const stock = tf.getKernel(kernelName, 'wasm');
