@@ -210,7 +210,10 @@ test('DropPath: identity in eval; in training whole samples are zeroed or scaled
   const v = yt.reshape([400, 12]).arraySync() as number[][];
   let dropped = 0;
   for (const row of v) {
-    assert.ok(row.every((e) => e === row[0]), 'a sample is dropped or kept as a whole');
+    assert.ok(
+      row.every((e) => e === row[0]),
+      'a sample is dropped or kept as a whole',
+    );
     if (row[0] === 0) dropped++;
     else assert.ok(Math.abs(row[0] - 1 / 0.75) < 1e-6);
   }

@@ -17,7 +17,7 @@
  * the incoming gradient dy as the seed, returning dL/dx and dL/dθ for every used parameter θ.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ForwardContext, Layer } from '../nn';
+import { ForwardContext, Layer } from '../nn/index';
 
 export function checkpoint(block: Layer, x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
   const params = block.trainableVariables();
