@@ -233,7 +233,8 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
   const lines = [
     '# Model benchmark: Microscopic-Mamba forward and training step',
     '',
-    `Machine: ${meta.cpu}, ${meta.cores} cores; Node ${meta.node}; tfjs ${meta.tfjs}; ${meta.date}.`,
+    `Machine: ${meta.cpu}, ${meta.cores} cores (1-minute load average ${meta.loadAverage}); Node ${meta.node}; ` +
+      `tfjs ${meta.tfjs}; ${meta.date}.`,
     `Model ${meta.model}, 2 classes, batch ${meta.batch}, float32. Seconds are the median of the timed repetitions`,
     'after one warm-up; peak RSS is the child process maximum (getrusage), including the wasm heap.',
     '',
@@ -345,6 +346,7 @@ async function main(): Promise<void> {
       }
     }
   }
+  const loadBefore = os.loadavg()[0];
   const results: Result[] = [];
   for (const job of jobs) {
     process.stderr.write(
@@ -364,6 +366,8 @@ async function main(): Promise<void> {
     node: process.version,
     tfjs: tf.version.tfjs,
     date: new Date().toISOString(),
+    // Other processes share the cores: the 1-minute load average before and after the run says how much.
+    loadAverage: `${loadBefore.toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after`,
     model,
     batch,
   };

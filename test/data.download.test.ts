@@ -64,9 +64,10 @@ before(async () => {
     }
     res.writeHead(200, { 'content-length': body.length });
     if (f.mode === 'cut-once' && f.cuts === 0) {
-      // Send 40% and drop the connection, as a flaky network would.
+      // Send 40% and close the connection, as a flaky network would. (end(), not destroy(): a reset can
+      // discard bytes the client has not read yet, and then there is nothing to resume from.)
       f.cuts++;
-      res.write(body.subarray(0, Math.floor(body.length * 0.4)), () => res.socket?.destroy());
+      res.write(body.subarray(0, Math.floor(body.length * 0.4)), () => res.socket?.end());
       return;
     }
     res.end(body);

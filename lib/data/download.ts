@@ -20,7 +20,6 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as https from 'https';
 import * as path from 'path';
-import { pipeline } from 'stream/promises';
 import { DataError, describeError } from './errors';
 import { MEDMNIST, MEDMNIST_RECORD_URL, MEDMNIST_SIZES } from './medmnist-info';
 import { ZipReader } from './zip';
@@ -203,11 +202,23 @@ export async function downloadFile(remote: RemoteFile, opts: DownloadOptions = {
       total ??= remote.bytes;
       let received = have;
       const expectEnd = have + Number(res.headers['content-length'] ?? NaN);
-      res.on('data', (chunk: Buffer) => {
-        received += chunk.length;
-        show(received, total);
-      });
-      await pipeline(res, fs.createWriteStream(part, { flags: have > 0 ? 'a' : 'w' }));
+      // Synchronous appends: every byte received is on disk before the next chunk, so a dropped connection
+      // (where a stream pipeline would discard its pending writes) always leaves a prefix to resume from.
+      const fd = fs.openSync(part, have > 0 ? 'a' : 'w');
+      try {
+        await new Promise<void>((resolve, reject) => {
+          res.on('data', (chunk: Buffer) => {
+            fs.writeSync(fd, chunk);
+            received += chunk.length;
+            show(received, total);
+          });
+          res.on('end', () => resolve());
+          res.on('error', reject);
+          res.on('close', () => resolve()); // a premature close is caught by the length check below
+        });
+      } finally {
+        fs.closeSync(fd);
+      }
       if (Number.isFinite(expectEnd) && received < expectEnd)
         throw new Error(`connection closed at ${received} of ${expectEnd} bytes`);
       break;
