@@ -126,7 +126,7 @@ test('every script answers --help with its flags and exits 0', async () => {
     assert.match(r.out, /Usage: npm run \w+ --/);
     assert.match(r.out, /--backend S/);
   }
-  assert.match(results[0].out, /--recipe cpu: --image-size 64/);
+  assert.match(results[0].out, /--recipe cpu: --image-size 32/);
   assert.match(results[2].out, /<run folder \| weights\.safetensors> <image \| folder>\.\.\./);
 });
 

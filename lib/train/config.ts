@@ -7,9 +7,12 @@
  *          without weight decay, batch 58, 200 epochs, 10 warm-up epochs from 1e-3× then cosine to 1e-6×,
  *          plain cross-entropy, drop-path 0.1, best checkpoint on val accuracy, early stopping with
  *          patience 30 on val loss. Meant for a GPU backend.
- *   cpu    a small-input recipe that converges in minutes on a laptop CPU (tuned on the NIH malaria
- *          cells, see benchmarks/results.md): 64 px, batch 16, Adam lr 1e-3, 8 epochs with 1 warm-up
- *          epoch, a milder crop (scale 0.35–1) plus flips, everything else as the paper.
+ *   cpu    a small-input recipe that converges in minutes on a 2-core CPU (tuned on the NIH malaria
+ *          cells, see benchmarks/results.md): 32 px, batch 32, Adam lr 1e-3, 12 epochs with 1 warm-up
+ *          epoch, and label-preserving augmentation only (random flips and 90° turns: at 32 px a random
+ *          crop often cuts the parasite out of the cell: with RandomResizedCrop(0.35–1) validation accuracy
+ *          was 90.9 % vs 92.8 % after 10 epochs); the rest as the paper. 32 px because a 64-px training step costs ~4× more
+ *          on this machine (benchmarks/model.md), which does not fit the 45-minute budget.
  */
 import { MONITOR_METRICS, type MonitorMetric } from './early-stopping';
 import type { OptimizerName } from './optim';
@@ -167,17 +170,17 @@ export const RECIPES: Record<RecipeName, Partial<TrainConfig>> = {
     earlyStopMetric: 'val_loss',
   },
   cpu: {
-    imageSize: 64,
-    batchSize: 16,
+    imageSize: 32,
+    batchSize: 32,
     evalBatchSize: 64,
     optimizer: 'adam',
     lr: 1e-3,
-    epochs: 8,
+    epochs: 12,
     warmupEpochs: 1,
-    augment: 'rrc',
-    rrcScaleMin: 0.35,
+    augment: 'none',
     hflip: true,
     vflip: true,
+    rotate90: true,
     patience: 30,
     ckptEvery: 50,
   },

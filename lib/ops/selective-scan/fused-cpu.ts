@@ -18,6 +18,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { checkpointShape, ScanArrays, scanBackwardJS, scanForwardJS, ScanGradArrays, ScanSizes } from './cpu-kernel';
+import { WA, WasmMemory } from '../../util/wasm-api';
 
 export const SCAN_KERNEL = 'MsmSelectiveScan';
 export const SCAN_GRAD_KERNEL = 'MsmSelectiveScanGrad';
@@ -32,7 +33,7 @@ export const SCAN_INPUTS = ['u', 'delta', 'A', 'B', 'C', 'D', 'deltaBias'] as co
  * note each array's (byteOffset, length) first and view them again after allocating.
  */
 export interface WasmHeap {
-  memory: WebAssembly.Memory;
+  memory: WasmMemory;
   malloc(bytes: number): number;
   free(ptr: number): void;
 }
@@ -90,7 +91,7 @@ interface HeapAccess {
 function wasmAccess(backend: tf.KernelBackend): HeapAccess {
   const be = backend as unknown as BackendWasm;
   const mod = be.wasm as unknown as {
-    asm?: { memory?: WebAssembly.Memory };
+    asm?: { memory?: WasmMemory };
     _malloc(bytes: number): number;
     _free(ptr: number): void;
   };
@@ -100,7 +101,7 @@ function wasmAccess(backend: tf.KernelBackend): HeapAccess {
     alloc: (shape) => be.makeOutput(shape, 'float32'),
     // the emscripten module exposes its memory as asm.memory (tfjs-backend-wasm 4.22)
     heap:
-      memory instanceof WebAssembly.Memory
+      memory instanceof WA.Memory
         ? { memory, malloc: (n) => mod._malloc(n) >>> 0, free: (p) => mod._free(p) }
         : undefined,
   };

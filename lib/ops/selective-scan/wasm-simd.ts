@@ -33,6 +33,7 @@ import * as v8 from 'v8';
 import { Worker } from 'worker_threads';
 import { chunking, paddedState, ScanArrays, ScanGradArrays, ScanSizes } from './cpu-kernel';
 import { jsEngine, provideSimdEngine, ScanEngine, WasmHeap } from './fused-cpu';
+import { WA, WasmMemory, WasmModule } from '../../util/wasm-api';
 import {
   assembleModule,
   Expr,
@@ -584,7 +585,7 @@ const FN_NAMES = [
  * (Liftoff, several times slower on this code) and tiers up only on a later call, so a long first kernel
  * call (the first training step) would run entirely in baseline code. The flag is restored afterwards.
  */
-function compileOptimized(bytes: Uint8Array): WebAssembly.Module {
+function compileOptimized(bytes: Uint8Array): WasmModule {
   let flagged = false;
   try {
     v8.setFlagsFromString('--no-liftoff');
@@ -594,7 +595,7 @@ function compileOptimized(bytes: Uint8Array): WebAssembly.Module {
     /* flags unavailable: fall back to V8's default tiering */
   }
   try {
-    return new WebAssembly.Module(bytes);
+    return new WA.Module(bytes);
   } finally {
     if (flagged) {
       v8.setFlagsFromString('--liftoff');
@@ -605,11 +606,11 @@ function compileOptimized(bytes: Uint8Array): WebAssembly.Module {
 
 interface Compiled {
   /** the kernels on the engine's own memory (shared with the worker threads when possible) */
-  module: WebAssembly.Module;
-  memory: WebAssembly.Memory;
+  module: WasmModule;
+  memory: WasmMemory;
   shared: boolean;
   /** the same kernels for any other (non-shared) memory, e.g. the wasm backend's heap; built on first use */
-  local?: WebAssembly.Module;
+  local?: WasmModule;
 }
 let compiled: Compiled | undefined;
 let unavailable: string | undefined;
@@ -627,7 +628,7 @@ function compile(): Compiled | undefined {
     const shared = typeof SharedArrayBuffer !== 'undefined';
     const bytes = assembleModule(kernelFunctions(), { initial: 1, maximum: MAX_PAGES, shared });
     const module = compileOptimized(bytes);
-    const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared } as WebAssembly.MemoryDescriptor);
+    const memory = new WA.Memory({ initial: 1, maximum: MAX_PAGES, shared });
     compiled = { module, memory, shared };
   } catch (e) {
     unavailable = (e as Error).message;
@@ -689,7 +690,7 @@ class ThreadPool {
   private main: Exports;
 
   constructor(private c: Compiled) {
-    const inst = new WebAssembly.Instance(c.module, { env: { mem: c.memory } });
+    const inst = new WA.Instance(c.module, { env: { mem: c.memory } });
     this.main = inst.exports as unknown as Exports;
   }
 
@@ -763,7 +764,7 @@ class Arena {
     return this.base + this.offs[h];
   }
   /** Grows `memory` to hold the arena at address 0. */
-  commit(memory: WebAssembly.Memory): void {
+  commit(memory: WasmMemory): void {
     const need = Math.ceil(this.size / 65536);
     const have = memory.buffer.byteLength / 65536;
     if (need > MAX_PAGES) throw new Error(`selective scan (wasm-simd): needs ${this.size} bytes, over wasm32's 4 GiB`);
@@ -803,23 +804,23 @@ function rowSizes(s: ScanSizes) {
 class SimdScanEngine implements ScanEngine {
   readonly name = 'wasm-simd';
   private pool: ThreadPool;
-  private locals = new WeakMap<WebAssembly.Memory, Exports>();
+  private locals = new WeakMap<WasmMemory, Exports>();
   constructor(private c: Compiled) {
     this.pool = new ThreadPool(c);
   }
 
   /** An instance of the kernels bound to another memory (compiled on first use). */
-  private localExports(memory: WebAssembly.Memory): Exports {
+  private localExports(memory: WasmMemory): Exports {
     let ex = this.locals.get(memory);
     if (!ex) {
       this.c.local ??= compileOptimized(assembleModule(kernelFunctions(), { initial: 1, shared: false }));
-      ex = new WebAssembly.Instance(this.c.local, { env: { mem: memory } }).exports as unknown as Exports;
+      ex = new WA.Instance(this.c.local, { env: { mem: memory } }).exports as unknown as Exports;
       this.locals.set(memory, ex);
     }
     return ex;
   }
 
-  private view(memory: WebAssembly.Memory, byteOffset: number, floats: number): Float32Array {
+  private view(memory: WasmMemory, byteOffset: number, floats: number): Float32Array {
     return new Float32Array(memory.buffer, byteOffset, floats);
   }
 
