@@ -21,6 +21,8 @@ import { createModel, MicroscopicMamba } from '../lib/models/index';
 import * as mm from '../lib/models/microscopic-mamba/index';
 import * as nn from '../lib/nn/index';
 import type { ScanImpl } from '../lib/ops/selective-scan/index';
+import { createOptimizer } from '../lib/train/optim';
+import { namedTrainable, Trainer } from '../lib/train/trainer';
 import { Rng } from '../lib/util/random';
 import { atomicWriteFile, atomicWriteJson } from '../lib/util/fs';
 
@@ -94,8 +96,15 @@ async function worker(job: Job): Promise<Result> {
     useCheckpoint: job.checkpoint,
   }) as MicroscopicMamba;
   const { x, labels } = randomBatch(job.batch, job.size, classes, 1);
-  const optimizer = tf.train.adam(1e-4);
-  const rng = new Rng(2);
+  // The kit's own training step (what `npm run train` runs): forward, cross-entropy, backward, the
+  // PyTorch-exact Adam update, and the host read of loss and accuracy.
+  const trainer = new Trainer(model, createOptimizer(namedTrainable(model), { lr: 1e-4 }), {
+    lr: 1e-4,
+    schedule: { stepsPerEpoch: 1000, epochs: 1, warmupEpochs: 0 },
+    rng: new Rng(2),
+  });
+  const y = tf.argMax(labels, 1) as tf.Tensor1D; // [b] int32
+  let step = 0;
   const once = async (): Promise<number> => {
     const t0 = performance.now();
     if (job.mode === 'forward') {
@@ -104,14 +113,7 @@ async function worker(job: Job): Promise<Result> {
       await y.data();
       y.dispose();
     } else {
-      model.train();
-      const { value, grads } = tf.variableGrads(
-        () => tf.losses.softmaxCrossEntropy(labels, model.forward(x, { training: true, rng })) as tf.Scalar,
-        model.trainableVariables(),
-      );
-      optimizer.applyGradients(Object.entries(grads).map(([name, tensor]) => ({ name, tensor })));
-      await value.data();
-      tf.dispose([value, grads]);
+      trainer.trainStep({ x, y }, step++);
     }
     return (performance.now() - t0) / 1000;
   };

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
 import { hasFusedScan, resolveScanImpl, selectiveScan } from '../lib/ops/selective-scan/index';
+import { stockWasmKernel } from '../lib/ops/selective-scan/wasm-fixes';
 import { jsEngine, setScanEngine } from '../lib/ops/selective-scan/fused-cpu';
 import { simdScanEngine } from '../lib/ops/selective-scan/wasm-simd';
 import {
@@ -147,9 +148,10 @@ describe('fused kernel details', () => {
   });
 });
 
-describe('wasm Slice / Unpack / SplitV / Identity replacements (wasm-fixes.ts)', () => {
+describe('wasm Slice / Unpack / SplitV / Identity / Reverse / Concat replacements (wasm-fixes.ts)', () => {
   test('match the cpu backend on strided and contiguous blocks', async () => {
     const x = Float32Array.from({ length: 3 * 4 * 5 * 2 }, (_, i) => i * 0.5 - 7);
+    const long = Float32Array.from({ length: 2 * 3 * 70 }, (_, i) => Math.sin(i));
     const ops = (t: tf.Tensor): tf.Tensor[] => [
       tf.slice(t, [1, 0, 2, 0], [2, 4, 3, 2]),
       tf.slice(t, [0, 1, 0, 1], [3, 2, 5, 1]),
@@ -158,10 +160,35 @@ describe('wasm Slice / Unpack / SplitV / Identity replacements (wasm-fixes.ts)',
       ...tf.unstack(t, 3),
       ...tf.split(t, [1, 3, 1], 2),
       ...tf.split(t, 3, 0),
+      tf.reverse(t, 0),
+      tf.reverse(t, 1),
+      tf.reverse(t, -1),
+      tf.reverse(t, [1, 2]), // two axes: the stock kernel
+      tf.reverse(t.cast('int32'), 2),
+      tf.concat([t, t.mul(2)], 0),
+      tf.concat([tf.slice(t, [0, 0, 0, 0], [3, 4, 5, 1]), t, tf.slice(t, [0, 0, 0, 1], [3, 4, 5, 1])], 3),
+      tf.concat([t.cast('int32'), t.cast('int32')], 2),
+      tf.transpose(t, [3, 2, 1, 0]),
+      tf.transpose(t, [0, 2, 1, 3]),
+      tf.transpose(t, [1, 0, 2, 3]),
+      tf.transpose(t, [0, 1, 2, 3]),
+      tf.transpose(t.reshape([3, 4, 1, 5, 2]), [2, 4, 0, 3, 1]),
+      tf.transpose(t.cast('int32'), [2, 0, 3, 1]),
+      tf.sum(t, [0, 1, 2]),
+      tf.sum(t, 3),
+      tf.sum(t, [1, 2], true),
+      tf.sum(t, [0, 2]), // not contiguous: the stock kernel
+    ];
+    const longOps = (t: tf.Tensor): tf.Tensor[] => [
+      tf.reverse(t, 1),
+      tf.reverse(t, 0),
+      ...tf.split(t, [10, 60], 2),
+      tf.concat([t, t], 2),
+      tf.transpose(t, [2, 0, 1]),
     ];
     const collect = async (backend: string) => {
       await tf.setBackend(backend);
-      const outs = tf.tidy(() => ops(tf.tensor4d(x, [3, 4, 5, 2])));
+      const outs = tf.tidy(() => [...ops(tf.tensor4d(x, [3, 4, 5, 2])), ...longOps(tf.tensor3d(long, [2, 3, 70]))]);
       const vals = await Promise.all(outs.map(async (o) => ({ shape: o.shape, v: Array.from(await o.data()) })));
       tf.dispose(outs);
       return vals;
@@ -171,6 +198,30 @@ describe('wasm Slice / Unpack / SplitV / Identity replacements (wasm-fixes.ts)',
     await initBackend('wasm', { quiet: true });
     const got = await collect('wasm');
     assert.deepEqual(got, want);
+  });
+
+  test('Concat is bit-identical to the stock wasm kernel it replaces', async () => {
+    await initBackend('wasm', { quiet: true });
+    const stock = stockWasmKernel(tf.Concat);
+    assert.ok(stock, 'stock Concat kept');
+    const x = tf.tensor3d(
+      Float32Array.from({ length: 37 * 53 * 11 }, (_, i) => Math.sin(i * 1.7)),
+      [37, 53, 11],
+    );
+    const y = tf.mul(x, 3);
+    for (const axis of [0, 1, 2]) {
+      const ours = tf.concat([x, y, x], axis);
+      const info = stock({
+        inputs: [x, y, x] as unknown as tf.NamedTensorInfoMap,
+        backend: tf.backend(),
+        attrs: { axis },
+      });
+      const ref = tf.engine().makeTensorFromTensorInfo(info as tf.TensorInfo);
+      assert.deepEqual(ours.shape, ref.shape);
+      assert.deepEqual(Array.from(await ours.data()), Array.from(await ref.data()), `axis ${axis}`);
+      tf.dispose([ours, ref]);
+    }
+    tf.dispose([x, y]);
   });
 
   test('Identity shares data: a clone outlives its source, memory is freed with the last reference', async () => {

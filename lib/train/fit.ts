@@ -81,6 +81,8 @@ export interface FitResult {
   earlyStop: { metric: string; best: number | null; epoch: number | null; badEpochs: number };
   /** Wall seconds spent in this call (training + validation). */
   seconds: number;
+  /** Training images processed in this call (a resumed run counts only its own). */
+  imagesSeen: number;
 }
 
 /** Validation metrics of one pass, as the trackers name them. */
@@ -185,6 +187,7 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
   };
 
   // A run whose loop already ended is not trained further (the caller may still test and report it).
+  let imagesSeen = 0;
   let status: FitResult['status'] | 'running' =
     opts.resume && opts.resume.status !== 'running' && opts.resume.status !== 'max-steps'
       ? opts.resume.status
@@ -218,6 +221,7 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
         const dt = Math.max(1e-3, (Date.now() - tStep) / 1000);
         pos = { epoch, batch: ++b, step: pos.step + 1 };
         sums = { lossSum: sums.lossSum + res.loss * n, correct: sums.correct + res.correct, seen: sums.seen + n };
+        imagesSeen += n;
         log.step({
           epoch,
           batch: b - 1,
@@ -329,6 +333,7 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
       badEpochs: earlyStop.state.badEpochs,
     },
     seconds: (Date.now() - t0) / 1000,
+    imagesSeen,
   };
 }
 

@@ -202,7 +202,7 @@ export const RESUMABLE_OVERRIDES: ReadonlyArray<keyof TrainConfig> = [
 /** The config of a resumed run: the saved one, with only the allowed options taken from `given`. */
 export function resumeConfig(saved: TrainConfig, given: Partial<TrainConfig>, file: string): TrainConfig {
   const conflicts = (Object.keys(given) as Array<keyof TrainConfig>).filter(
-    (k) => !RESUMABLE_OVERRIDES.includes(k) && k !== 'recipe' && given[k] !== undefined && given[k] !== saved[k],
+    (k) => !RESUMABLE_OVERRIDES.includes(k) && given[k] !== undefined && given[k] !== saved[k],
   );
   if (conflicts.length > 0) {
     throw new Error(
@@ -362,14 +362,14 @@ export async function trainRun(
       });
     }
     const wallSeconds = (Date.now() - t0) / 1000;
-    const stepLines = result.history.length;
     atomicWriteJson(path.join(runDir, 'summary.json'), {
       status: result.status,
       steps: result.position.step,
-      epochs: stepLines,
+      epochs: result.history.length,
       trainSeconds: result.seconds,
       wallSeconds,
-      imagesPerSecond: (result.history.length * trainLoader.samplesPerEpoch) / Math.max(1e-9, result.seconds),
+      // Training images per second of this call, validation passes included in the time.
+      imagesPerSecond: result.imagesSeen / Math.max(1e-9, result.seconds),
       loadAverage: { start: load0, end: os.loadavg()[0] },
       backend: currentBackend()?.name,
       machine: machineInfo(),

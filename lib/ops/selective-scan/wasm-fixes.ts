@@ -1,6 +1,6 @@
 /**
- * Faster replacements for four kernels of the wasm backend that the scans (and gradients in general)
- * lean on: Slice, Unpack and SplitV (zero-copy reads) and Identity (no copy at all).
+ * Faster replacements for five kernels of the wasm backend that the scans (and gradients in general)
+ * lean on: Slice, Unpack and SplitV (zero-copy reads), Identity (no copy at all) and Reverse.
  *
  * Why: tfjs-backend-wasm 4.22's Slice (kernels/Slice.ts) starts with `backend.readSync(x.dataId)`, which
  * copies the WHOLE input out of the wasm heap on every call; Unpack and SplitV call it once per output.
@@ -16,6 +16,10 @@
  * does (tensors are immutable, and the wasm backend already keeps reference counts). A forward+backward
  * otherwise pays one full copy of every saved input (≈ 110 ms per fused-scan call at 224 px, stage 1).
  *
+ * Reverse (SS2D's two flipped scan directions, and its own gradient) runs a generic per-element index
+ * loop in 4.22's C++: ~5 ms for a [8, 256, 24] flip at 64 px, 40 % of a forward pass. The version here
+ * copies whole innermost runs, reversed along the one axis SS2D flips (other cases: stock kernel).
+ *
  * Registered by `registerScanKernels()` (index.ts). These are backend fixes, not scan logic: they belong
  * in lib/backend next to the other wasm kernels, and live here until they are moved.
  */
@@ -23,6 +27,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
 type Info = tf.TensorInfo;
+
+/** Runs shorter than this are copied element by element (e.g. SplitV of x_proj's [b·l, R+2N] output). */
+const SHORT_RUN = 64;
 
 /** Copies the block [begin, begin + size) of x (row-major, shape `xShape`) into out, innermost runs at a time. */
 function copyBlock(
@@ -50,7 +57,11 @@ function copyBlock(
   for (let r = 0; r < nRuns; r++) {
     let off = begin[inner] * strides[inner];
     for (let i = 0; i < inner; i++) off += (begin[i] + idx[i]) * strides[i];
-    out.set(x.subarray(off, off + run), o);
+    if (run < SHORT_RUN) {
+      for (let k = 0; k < run; k++) out[o + k] = x[off + k]; // a subarray per short run costs more than the copy
+    } else {
+      out.set(x.subarray(off, off + run), o);
+    }
     o += run;
     for (let i = inner - 1; i >= 0; i--) {
       if (++idx[i] < outer[i]) break;
@@ -117,9 +128,99 @@ function identityKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown 
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 
-let registered = false;
+/**
+ * Reverse along one axis: x viewed as [outer, len, inner], out[o, i, :] = x[o, len − 1 − i, :].
+ * Several axes (not used by the kit) go to the stock kernel.
+ */
+function reverseKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
+  stock: tf.KernelFunc,
+): Info {
+  const x = args.inputs.x as Info;
+  const backend = args.backend as BackendWasm;
+  const dims = tf.util.parseAxisParam((args.attrs as unknown as { dims: number | number[] }).dims, x.shape);
+  const axes = [...new Set(dims)].filter((a) => x.shape[a] > 1);
+  if (axes.length > 1) return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
+  const out = backend.makeOutput(x.shape.slice(), x.dtype);
+  const size = tf.util.sizeFromShape(x.shape);
+  if (size === 0) return out;
+  const xv = backend.typedArrayFromHeap(x); // after makeOutput: the heap may have grown
+  const ov = backend.typedArrayFromHeap(out);
+  if (axes.length === 0) {
+    ov.set(xv);
+    return out;
+  }
+  const axis = axes[0];
+  const len = x.shape[axis];
+  const inner = tf.util.sizeFromShape(x.shape.slice(axis + 1));
+  const outer = size / (len * inner);
+  for (let o = 0; o < outer; o++) {
+    const base = o * len * inner;
+    for (let i = 0; i < len; i++) {
+      const dst = base + i * inner;
+      const src = base + (len - 1 - i) * inner;
+      if (inner < SHORT_RUN) {
+        for (let k = 0; k < inner; k++) ov[dst + k] = xv[src + k];
+      } else {
+        ov.set(xv.subarray(src, src + inner), dst);
+      }
+    }
+  }
+  return out;
+}
 
-/** Replaces wasm's Slice, Unpack, SplitV and Identity kernels (once; strings keep the stock kernels). */
+/**
+ * Concat: stock 4.22 copies through a generic per-run path (4.3 ms to join [8192, 1 | 16 | 16] along
+ * axis 1, the gradient of x_proj's split); here each input is an [outer, inner_i] block of the output rows.
+ */
+function concatKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
+  stock: tf.KernelFunc,
+): Info {
+  const inputs = Object.values(args.inputs) as Info[];
+  const backend = args.backend as BackendWasm;
+  const dtype = inputs[0]?.dtype;
+  if (!dtype || dtype === 'string' || dtype === 'complex64' || inputs.some((t) => t.dtype !== dtype)) {
+    return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
+  }
+  const axis = tf.util.parseAxisParam((args.attrs as unknown as { axis: number }).axis, inputs[0].shape)[0];
+  const outShape = tf.backend_util.computeOutShape(
+    inputs.map((t) => t.shape),
+    axis,
+  );
+  const out = backend.makeOutput(outShape, dtype);
+  const parts = inputs.filter((t) => tf.util.sizeFromShape(t.shape) > 0);
+  const outer = tf.util.sizeFromShape(outShape.slice(0, axis));
+  if (parts.length === 0 || outer === 0) return out;
+  const ov = backend.typedArrayFromHeap(out); // views after makeOutput: the heap may have grown
+  const row = tf.util.sizeFromShape(outShape.slice(axis));
+  let col = 0;
+  for (const t of parts) {
+    const xv = backend.typedArrayFromHeap(t);
+    const inner = tf.util.sizeFromShape(t.shape.slice(axis));
+    for (let o = 0; o < outer; o++) {
+      const src = o * inner;
+      const dst = o * row + col;
+      if (inner < SHORT_RUN) {
+        for (let k = 0; k < inner; k++) ov[dst + k] = xv[src + k];
+      } else {
+        ov.set(xv.subarray(src, src + inner), dst);
+      }
+    }
+    col += inner;
+  }
+  return out;
+}
+
+let registered = false;
+const stockKernels = new Map<string, tf.KernelFunc>();
+
+/** The tfjs-backend-wasm kernel that `registerWasmKernelFixes` replaced (tests compare against it). */
+export function stockWasmKernel(name: string): tf.KernelFunc | undefined {
+  return stockKernels.get(name);
+}
+
+/** Replaces wasm's Slice, Unpack, SplitV, Identity and Reverse kernels (once; strings keep the stock kernels). */
 export function registerWasmKernelFixes(): void {
   if (registered) return;
   registered = true;
@@ -129,9 +230,21 @@ export function registerWasmKernelFixes(): void {
     [tf.SplitV, splitVKernel as unknown as tf.KernelFunc],
     [tf.Identity, identityKernel as unknown as tf.KernelFunc],
   ];
+  type Args = Parameters<typeof reverseKernel>[0];
+  const withStock: Array<[string, (args: Args, stock: tf.KernelFunc) => Info]> = [
+    [tf.Reverse, reverseKernel],
+    [tf.Concat, concatKernel],
+  ];
+  for (const [name, fn] of withStock) {
+    const stock = tf.getKernel(name, 'wasm')?.kernelFunc;
+    if (stock) kernels.push([name, ((args: Args) => fn(args, stock)) as unknown as tf.KernelFunc]);
+  }
   for (const [kernelName, kernelFunc] of kernels) {
     const stock = tf.getKernel(kernelName, 'wasm');
-    if (stock) tf.unregisterKernel(kernelName, 'wasm');
+    if (stock) {
+      stockKernels.set(kernelName, stock.kernelFunc);
+      tf.unregisterKernel(kernelName, 'wasm');
+    }
     tf.registerKernel({
       kernelName,
       backendName: 'wasm',

@@ -642,10 +642,18 @@ type Exports = Record<string, (...args: number[]) => void>;
 const WORKER_SOURCE = `
 const { workerData } = require('worker_threads');
 const { module, memory, ctrl, job, names } = workerData;
-const inst = new WebAssembly.Instance(module, { env: { mem: memory } });
-const fns = names.map((n) => inst.exports[n]);
 const ctl = new Int32Array(ctrl);
 const jb = new Int32Array(job);
+let fns;
+try {
+  const inst = new WebAssembly.Instance(module, { env: { mem: memory } });
+  fns = names.map((n) => inst.exports[n]);
+  Atomics.store(ctl, 3, 1); // started
+} catch (e) {
+  Atomics.store(ctl, 3, -1); // failed to start: wake the caller, which reports it
+  Atomics.notify(ctl, 1);
+  throw e;
+}
 let seen = 0;
 for (;;) {
   Atomics.wait(ctl, 0, seen);
@@ -667,11 +675,15 @@ for (;;) {
 `;
 
 const JOB_INTS = 1024;
+/** A worker that has not started after this long is reported (the caller is blocked waiting for it). */
+const WORKER_START_TIMEOUT_MS = 60_000;
 
 interface WorkerSlot {
   worker: Worker;
+  /** [0] job generation posted, [1] generation done, [2] 1 = last job ok, [3] 1 started / −1 failed to start */
   ctl: Int32Array;
   job: Int32Array;
+  spawnedAt: number;
 }
 
 /** A call list: [function name, i32 args]. */
@@ -685,7 +697,10 @@ interface Share {
   exports?: Exports;
 }
 
-class ThreadPool {
+export class ThreadPool {
+  /** The workers' source and start timeout; tests swap them to simulate a worker that cannot start. */
+  static workerSource = WORKER_SOURCE;
+  static startTimeoutMs = WORKER_START_TIMEOUT_MS;
   private workers: WorkerSlot[] = [];
   private main: Exports;
 
@@ -722,25 +737,42 @@ class ThreadPool {
     shares[0].after?.();
     for (let w = 1; w < shares.length; w++) {
       const slot = this.workers[w - 1];
+      // The event loop is blocked here, so a dead worker cannot announce itself with an event: it
+      // flags a failed start in ctl[3], and a worker that never starts is caught by the timeout.
       for (;;) {
         const done = Atomics.load(slot.ctl, 1);
         if (done === gens[w - 1]) break;
-        Atomics.wait(slot.ctl, 1, done);
+        const state = Atomics.load(slot.ctl, 3);
+        if (state < 0 || (state === 0 && Date.now() - slot.spawnedAt > ThreadPool.startTimeoutMs)) {
+          this.discardWorkers();
+          throw new Error(
+            `selective scan (wasm-simd): a worker thread ${state < 0 ? 'failed to start' : `did not start within ${ThreadPool.startTimeoutMs / 1000} s`}; ` +
+              'set MSM_SCAN_THREADS=1 to run the scan on the calling thread only',
+          );
+        }
+        Atomics.wait(slot.ctl, 1, done, Math.min(1000, ThreadPool.startTimeoutMs));
       }
       if (Atomics.load(slot.ctl, 2) !== 1) throw new Error('selective scan (wasm-simd): a worker thread failed');
       shares[w].after?.();
     }
   }
 
+  /** Ends every worker (after a failure, or to release the threads): the next call starts fresh ones. */
+  discardWorkers(): void {
+    for (const slot of this.workers) void slot.worker.terminate();
+    this.workers = [];
+  }
+
   private spawn(): void {
     const ctrl = new SharedArrayBuffer(16);
     const job = new SharedArrayBuffer(JOB_INTS * 4);
-    const worker = new Worker(WORKER_SOURCE, {
+    const worker = new Worker(ThreadPool.workerSource, {
       eval: true,
       workerData: { module: this.c.module, memory: this.c.memory, ctrl, job, names: FN_NAMES },
     });
     worker.unref(); // never keeps the process alive
-    this.workers.push({ worker, ctl: new Int32Array(ctrl), job: new Int32Array(job) });
+    worker.on('error', () => {}); // a failed start is reported by run() through ctl[3], not as an uncaught error
+    this.workers.push({ worker, ctl: new Int32Array(ctrl), job: new Int32Array(job), spawnedAt: Date.now() });
   }
 }
 
@@ -807,6 +839,11 @@ class SimdScanEngine implements ScanEngine {
   private locals = new WeakMap<WasmMemory, Exports>();
   constructor(private c: Compiled) {
     this.pool = new ThreadPool(c);
+  }
+
+  /** Ends the worker threads (see stopScanThreads). */
+  stopThreads(): void {
+    this.pool.discardWorkers();
   }
 
   /** An instance of the kernels bound to another memory (compiled on first use). */
@@ -1086,6 +1123,11 @@ export function simdScanEngine(): ScanEngine | undefined {
   if (!c) return undefined;
   engine = new SimdScanEngine(c);
   return engine;
+}
+
+/** Ends the SIMD engine's worker threads (they are idle between calls; the next call starts new ones). */
+export function stopScanThreads(): void {
+  engine?.stopThreads();
 }
 
 export function simdUnavailableReason(): string | undefined {
