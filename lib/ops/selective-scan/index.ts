@@ -153,32 +153,29 @@ export function crossScanSSM(x: tf.Tensor4D, p: CrossScanParams, opts: { impl?: 
     const colMajor = tf.transpose(x, [0, 2, 1, 3]).reshape([b, l, e]); // l = j·h + i
     const dirs = [rowMajor, colMajor, tf.reverse(rowMajor, 1), tf.reverse(colMajor, 1)]; // 4 × [b, l, e]
 
-    // Per-direction projections as 2-D matmuls over all b·l positions (fast on wasm; no einsum).
-    const us: tf.Tensor[] = [];
-    const deltas: tf.Tensor[] = [];
-    const Bs: tf.Tensor[] = [];
-    const Cs: tf.Tensor[] = [];
+    // x_proj per direction as a 2-D matmul over all b·l positions (fast on wasm; no einsum).
     const Wx = tf.unstack(p.xProjWeight); // 4 × [R+2N, E]
     const Wdt = tf.unstack(p.dtProjsWeight); // 4 × [E, R]
-    for (let k = 0; k < K; k++) {
-      const xk = dirs[k].reshape([b * l, e]); // [b·l, E]
-      const dbl = tf.matMul(xk, Wx[k], false, true); // [b·l, R+2N]   x_proj
-      const [dt, Bk, Ck] = tf.split(dbl, [r, n, n], 1); // [b·l, R], [b·l, N], [b·l, N]
-      const dk = tf.matMul(dt, Wdt[k], false, true); // [b·l, E]     dt_proj (its bias is the scan's deltaBias)
-      us.push(xk.reshape([b, l, e]));
-      deltas.push(dk.reshape([b, l, e]));
-      Bs.push(Bk.reshape([b, l, n]));
-      Cs.push(Ck.reshape([b, l, n]));
-    }
+    const dbl = tf.stack(
+      dirs.map((d, k) => tf.matMul(d.reshape([b * l, e]), Wx[k], false, true).reshape([b, l, r + 2 * n])),
+      1,
+    ); // [b, 4, l, R+2N]
+    // Into the scan layout with one transpose and one split along whole rows of l (splitting [b·l, R+2N] by
+    // columns instead copies runs of 1 and N floats): dt, B and C of all four directions.
+    const [dtT, Bs, Cs] = tf.split(tf.transpose(dbl, [0, 1, 3, 2]), [r, n, n], 2); // [b, 4, R|N|N, l]
+    // dt_proj per direction on positions × R (its bias is the scan's deltaBias).
+    const dts = tf.unstack(tf.transpose(dtT, [0, 1, 3, 2]), 1); // 4 × [b, l, R]
+    const deltas = dts.map((dt, k) => tf.matMul(dt.reshape([b * l, r]), Wdt[k], false, true).reshape([b, l, e])); // 4 × [b, l, E]
+
     // Scan layout: channels-first, the 4 directions as 4 groups of E channels (d = 4E).
     const toScan = (parts: tf.Tensor[], c: number) =>
       tf.transpose(tf.stack(parts, 1), [0, 1, 3, 2]).reshape([b, K * c, l]); // [b,4,l,c] -> [b, 4c, l]
     const y = selectiveScan({
-      u: toScan(us, e) as tf.Tensor3D,
+      u: toScan(dirs, e) as tf.Tensor3D,
       delta: toScan(deltas, e) as tf.Tensor3D,
       A: tf.neg(tf.exp(p.ALogs)) as tf.Tensor2D, // [4E, N]
-      B: toScan(Bs, n).reshape([b, K, n, l]), // [b, 4, N, l]
-      C: toScan(Cs, n).reshape([b, K, n, l]), // [b, 4, N, l]
+      B: Bs as tf.Tensor4D, // [b, 4, N, l]
+      C: Cs as tf.Tensor4D, // [b, 4, N, l]
       D: p.Ds.reshape([K * e]) as tf.Tensor1D,
       deltaBias: p.dtProjsBias.reshape([K * e]) as tf.Tensor1D,
       impl: opts.impl,
