@@ -199,6 +199,12 @@ export const RESUMABLE_OVERRIDES: ReadonlyArray<keyof TrainConfig> = [
   'name',
 ];
 
+/** `p` relative to the working directory when it lies inside it (logs and notebook outputs name no machine paths). */
+function shownPath(p: string): string {
+  const rel = path.relative(process.cwd(), p);
+  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : p;
+}
+
 /** The config of a resumed run: the saved one, with only the allowed options taken from `given`. */
 export function resumeConfig(saved: TrainConfig, given: Partial<TrainConfig>, file: string): TrainConfig {
   const conflicts = (Object.keys(given) as Array<keyof TrainConfig>).filter(
@@ -262,12 +268,12 @@ export async function trainRun(
       `${runDir} already holds a run (checkpoint at step ${resume.position.step}); pass --resume to continue it or --name for a new run`,
     );
   }
-  if (cfg.resume && !resume) log(`no checkpoint in ${runDir}: starting a new run`);
+  if (cfg.resume && !resume) log(`no checkpoint in ${shownPath(runDir)}: starting a new run`);
   if (resume) cfg = resumeConfig(resume.config, given, path.join(checkpointDir(runDir), 'last.json'));
   cfg = { ...cfg, name };
 
   const backend = await initBackend(cfg.backend || undefined, { quiet: true });
-  log(`run ${runDir}\nbackend ${backend.name} (tfjs ${backend.tfjsVersion})`);
+  log(`run ${shownPath(runDir)}\nbackend ${backend.name} (tfjs ${backend.tfjsVersion})`);
   const data = await prepareData(cfg);
   const info = data.dataset.info;
   log(data.dataset.report());
