@@ -13,6 +13,7 @@
  * scale, the table also lists the official PyTorch 1.13 timings on this machine (issue 4).
  */
 import { execFileSync } from 'child_process';
+import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
@@ -46,6 +47,8 @@ interface Result extends Job {
   imagesPerSecond: number;
   peakRssMB: number;
   backendInfo: string;
+  /** When and under what load this row was measured (rows kept by --merge carry their own). */
+  measured?: { date: string; loadAverage: string };
 }
 
 const HELP = `Usage: npm run bench:model -- [options]
@@ -60,6 +63,8 @@ const HELP = `Usage: npm run bench:model -- [options]
                      batch 8 does not fit wasm's 4 GB heap otherwise), on, off
   --profile          print time per module type and per kernel for one forward and one train step
                      (first backend and size only); writes no files
+  --render           only rewrite model.md from model.json (no measurements)
+  --merge            keep the rows of the existing model.json that this run does not re-measure
   --out DIR          output folder (default benchmarks)
 `;
 
@@ -261,8 +266,19 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
   const lines = [
     '# Model benchmark: Microscopic-Mamba forward and training step',
     '',
-    `Machine: ${meta.cpu}, ${meta.cores} cores (1-minute load average ${meta.loadAverage}); Node ${meta.node}; ` +
-      `tfjs ${meta.tfjs}; ${meta.date}.`,
+    `Machine: ${meta.cpu}, ${meta.cores} cores; Node ${meta.node}; tfjs ${meta.tfjs}.`,
+    // One line per measurement session (a --merge keeps older rows with their own date and load).
+    ...[...new Set(results.map((r) => `${r.measured?.date}|${r.measured?.loadAverage ?? 'not recorded'}`))].map(
+      (key) => {
+        const [date, load] = key.split('|');
+        const rows = results.filter((r) => `${r.measured?.date}|${r.measured?.loadAverage ?? 'not recorded'}` === key);
+        const what = [
+          ...new Set(rows.map((r) => `${r.backend} ${r.size} px${r.impl === 'chunked' ? ' (chunked)' : ''}`)),
+        ].join(', ');
+        return `- ${what}: measured ${date}, 1-minute load average ${load}`;
+      },
+    ),
+    '',
     `Model ${meta.model}, 2 classes, batch ${meta.batch}, float32. Seconds are the median of the timed repetitions`,
     'after one warm-up; peak RSS is the child process maximum (getrusage), including the wasm heap.',
     '',
@@ -328,6 +344,16 @@ async function main(): Promise<void> {
   const checkpointMode = arg('--checkpoint') ?? 'auto';
   const checkpointFor = (size: number, mode: 'forward' | 'train') =>
     mode === 'train' && (checkpointMode === 'on' || (checkpointMode === 'auto' && size > 64));
+  if (flag('--render')) {
+    // Only rewrite model.md from model.json (no measurements).
+    const out = arg('--out') ?? path.resolve(__dirname, '../benchmarks');
+    const saved = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8')) as {
+      meta: Record<string, string | number>;
+      results: Result[];
+    };
+    atomicWriteFile(path.join(out, 'model.md'), markdown(saved.results, saved.meta));
+    return;
+  }
   if (flag('--profile')) {
     await profile({
       backend: backends[0],
@@ -388,6 +414,43 @@ async function main(): Promise<void> {
     );
     results.push(r);
   }
+  const measured = {
+    date: new Date().toISOString(),
+    loadAverage: `${loadBefore.toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after`,
+  };
+  for (const r of results) r.measured = measured;
+  const out = arg('--out') ?? path.resolve(__dirname, '../benchmarks');
+  if (flag('--merge') && fs.existsSync(path.join(out, 'model.json'))) {
+    const previous = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8')) as {
+      meta: { date: string; loadAverage: string };
+      results: Result[];
+    };
+    const sameRow = (a: Result, b: Result) =>
+      a.backend === b.backend &&
+      a.size === b.size &&
+      a.mode === b.mode &&
+      a.impl === b.impl &&
+      a.checkpoint === b.checkpoint;
+    const kept = previous.results
+      .filter((r) => !results.some((n) => sameRow(n, r)))
+      .map((r) => ({
+        ...r,
+        measured: r.measured ?? { date: previous.meta.date, loadAverage: previous.meta.loadAverage ?? 'not recorded' },
+      }));
+    results.push(...kept);
+    // Table order: backend as measured first, then the fused/auto rows before the chunked baseline, by size and pass.
+    const order = (r: Result) => [
+      backends.indexOf(r.backend) < 0 ? 99 : backends.indexOf(r.backend),
+      r.impl === 'chunked' ? 1 : 0,
+      r.size,
+      r.mode === 'forward' ? 0 : 1,
+    ];
+    results.sort((a, b) => {
+      const [x, y] = [order(a), order(b)];
+      for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
+      return 0;
+    });
+  }
   const meta = {
     cpu: os.cpus()[0]?.model ?? 'unknown CPU',
     cores: os.cpus().length,
@@ -399,7 +462,6 @@ async function main(): Promise<void> {
     model,
     batch,
   };
-  const out = arg('--out') ?? path.resolve(__dirname, '../benchmarks');
   atomicWriteJson(path.join(out, 'model.json'), { meta, pytorchReference: PYTORCH, results });
   const md = markdown(results, meta);
   atomicWriteFile(path.join(out, 'model.md'), md);
