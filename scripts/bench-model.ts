@@ -90,6 +90,21 @@ function randomBatch(b: number, size: number, classes: number, seed: number) {
   return { x, labels };
 }
 
+/**
+ * The kit's own training step (what `npm run train` runs): forward, cross-entropy, backward, the
+ * PyTorch-exact Adam update, and the host read of loss and accuracy. Each call is the next step.
+ */
+function kitTrainStep(model: MicroscopicMamba, x: tf.Tensor4D, labels: tf.Tensor, seed: number): () => void {
+  const trainer = new Trainer(model, createOptimizer(namedTrainable(model), { lr: 1e-4 }), {
+    lr: 1e-4,
+    schedule: { stepsPerEpoch: 1000, epochs: 1, warmupEpochs: 0 },
+    rng: new Rng(seed),
+  });
+  const y = tf.argMax(labels, 1) as tf.Tensor1D; // [b] int32
+  let step = 0;
+  return () => void trainer.trainStep({ x, y }, step++);
+}
+
 /** One measurement, run inside a child process. */
 async function worker(job: Job): Promise<Result> {
   const info = await initBackend(job.backend, { quiet: true });
@@ -101,15 +116,7 @@ async function worker(job: Job): Promise<Result> {
     useCheckpoint: job.checkpoint,
   }) as MicroscopicMamba;
   const { x, labels } = randomBatch(job.batch, job.size, classes, 1);
-  // The kit's own training step (what `npm run train` runs): forward, cross-entropy, backward, the
-  // PyTorch-exact Adam update, and the host read of loss and accuracy.
-  const trainer = new Trainer(model, createOptimizer(namedTrainable(model), { lr: 1e-4 }), {
-    lr: 1e-4,
-    schedule: { stepsPerEpoch: 1000, epochs: 1, warmupEpochs: 0 },
-    rng: new Rng(2),
-  });
-  const y = tf.argMax(labels, 1) as tf.Tensor1D; // [b] int32
-  let step = 0;
+  const trainStep = kitTrainStep(model, x, labels, 2);
   const once = async (): Promise<number> => {
     const t0 = performance.now();
     if (job.mode === 'forward') {
@@ -118,7 +125,7 @@ async function worker(job: Job): Promise<Result> {
       await y.data();
       y.dispose();
     } else {
-      trainer.trainStep({ x, y }, step++);
+      trainStep();
     }
     return (performance.now() - t0) / 1000;
   };
@@ -160,15 +167,8 @@ async function profile(job: Job): Promise<void> {
       return out;
     };
   }
-  const trainer = new Trainer(model, createOptimizer(namedTrainable(model), { lr: 1e-4 }), {
-    lr: 1e-4,
-    schedule: { stepsPerEpoch: 1000, epochs: 1, warmupEpochs: 0 },
-    rng: new Rng(0),
-  });
-  const y = tf.argMax(labels, 1) as tf.Tensor1D; // [b] int32
-  let step = 0;
   const forward = () => tf.tidy(() => model.forward(x, { training: false }).dataSync());
-  const train = () => void trainer.trainStep({ x, y }, step++);
+  const train = kitTrainStep(model, x, labels, 0);
   forward();
   train();
   // Exclusive time per kernel: every kernel of the backend wrapped with a timer that subtracts the time
