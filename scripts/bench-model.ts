@@ -370,33 +370,23 @@ async function main(): Promise<void> {
   const jobs: Job[] = [];
   for (const backend of backends) {
     const own = arg(`--sizes-${backend}`)?.split(',').map(Number) ?? sizes;
-    for (const size of own) {
-      for (const mode of ['forward', 'train'] as const) {
-        jobs.push({
-          backend,
-          size,
-          batch,
-          mode,
-          impl: 'auto',
-          reps: repsFor(size),
-          model,
-          checkpoint: checkpointFor(size, mode),
-        });
-      }
-    }
-    if (!flag('--no-baseline')) {
-      const size = Math.min(...own);
-      for (const mode of ['forward', 'train'] as const) {
-        jobs.push({
-          backend,
-          size,
-          batch,
-          mode,
-          impl: 'chunked',
-          reps: repsFor(size),
-          model,
-          checkpoint: checkpointFor(size, mode),
-        });
+    // The fused (`auto`) scan at every size, then the `chunked` baseline at the smallest one.
+    const runs: Array<[ScanImpl, number[]]> = [['auto', own]];
+    if (!flag('--no-baseline')) runs.push(['chunked', [Math.min(...own)]]);
+    for (const [impl, implSizes] of runs) {
+      for (const size of implSizes) {
+        for (const mode of ['forward', 'train'] as const) {
+          jobs.push({
+            backend,
+            size,
+            batch,
+            mode,
+            impl,
+            reps: repsFor(size),
+            model,
+            checkpoint: checkpointFor(size, mode),
+          });
+        }
       }
     }
   }

@@ -1,6 +1,6 @@
 /**
- * Faster replacements for five kernels of the wasm backend that the scans (and gradients in general)
- * lean on: Slice, Unpack and SplitV (zero-copy reads), Identity (no copy at all) and Reverse.
+ * Faster replacements for six kernels of the wasm backend that the scans (and gradients in general)
+ * lean on: Slice, Unpack and SplitV (zero-copy reads), Identity (no copy at all), Reverse and Concat.
  *
  * Why: tfjs-backend-wasm 4.22's Slice (kernels/Slice.ts) starts with `backend.readSync(x.dataId)`, which
  * copies the WHOLE input out of the wasm heap on every call; Unpack and SplitV call it once per output.
@@ -31,14 +31,19 @@ type Info = tf.TensorInfo;
 /** Runs shorter than this are copied element by element (e.g. SplitV of x_proj's [b·l, R+2N] output). */
 const SHORT_RUN = 64;
 
+type Heap = Float32Array | Int32Array | Uint8Array;
+
+/** out[dst, dst + n) = x[src, src + n): a subarray per short run costs more than the copy itself. */
+function copyRun(x: Heap, src: number, out: Heap, dst: number, n: number): void {
+  if (n < SHORT_RUN) {
+    for (let k = 0; k < n; k++) out[dst + k] = x[src + k];
+  } else {
+    out.set(x.subarray(src, src + n), dst);
+  }
+}
+
 /** Copies the block [begin, begin + size) of x (row-major, shape `xShape`) into out, innermost runs at a time. */
-function copyBlock(
-  x: Float32Array | Int32Array | Uint8Array,
-  xShape: number[],
-  begin: number[],
-  size: number[],
-  out: typeof x,
-) {
+function copyBlock(x: Heap, xShape: number[], begin: number[], size: number[], out: typeof x) {
   const rank = xShape.length;
   const strides = new Array<number>(rank);
   strides[rank - 1] = 1;
@@ -57,11 +62,7 @@ function copyBlock(
   for (let r = 0; r < nRuns; r++) {
     let off = begin[inner] * strides[inner];
     for (let i = 0; i < inner; i++) off += (begin[i] + idx[i]) * strides[i];
-    if (run < SHORT_RUN) {
-      for (let k = 0; k < run; k++) out[o + k] = x[off + k]; // a subarray per short run costs more than the copy
-    } else {
-      out.set(x.subarray(off, off + run), o);
-    }
+    copyRun(x, off, out, o, run);
     o += run;
     for (let i = inner - 1; i >= 0; i--) {
       if (++idx[i] < outer[i]) break;
@@ -156,15 +157,7 @@ function reverseKernel(
   const outer = size / (len * inner);
   for (let o = 0; o < outer; o++) {
     const base = o * len * inner;
-    for (let i = 0; i < len; i++) {
-      const dst = base + i * inner;
-      const src = base + (len - 1 - i) * inner;
-      if (inner < SHORT_RUN) {
-        for (let k = 0; k < inner; k++) ov[dst + k] = xv[src + k];
-      } else {
-        ov.set(xv.subarray(src, src + inner), dst);
-      }
-    }
+    for (let i = 0; i < len; i++) copyRun(xv, base + (len - 1 - i) * inner, ov, base + i * inner, inner);
   }
   return out;
 }
@@ -198,15 +191,7 @@ function concatKernel(
   for (const t of parts) {
     const xv = backend.typedArrayFromHeap(t);
     const inner = tf.util.sizeFromShape(t.shape.slice(axis));
-    for (let o = 0; o < outer; o++) {
-      const src = o * inner;
-      const dst = o * row + col;
-      if (inner < SHORT_RUN) {
-        for (let k = 0; k < inner; k++) ov[dst + k] = xv[src + k];
-      } else {
-        ov.set(xv.subarray(src, src + inner), dst);
-      }
-    }
+    for (let o = 0; o < outer; o++) copyRun(xv, o * inner, ov, o * row + col, inner);
     col += inner;
   }
   return out;
@@ -220,7 +205,7 @@ export function stockWasmKernel(name: string): tf.KernelFunc | undefined {
   return stockKernels.get(name);
 }
 
-/** Replaces wasm's Slice, Unpack, SplitV, Identity and Reverse kernels (once; strings keep the stock kernels). */
+/** Replaces wasm's Slice, Unpack, SplitV, Identity, Reverse and Concat kernels (once; strings keep the stock kernels). */
 export function registerWasmKernelFixes(): void {
   if (registered) return;
   registered = true;
