@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
 import { hasFusedScan, resolveScanImpl, selectiveScan } from '../lib/ops/selective-scan/index';
-import { stockWasmKernel } from '../lib/ops/selective-scan/wasm-fixes';
+import { stockWasmKernel } from '../lib/backend/wasm-fixes';
 import { jsEngine, setScanEngine } from '../lib/ops/selective-scan/fused-cpu';
 import { simdScanEngine } from '../lib/ops/selective-scan/wasm-simd';
 import {
@@ -148,7 +148,7 @@ describe('fused kernel details', () => {
   });
 });
 
-describe('wasm Slice / Unpack / SplitV / Identity / Reverse / Concat replacements (wasm-fixes.ts)', () => {
+describe('wasm Slice / Unpack / SplitV / Identity / Reverse / Concat / Tile replacements (lib/backend/wasm-fixes.ts)', () => {
   test('match the cpu backend on strided and contiguous blocks', async () => {
     const x = Float32Array.from({ length: 3 * 4 * 5 * 2 }, (_, i) => i * 0.5 - 7);
     const long = Float32Array.from({ length: 2 * 3 * 70 }, (_, i) => Math.sin(i));
@@ -168,6 +168,10 @@ describe('wasm Slice / Unpack / SplitV / Identity / Reverse / Concat replacement
       tf.concat([t, t.mul(2)], 0),
       tf.concat([tf.slice(t, [0, 0, 0, 0], [3, 4, 5, 1]), t, tf.slice(t, [0, 0, 0, 1], [3, 4, 5, 1])], 3),
       tf.concat([t.cast('int32'), t.cast('int32')], 2),
+      // bool (1-byte) data: the JS copy path instead of the SIMD heap copy
+      tf.reverse(tf.greater(t, 0), 1).cast('float32'),
+      tf.slice(tf.greater(t, 0), [1, 1, 0, 0], [2, 2, 5, 1]).cast('float32'),
+      tf.concat([tf.greater(t, 0), tf.less(t, 1)], 1).cast('float32'),
       tf.transpose(t, [3, 2, 1, 0]),
       tf.transpose(t, [0, 2, 1, 3]),
       tf.transpose(t, [1, 0, 2, 3]),
@@ -178,6 +182,14 @@ describe('wasm Slice / Unpack / SplitV / Identity / Reverse / Concat replacement
       tf.sum(t, 3),
       tf.sum(t, [1, 2], true),
       tf.sum(t, [0, 2]), // not contiguous: the stock kernel
+      tf.tile(t, [2, 1, 3, 1]),
+      tf.tile(t, [1, 1, 1, 3]),
+      tf.tile(t.reshape([120]), [3]),
+      tf.tile(t.cast('int32'), [1, 2, 1, 2]).cast('float32'),
+      tf.tile(tf.greater(t, 0), [2, 1, 1, 2]).cast('float32'),
+      tf.broadcastTo(tf.sum(t, [1, 2], true), [3, 4, 5, 2]), // the gradients of Sum and Mean
+      tf.broadcastTo(tf.mean(t, 3, true), [3, 4, 5, 2]),
+      tf.broadcastTo(tf.reshape(tf.range(0, 2), [1, 1, 1, 2]), [3, 4, 5, 2]),
     ];
     const longOps = (t: tf.Tensor): tf.Tensor[] => [
       tf.reverse(t, 1),

@@ -9,6 +9,10 @@
  *   SquaredDifference, Maximum, Minimum   upstream does not sum the gradient of a broadcast input
  *                 back to its shape -> "gradient of input 'b' has shape [3,4] ... input [4]"
  *   MirrorPad     upstream slices the centre out of dy and drops the reflected border contributions
+ *   Sum, Mean     upstream builds a full-size tensor of ones in JS for every call (mul(dy, ones(x.shape)))
+ *                 -> broadcast dy instead: the same values, bit for bit, without the JS-side array
+ *   Multiply      upstream casts the other operand to float32 even when it already is (a full copy per
+ *                 gradient) -> no cast for float32; the same values
  * Kernels (wasm only; see ./wasm-kernels.ts): the conv / depthwise backprop kernels, UnsortedSegmentSum
  * (gather's gradient) and XNNPACK-friendly BatchMatMul / _FusedMatMul.
  *
@@ -39,6 +43,9 @@ export function registerGradientFixes(): void {
     tf.registerGradient(maximumGrad);
     tf.registerGradient(minimumGrad);
     tf.registerGradient(mirrorPadGrad);
+    tf.registerGradient(sumGrad);
+    tf.registerGradient(meanGrad);
+    tf.registerGradient(multiplyGrad);
   } finally {
     quiet.restore();
   }
@@ -274,6 +281,57 @@ const minimumGrad: tf.GradConfig = {
       a: () => reduceTo(tf.mul(dy as tf.Tensor, tf.cast(tf.lessEqual(a, b), 'float32')), a.shape),
       b: () => reduceTo(tf.mul(dy as tf.Tensor, tf.cast(tf.greater(a, b), 'float32')), b.shape),
     };
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Sum, Mean and Multiply without the upstream temporaries (same values)
+// ---------------------------------------------------------------------------------------------------
+
+/** dy of a reduction of x over `axis`, reshaped to broadcast against x (the reduced axes kept as 1). */
+function expandReduced(dy: tf.Tensor, x: tf.Tensor, axis: unknown): tf.Tensor {
+  const axes = tf.util.parseAxisParam(axis as number | number[], x.shape);
+  return tf.reshape(
+    dy,
+    x.shape.map((s, i) => (axes.includes(i) ? 1 : s)),
+  );
+}
+
+/** Σ: every x gets dy (upstream: dy · ones(x.shape), the same values). */
+const sumGrad: tf.GradConfig = {
+  kernelName: tf.Sum,
+  inputsToSave: ['x'],
+  gradFunc: (dy, saved, attrs) => {
+    const [x] = saved;
+    return { x: () => tf.broadcastTo(expandReduced(dy as tf.Tensor, x, attrs.axis), x.shape) };
+  },
+};
+
+/** mean: every x gets dy / n (upstream: (dy · ones(x.shape)) / n; dy · 1 = dy, so the same values). */
+const meanGrad: tf.GradConfig = {
+  kernelName: tf.Mean,
+  inputsToSave: ['x'],
+  gradFunc: (dy, saved, attrs) => {
+    const [x] = saved;
+    const n = x.size / Math.max((dy as tf.Tensor).size, 1);
+    return { x: () => tf.broadcastTo(tf.div(expandReduced(dy as tf.Tensor, x, attrs.axis), n), x.shape) };
+  },
+};
+
+/** a · b: d/da = dy · b, d/db = dy · a, summed back over broadcast axes (upstream, minus the float32 casts). */
+const multiplyGrad: tf.GradConfig = {
+  kernelName: tf.Multiply,
+  inputsToSave: ['a', 'b'],
+  gradFunc: (dy, saved) => {
+    const [a, b] = saved;
+    const asFloat = (t: tf.Tensor) => (t.dtype === 'float32' ? t : tf.cast(t, 'float32'));
+    const outShape = tf.broadcast_util.assertAndGetBroadcastShape(a.shape, b.shape);
+    const der = (other: tf.Tensor, shape: number[]) => () => {
+      const res = tf.mul(dy as tf.Tensor, asFloat(other));
+      const axes = tf.broadcast_util.getReductionAxes(shape, outShape);
+      return axes.length > 0 ? tf.reshape(tf.sum(res, axes), shape) : res;
+    };
+    return { a: der(b, a.shape), b: der(a, b.shape) };
   },
 };
 

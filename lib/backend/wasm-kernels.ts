@@ -29,6 +29,9 @@
  * handed to the kernel's output the way tfjs' own Identity kernel does it (incRef, then dispose).
  */
 import * as tf from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { depthwiseFilterGradKernel, heapBatchMatMul, registerWasmHeapKernels } from './wasm-heap-kernels';
+import { registerWasmKernelFixes } from './wasm-fixes';
 
 type Attrs = Record<string, unknown>;
 type Body = (inputs: Record<string, tf.Tensor>, attrs: Attrs) => tf.Tensor;
@@ -198,6 +201,9 @@ function depthwiseBackpropFilterBody(inputs: Record<string, tf.Tensor>, attrs: A
   const r5 = tf.reshape(r, [kh, kw, b, c, m]); // [kh, kw, b, c, m]
   return b === 1 ? tf.reshape(r5, filterShape) : tf.sum(r5, 2); // [kh, kw, c, m]
 }
+
+/** The composite depthwise filter gradient: the fallback of wasm-heap-kernels.ts' SIMD kernel (and its test reference). */
+export const depthwiseFilterGradComposite = compositeKernelFunc(depthwiseBackpropFilterBody);
 
 // ---------------------------------------------------------------------------------------------------
 // Input gradients as sub-pixel convolutions
@@ -557,8 +563,14 @@ function fastBatchMatMul(original: tf.KernelFunc): tf.KernelFunc {
     const tA = Boolean(attrs.transposeA);
     const tB = Boolean(attrs.transposeB);
     const plan = a.dtype === 'float32' && b.dtype === 'float32' ? planMatMul(a, b, tA, tB) : null;
-    if (plan == null || keepOriginal(plan, tA, tB)) return original(args);
-    return composite(args);
+    if (plan == null) return original(args);
+    const direct = !tA && !tB && plan.batchA === 1 && plan.batchB === 1;
+    // The stock naive loop (tiny products) sums in k blocks of 48: keep it, so results stay bit-identical.
+    if (!direct && keepOriginal(plan, tA, tB)) return original(args);
+    // Every other product ends in XNNPACK's GEMM: the heap GEMM computes it bit for bit, transposes free.
+    const heap = heapBatchMatMul(args.backend as unknown as BackendWasm, a, b, tA, tB, plan);
+    if (heap) return heap;
+    return direct ? original(args) : composite(args);
   };
 }
 
@@ -647,9 +659,17 @@ export const WASM_KERNEL_FIXES = [
 
 let wasmDone = false;
 
+const originals = new Map<string, tf.KernelFunc>();
+
+/** The stock tfjs-backend-wasm kernel that this file wrapped (tests compare against it). */
+export function originalWasmKernel(name: string): tf.KernelFunc | undefined {
+  return originals.get(name);
+}
+
 function replaceKernel(name: string, wrap: (original: tf.KernelFunc) => tf.KernelFunc): void {
   const original = tf.getKernel(name, 'wasm');
   if (!original) throw new Error(`lib/backend/wasm-kernels.ts: wasm kernel '${name}' to wrap is not registered`);
+  originals.set(name, original.kernelFunc);
   tf.unregisterKernel(name, 'wasm');
   // Keep setupFunc/disposeFunc: the wasm backend runs them on (re)initialisation, and the original
   // kernelFunc we fall back to needs its setup (it binds the C++ entry point).
@@ -670,7 +690,7 @@ export function registerWasmKernels(): boolean {
   if (!tf.getKernel('Conv2D', 'wasm')) return false;
   wasmDone = true;
   addKernel('Conv2DBackpropFilter', compositeKernelFunc(conv2dBackpropFilterBody));
-  addKernel('DepthwiseConv2dNativeBackpropFilter', compositeKernelFunc(depthwiseBackpropFilterBody));
+  addKernel('DepthwiseConv2dNativeBackpropFilter', depthwiseFilterGradKernel(depthwiseFilterGradComposite));
   addKernel('DepthwiseConv2dNativeBackpropInput', compositeKernelFunc(depthwiseBackpropInputBody));
   addKernel('UnsortedSegmentSum', unsortedSegmentSumKernel);
   const newInput = compositeKernelFunc(conv2dBackpropInputBody);
@@ -678,5 +698,7 @@ export function registerWasmKernels(): boolean {
   replaceKernel('BatchMatMul', fastBatchMatMul);
   replaceKernel('_FusedMatMul', fastFusedMatMul);
   replaceKernel('MaxPoolGrad', () => maxPoolGradKernel);
+  registerWasmHeapKernels();
+  registerWasmKernelFixes();
   return true;
 }

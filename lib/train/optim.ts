@@ -13,8 +13,11 @@
  *   v ← β2·v + (1 − β2)·g²                 (exp_avg_sq)
  *   p ← p − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε)
  * The bias-correction scalars are computed in float64 on the host and enter as scalars.
+ * On wasm the whole update of one parameter is one fused kernel call (lib/backend/wasm-heap-kernels.ts),
+ * operation for operation the tf ops below and bit-identical to them; other backends run the tf ops.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ADAM_KERNEL, adamKernelAvailable, AdamKernelAttrs } from '../backend/wasm-heap-kernels';
 
 export type OptimizerName = 'adam' | 'adamw';
 
@@ -28,6 +31,8 @@ export interface AdamOptions {
   weightDecay?: number;
   /** 'adamw' decouples the weight decay (Loshchilov & Hutter); 'adam' is the official optimizer. */
   kind?: OptimizerName;
+  /** Use the fused wasm kernel where the backend has it (default true; false: always the tf ops). */
+  fusedKernel?: boolean;
 }
 
 /** What a checkpoint stores besides the moment tensors. */
@@ -58,6 +63,7 @@ export class Adam {
   readonly beta2: number;
   readonly eps: number;
   readonly weightDecay: number;
+  readonly fusedKernel: boolean;
   /** Updates applied so far. */
   step = 0;
   private readonly slots: Slot[];
@@ -71,6 +77,7 @@ export class Adam {
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0;
+    this.fusedKernel = opts.fusedKernel ?? true;
     if (!(this.lr > 0)) throw new Error(`Adam: lr must be > 0, got ${opts.lr}`);
     if (!(this.beta1 >= 0 && this.beta1 < 1) || !(this.beta2 >= 0 && this.beta2 < 1)) {
       throw new Error(`Adam: betas must be in [0, 1), got (${this.beta1}, ${this.beta2})`);
@@ -105,10 +112,34 @@ export class Adam {
     const stepSize = lr / bc1;
     const sqrtBc2 = Math.sqrt(bc2);
     const decoupled = this.kind === 'adamw';
+    const fused = this.fusedKernel && adamKernelAvailable();
+    const attrs: AdamKernelAttrs = {
+      beta1: this.beta1,
+      beta2: this.beta2,
+      sqrtBc2,
+      eps: this.eps,
+      stepSize,
+      l2: decoupled ? 0 : this.weightDecay,
+      decay: decoupled ? 1 - lr * this.weightDecay : 1,
+    };
     tf.tidy(() => {
       for (const s of this.slots) {
         let g = grads[s.param.name];
         if (!g) continue;
+        if (fused && g.dtype === 'float32') {
+          // The same update in one kernel call (lib/backend/wasm-heap-kernels.ts; bit-identical).
+          const [p, m, v] = tf.engine().runKernel(
+            ADAM_KERNEL,
+            { param: s.param, grad: g, m: s.m, v: s.v },
+            {
+              ...attrs,
+            },
+          ) as tf.Tensor[];
+          s.m.assign(m);
+          s.v.assign(v);
+          s.param.assign(p);
+          continue;
+        }
         if (this.weightDecay !== 0 && !decoupled) g = tf.add(g, tf.mul(s.param, this.weightDecay)); // L2 into g
         const m = tf.add(tf.mul(s.m, this.beta1), tf.mul(g, 1 - this.beta1)); // same shape as p
         const v = tf.add(tf.mul(s.v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));

@@ -3,6 +3,8 @@
  * `lib: ["es2022"]` only, and TypeScript declares the `WebAssembly` namespace in the DOM lib. At run time
  * this is Node's own global.
  */
+import * as v8 from 'v8';
+
 export interface WasmMemory {
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
   grow(deltaPages: number): number;
@@ -17,3 +19,27 @@ export interface WasmApi {
   Instance: new (module: WasmModule, imports: Record<string, Record<string, unknown>>) => WasmInstance;
 }
 export const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+/**
+ * Compiles straight to optimised code. V8 otherwise starts wasm functions in its baseline compiler
+ * (Liftoff, several times slower on this code) and tiers up only on a later call, so a long first kernel
+ * call (the first training step) would run entirely in baseline code. The flag is restored afterwards.
+ */
+export function compileOptimized(bytes: Uint8Array): WasmModule {
+  let flagged = false;
+  try {
+    v8.setFlagsFromString('--no-liftoff');
+    v8.setFlagsFromString('--no-wasm-lazy-compilation');
+    flagged = true;
+  } catch {
+    /* flags unavailable: fall back to V8's default tiering */
+  }
+  try {
+    return new WA.Module(bytes);
+  } finally {
+    if (flagged) {
+      v8.setFlagsFromString('--liftoff');
+      v8.setFlagsFromString('--wasm-lazy-compilation');
+    }
+  }
+}

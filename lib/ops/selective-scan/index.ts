@@ -23,7 +23,6 @@ import { selectiveScanChunked } from './chunked';
 import { asGroups, checkScanArgs, ScanArgs } from './common';
 import { registerCpuScanKernels, SCAN_KERNEL } from './fused-cpu';
 import { selectiveScanReference } from './reference';
-import { registerWasmKernelFixes } from './wasm-fixes';
 import { registerWebGPUScanKernels } from './webgpu';
 import './wasm-simd';
 
@@ -33,17 +32,16 @@ export { selectiveScanChunked } from './chunked';
 
 export type ScanImpl = 'auto' | 'reference' | 'chunked' | 'fused';
 
-/** Registers the fused kernels (all backends) and, on wasm, the Slice/Unpack/SplitV/Identity fixes. Idempotent. */
-export function registerScanKernels(backendName: string = tf.getBackend()): void {
+/** Registers the fused kernels (all backends; the wasm copy-kernel fixes they lean on are lib/backend's). Idempotent. */
+export function registerScanKernels(): void {
   registerCpuScanKernels();
   registerWebGPUScanKernels();
-  if (backendName === 'wasm') registerWasmKernelFixes();
 }
-onBackendInit((name) => registerScanKernels(name));
+onBackendInit(() => registerScanKernels());
 
 /** Does the active (or named) backend have the fused kernel? */
 export function hasFusedScan(backendName: string = tf.getBackend()): boolean {
-  registerScanKernels(backendName);
+  registerScanKernels();
   return tf.getKernel(SCAN_KERNEL, backendName) != null;
 }
 

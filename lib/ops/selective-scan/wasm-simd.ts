@@ -29,11 +29,10 @@
  * nv = np/4 vectors, T checkpoint chunk, K chunks.
  */
 import * as os from 'os';
-import * as v8 from 'v8';
 import { Worker } from 'worker_threads';
 import { chunking, paddedState, ScanArrays, ScanGradArrays, ScanSizes } from './cpu-kernel';
 import { jsEngine, provideSimdEngine, ScanEngine, WasmHeap } from './fused-cpu';
-import { WA, WasmMemory, WasmModule } from '../../util/wasm-api';
+import { compileOptimized, WA, WasmMemory, WasmModule } from '../../util/wasm-api';
 import {
   assembleModule,
   Expr,
@@ -77,7 +76,7 @@ import {
   vsub,
   vzero,
   ValType,
-} from './wasm-asm';
+} from '../../util/wasm-asm';
 
 /** State sizes (padded) with a compiled kernel; larger n falls back to the JS engine. */
 export const SIMD_STATE_SIZES = [4, 8, 12, 16, 20, 24, 28, 32];
@@ -579,30 +578,6 @@ const FN_NAMES = [
   ...SIMD_STATE_SIZES.map((np) => `fwd${np}`),
   ...SIMD_STATE_SIZES.map((np) => `bwd${np}`),
 ];
-
-/**
- * Compiles straight to optimised code. V8 otherwise starts wasm functions in its baseline compiler
- * (Liftoff, several times slower on this code) and tiers up only on a later call, so a long first kernel
- * call (the first training step) would run entirely in baseline code. The flag is restored afterwards.
- */
-function compileOptimized(bytes: Uint8Array): WasmModule {
-  let flagged = false;
-  try {
-    v8.setFlagsFromString('--no-liftoff');
-    v8.setFlagsFromString('--no-wasm-lazy-compilation');
-    flagged = true;
-  } catch {
-    /* flags unavailable: fall back to V8's default tiering */
-  }
-  try {
-    return new WA.Module(bytes);
-  } finally {
-    if (flagged) {
-      v8.setFlagsFromString('--liftoff');
-      v8.setFlagsFromString('--wasm-lazy-compilation');
-    }
-  }
-}
 
 interface Compiled {
   /** the kernels on the engine's own memory (shared with the worker threads when possible) */

@@ -1,6 +1,7 @@
 /**
- * Faster replacements for six kernels of the wasm backend that the scans (and gradients in general)
- * lean on: Slice, Unpack and SplitV (zero-copy reads), Identity (no copy at all), Reverse and Concat.
+ * Faster replacements for seven copying kernels of the wasm backend that the scans (and gradients in
+ * general) lean on: Slice, Unpack and SplitV (zero-copy reads), Identity (no copy at all), Reverse, Concat
+ * and Tile. All of them only move data, so results are bit-identical to the stock kernels'.
  *
  * Why: tfjs-backend-wasm 4.22's Slice (kernels/Slice.ts) starts with `backend.readSync(x.dataId)`, which
  * copies the WHOLE input out of the wasm heap on every call; Unpack and SplitV call it once per output.
@@ -20,11 +21,17 @@
  * loop in 4.22's C++: ~5 ms for a [8, 256, 24] flip at 64 px, 40 % of a forward pass. The version here
  * copies whole innermost runs, reversed along the one axis SS2D flips (other cases: stock kernel).
  *
- * Registered by `registerScanKernels()` (index.ts). These are backend fixes, not scan logic: they belong
- * in lib/backend next to the other wasm kernels, and live here until they are moved.
+ * Tile (broadcastTo; the gradients of Sum and Mean, see gradient-fixes.ts) also indexes element by element
+ * in C++; here it is a few block copies per axis.
+ *
+ * The runs are copied by the SIMD `copyruns` heap kernel (wasm-heap-kernels.ts), in one call per evenly
+ * spaced group of runs; a JS loop per element cost ~3 ns (≈ 30 ms of Reverse per 64-px training step).
+ *
+ * Registered with the other wasm kernels (wasm-kernels.ts `registerWasmKernels`).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { heapCopyRuns } from './wasm-heap-kernels';
 
 type Info = tf.TensorInfo;
 
@@ -42,8 +49,35 @@ function copyRun(x: Heap, src: number, out: Heap, dst: number, n: number): void 
   }
 }
 
+/**
+ * `count` runs of n elements: run i goes from x[src + i·srcStride] to out[dst + i·dstStride] (element
+ * units, strides may be negative). 4-byte data is copied by the SIMD heap kernel (wasm-heap-kernels.ts)
+ * in one call; other data (bool) run by run in JS.
+ */
+function copyRuns(
+  backend: BackendWasm,
+  x: Heap,
+  src: number,
+  out: Heap,
+  dst: number,
+  count: number,
+  n: number,
+  srcStride: number,
+  dstStride: number,
+): void {
+  if (count === 0 || n === 0) return;
+  const b = x.BYTES_PER_ELEMENT;
+  if (
+    b === 4 &&
+    heapCopyRuns(backend, x.byteOffset + 4 * src, out.byteOffset + 4 * dst, count, n, 4 * srcStride, 4 * dstStride)
+  ) {
+    return;
+  }
+  for (let i = 0; i < count; i++) copyRun(x, src + i * srcStride, out, dst + i * dstStride, n);
+}
+
 /** Copies the block [begin, begin + size) of x (row-major, shape `xShape`) into out, innermost runs at a time. */
-function copyBlock(x: Heap, xShape: number[], begin: number[], size: number[], out: typeof x) {
+function copyBlock(backend: BackendWasm, x: Heap, xShape: number[], begin: number[], size: number[], out: typeof x) {
   const rank = xShape.length;
   const strides = new Array<number>(rank);
   strides[rank - 1] = 1;
@@ -55,16 +89,22 @@ function copyBlock(x: Heap, xShape: number[], begin: number[], size: number[], o
     inner--;
     run *= size[inner];
   }
-  const outer = size.slice(0, inner);
-  const nRuns = outer.reduce((a, s) => a * s, 1);
-  const idx = new Array<number>(inner).fill(0);
+  if (inner === 0) {
+    copyRuns(backend, x, begin[0] * strides[0], out, 0, 1, run, 0, 0);
+    return;
+  }
+  // The runs along the last outer axis (inner − 1) are evenly spaced: one copyRuns call each.
+  const last = inner - 1;
+  const outer = size.slice(0, last);
+  const nGroups = outer.reduce((a, s) => a * s, 1);
+  const idx = new Array<number>(last).fill(0);
   let o = 0;
-  for (let r = 0; r < nRuns; r++) {
-    let off = begin[inner] * strides[inner];
-    for (let i = 0; i < inner; i++) off += (begin[i] + idx[i]) * strides[i];
-    copyRun(x, off, out, o, run);
-    o += run;
-    for (let i = inner - 1; i >= 0; i--) {
+  for (let r = 0; r < nGroups; r++) {
+    let off = begin[inner] * strides[inner] + begin[last] * strides[last];
+    for (let i = 0; i < last; i++) off += (begin[i] + idx[i]) * strides[i];
+    copyRuns(backend, x, off, out, o, size[last], run, strides[last], run);
+    o += size[last] * run;
+    for (let i = last - 1; i >= 0; i--) {
       if (++idx[i] < outer[i]) break;
       idx[i] = 0;
     }
@@ -77,7 +117,7 @@ function sliceMany(backend: BackendWasm, x: Info, blocks: Array<{ begin: number[
   const xv = backend.typedArrayFromHeap(x); // after all allocations: the heap may have grown
   blocks.forEach((blk, i) => {
     if (blk.size.some((s) => s === 0)) return;
-    copyBlock(xv, x.shape, blk.begin, blk.size, backend.typedArrayFromHeap(outs[i]));
+    copyBlock(backend, xv, x.shape, blk.begin, blk.size, backend.typedArrayFromHeap(outs[i]));
   });
   return outs;
 }
@@ -157,7 +197,7 @@ function reverseKernel(
   const outer = size / (len * inner);
   for (let o = 0; o < outer; o++) {
     const base = o * len * inner;
-    for (let i = 0; i < len; i++) copyRun(xv, base + (len - 1 - i) * inner, ov, base + i * inner, inner);
+    copyRuns(backend, xv, base + (len - 1) * inner, ov, base, len, inner, -inner, inner); // run i ← run len−1−i
   }
   return out;
 }
@@ -191,8 +231,65 @@ function concatKernel(
   for (const t of parts) {
     const xv = backend.typedArrayFromHeap(t);
     const inner = tf.util.sizeFromShape(t.shape.slice(axis));
-    for (let o = 0; o < outer; o++) copyRun(xv, o * inner, ov, o * row + col, inner);
+    copyRuns(backend, xv, 0, ov, col, outer, inner, inner, row);
     col += inner;
+  }
+  return out;
+}
+
+/**
+ * Tile (and so broadcastTo, e.g. the gradients of Sum and Mean): stock 4.22 computes every output element's
+ * source index in a generic C++ loop (~60 ms per training step at 64 px). Here: x is placed into the first
+ * tile of the output, then each axis from the innermost out is replicated by whole-block copies — every
+ * output element is written once by a run copy.
+ */
+function tileKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
+  stock: tf.KernelFunc,
+): Info {
+  const x = args.inputs.x as Info;
+  const backend = args.backend as BackendWasm;
+  const reps = (args.attrs as unknown as { reps: number[] }).reps;
+  const xs = x.shape;
+  const rank = xs.length;
+  if (rank === 0 || reps.length !== rank || x.dtype === 'string' || x.dtype === 'complex64') {
+    return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
+  }
+  const os = xs.map((d, i) => d * reps[i]);
+  const out = backend.makeOutput(os, x.dtype);
+  if (tf.util.sizeFromShape(os) === 0) return out;
+  const xv = backend.typedArrayFromHeap(x); // after makeOutput: the heap may have grown
+  const ov = backend.typedArrayFromHeap(out);
+  const oStride = new Array<number>(rank);
+  oStride[rank - 1] = 1;
+  for (let i = rank - 2; i >= 0; i--) oStride[i] = oStride[i + 1] * os[i + 1];
+  /** Calls fn(offsetOfPrefixInOut, prefixIndex) for every index (i_0..i_{d-1}) < (xs_0..xs_{d-1}). */
+  const forPrefixes = (d: number, fn: (outOff: number, flat: number) => void) => {
+    const n = tf.util.sizeFromShape(xs.slice(0, d));
+    const idx = new Array<number>(d).fill(0);
+    for (let f = 0; f < n; f++) {
+      let off = 0;
+      for (let i = 0; i < d; i++) off += idx[i] * oStride[i];
+      fn(off, f);
+      for (let i = d - 1; i >= 0; i--) {
+        if (++idx[i] < xs[i]) break;
+        idx[i] = 0;
+      }
+    }
+  };
+  // 1. x into the first tile: its rows (last axis) grouped along the axis before, one copyRuns per group.
+  const run = xs[rank - 1];
+  if (rank === 1) copyRuns(backend, xv, 0, ov, 0, 1, run, 0, 0);
+  else {
+    forPrefixes(rank - 2, (off, f) =>
+      copyRuns(backend, xv, f * xs[rank - 2] * run, ov, off, xs[rank - 2], run, run, oStride[rank - 2]),
+    );
+  }
+  // 2. replicate along each axis d, innermost first: the filled block [xs_d, os_{d+1}, …] repeats reps_d times.
+  for (let d = rank - 1; d >= 0; d--) {
+    if (reps[d] === 1) continue;
+    const block = xs[d] * oStride[d];
+    forPrefixes(d, (off) => copyRuns(backend, ov, off, ov, off + block, reps[d] - 1, block, 0, block));
   }
   return out;
 }
@@ -205,7 +302,7 @@ export function stockWasmKernel(name: string): tf.KernelFunc | undefined {
   return stockKernels.get(name);
 }
 
-/** Replaces wasm's Slice, Unpack, SplitV, Identity, Reverse and Concat kernels (once; strings keep the stock kernels). */
+/** Replaces wasm's Slice, Unpack, SplitV, Identity, Reverse, Concat and Tile kernels (once; strings keep the stock kernels). */
 export function registerWasmKernelFixes(): void {
   if (registered) return;
   registered = true;
@@ -219,6 +316,7 @@ export function registerWasmKernelFixes(): void {
   const withStock: Array<[string, (args: Args, stock: tf.KernelFunc) => Info]> = [
     [tf.Reverse, reverseKernel],
     [tf.Concat, concatKernel],
+    [tf.Tile, tileKernel],
   ];
   for (const [name, fn] of withStock) {
     const stock = tf.getKernel(name, 'wasm')?.kernelFunc;

@@ -1,6 +1,7 @@
 /**
- * A very small WebAssembly assembler: just enough to write the SIMD scan kernels of wasm-simd.ts in
- * TypeScript, so the kit needs no C compiler or wasm toolchain. It emits the binary format directly
+ * A very small WebAssembly assembler: just enough to write the kit's SIMD kernels (the selective scan in
+ * lib/ops/selective-scan/wasm-simd.ts, the reductions and the Adam update in lib/backend/wasm-heap-kernels.ts)
+ * in TypeScript, so the kit needs no C compiler or wasm toolchain. It emits the binary format directly
  * (spec: https://webassembly.github.io/spec/core/binary/) for modules with one imported memory and
  * a few exported functions over i32, f32, f64 and v128 values.
  *
@@ -198,12 +199,16 @@ export const i32sub = binop(0x6b);
 export const i32mul = binop(0x6c);
 export const i32divU = binop(0x6e);
 export const i32lt = binop(0x48); // signed
+export const i32ltU = binop(0x49); // unsigned: also rejects negative values as huge
 export const i32ge = binop(0x4e); // signed
 export const i32eq = binop(0x46);
 export const i32minU = (a: Expr, b: Expr): Expr => select(a, b, binop(0x49)(a, b)); // a <u b ? a : b
 export const f32add = binop(0x92);
 export const f32sub = binop(0x93);
 export const f32mul = binop(0x94);
+export const f32div = binop(0x95);
+export const f32sqrt = unop(0x91);
+export const i32and = binop(0x71);
 export const f64add = binop(0xa0);
 export const f64FromF32 = unop(0xbb); // f64.promote_f32
 export const f32FromF64 = unop(0xb6); // f32.demote_f64
@@ -281,6 +286,7 @@ export const vadd = vbin(0xe4);
 export const vsub = vbin(0xe5);
 export const vmul = vbin(0xe6);
 export const vdiv = vbin(0xe7);
+export const vsqrt = vun(0xe3); // f32x4.sqrt (correctly rounded, as f32.sqrt)
 /** f32x4.pmin / pmax: b < a ? b : a and a < b ? b : a. One minps/maxps each on x64, unlike
  *  f32x4.min/max, whose NaN and ±0 rules cost V8 about eight instructions. */
 export const vmin = vbin(0xea);
