@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
 import { adamKernelAvailable, leadingReduction, stockHeapKernel } from '../lib/backend/wasm-heap-kernels';
 import { depthwiseFilterGradComposite, originalWasmKernel } from '../lib/backend/wasm-kernels';
+import { collapsePermutation } from '../lib/backend/wasm-fixes';
 import { Adam } from '../lib/train/optim';
 import { Rng } from '../lib/util/random';
 
@@ -245,6 +246,8 @@ test('matrix products: the heap GEMM is bit-identical to XNNPACK (the stock 2-D 
     [1, 1, 33, 8192, 24],
     [1, 1, 32, 1536, 768],
     [1, 1, 7, 5, 3],
+    [1, 1, 24, 8192, 1], // one and two columns (dt_proj with dt rank 1)
+    [1, 1, 100, 300, 2],
     [1, 1, 13, 300, 21],
     [1, 1, 5, 800, 9],
     [1, 1, 5, 600, 9], // tiny: transposed cases stay on the stock naive loop
@@ -297,4 +300,13 @@ test('matrix products: the heap GEMM is bit-identical to XNNPACK (the stock 2-D 
       tf.dispose([...a2, ...b2, a, b, ours, ref, ...refs]);
     }
   }
+});
+
+test('collapsePermutation drops size-1 axes and merges axes that stay adjacent', () => {
+  assert.deepEqual(collapsePermutation([32, 4, 256, 24], [0, 1, 3, 2]), { shape: [128, 256, 24], perm: [0, 2, 1] });
+  assert.deepEqual(collapsePermutation([32, 4, 24, 256], [1, 0, 3, 2]), { shape: [32, 4, 24, 256], perm: [1, 0, 3, 2] });
+  assert.deepEqual(collapsePermutation([8, 16, 16, 96], [0, 3, 1, 2]), { shape: [8, 256, 96], perm: [0, 2, 1] });
+  assert.deepEqual(collapsePermutation([3, 1, 4, 10], [2, 1, 0, 3]), { shape: [3, 4, 10], perm: [1, 0, 2] });
+  assert.deepEqual(collapsePermutation([2, 3], [0, 1]), { shape: [6], perm: [0] });
+  assert.deepEqual(collapsePermutation([1, 1], [1, 0]), { shape: [], perm: [] });
 });

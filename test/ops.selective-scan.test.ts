@@ -148,7 +148,7 @@ describe('fused kernel details', () => {
   });
 });
 
-describe('wasm Slice / Unpack / SplitV / Identity / Reverse / Concat / Tile replacements (lib/backend/wasm-fixes.ts)', () => {
+describe('wasm Slice / Unpack / SplitV / Identity / Cast / Reverse / Concat / Pack / Tile / Transpose replacements (lib/backend/wasm-fixes.ts)', () => {
   test('match the cpu backend on strided and contiguous blocks', async () => {
     const x = Float32Array.from({ length: 3 * 4 * 5 * 2 }, (_, i) => i * 0.5 - 7);
     const long = Float32Array.from({ length: 2 * 3 * 70 }, (_, i) => Math.sin(i));
@@ -178,10 +178,22 @@ describe('wasm Slice / Unpack / SplitV / Identity / Reverse / Concat / Tile repl
       tf.transpose(t, [0, 1, 2, 3]),
       tf.transpose(t.reshape([3, 4, 1, 5, 2]), [2, 4, 0, 3, 1]),
       tf.transpose(t.cast('int32'), [2, 0, 3, 1]),
+      tf.transpose(t, [0, 1, 3, 2]), // batched 2-D transposes (4×4 register blocks + ragged edges)
+      tf.transpose(t, [1, 0, 3, 2]),
+      tf.transpose(t.reshape([12, 10]), [1, 0]),
+      tf.transpose(t.reshape([3, 1, 4, 10]), [2, 1, 0, 3]), // size-1 axis dropped, runs of 10
+      tf.transpose(tf.greater(t, 0), [0, 2, 1, 3]).cast('float32'), // 1-byte data: the stock kernel
       tf.sum(t, [0, 1, 2]),
       tf.sum(t, 3),
       tf.sum(t, [1, 2], true),
       tf.sum(t, [0, 2]), // not contiguous: the stock kernel
+      tf.stack([t, t.mul(2), t.add(1)], 0),
+      tf.stack([t, t.mul(2)], 2),
+      tf.stack([t, t.mul(2)], -1),
+      tf.stack([t.cast('int32'), t.cast('int32')], 1).cast('float32'),
+      tf.stack([tf.greater(t, 0), tf.less(t, 1)], 3).cast('float32'),
+      tf.cast(t, 'float32'), // same dtype: shared data
+      tf.cast(tf.cast(t, 'int32'), 'int32').cast('float32'),
       tf.tile(t, [2, 1, 3, 1]),
       tf.tile(t, [1, 1, 1, 3]),
       tf.tile(t.reshape([120]), [3]),
@@ -189,6 +201,8 @@ describe('wasm Slice / Unpack / SplitV / Identity / Reverse / Concat / Tile repl
       tf.tile(tf.greater(t, 0), [2, 1, 1, 2]).cast('float32'),
       tf.broadcastTo(tf.sum(t, [1, 2], true), [3, 4, 5, 2]), // the gradients of Sum and Mean
       tf.broadcastTo(tf.mean(t, 3, true), [3, 4, 5, 2]),
+      tf.broadcastTo(tf.sum(t, 3, true), [3, 4, 5, 11]), // innermost fill: vectors + tail
+      tf.broadcastTo(tf.sum(t, [0, 3], true), [3, 4, 5, 6]),
       tf.broadcastTo(tf.reshape(tf.range(0, 2), [1, 1, 1, 2]), [3, 4, 5, 2]),
     ];
     const longOps = (t: tf.Tensor): tf.Tensor[] => [
@@ -197,6 +211,8 @@ describe('wasm Slice / Unpack / SplitV / Identity / Reverse / Concat / Tile repl
       ...tf.split(t, [10, 60], 2),
       tf.concat([t, t], 2),
       tf.transpose(t, [2, 0, 1]),
+      tf.transpose(t.reshape([6, 70]), [1, 0]),
+      tf.transpose(t.reshape([2, 3, 7, 10]), [0, 1, 3, 2]),
     ];
     const collect = async (backend: string) => {
       await tf.setBackend(backend);

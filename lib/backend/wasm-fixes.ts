@@ -1,7 +1,7 @@
 /**
- * Faster replacements for seven copying kernels of the wasm backend that the scans (and gradients in
- * general) lean on: Slice, Unpack and SplitV (zero-copy reads), Identity (no copy at all), Reverse, Concat
- * and Tile. All of them only move data, so results are bit-identical to the stock kernels'.
+ * Faster replacements for ten copying kernels of the wasm backend that the scans (and gradients in
+ * general) lean on: Slice, Unpack and SplitV (zero-copy reads), Identity and same-dtype Cast (no copy at
+ * all), Reverse, Concat, Pack, Tile and Transpose. All of them only move data, so results are bit-identical to the stock kernels'.
  *
  * Why: tfjs-backend-wasm 4.22's Slice (kernels/Slice.ts) starts with `backend.readSync(x.dataId)`, which
  * copies the WHOLE input out of the wasm heap on every call; Unpack and SplitV call it once per output.
@@ -21,8 +21,8 @@
  * loop in 4.22's C++: ~5 ms for a [8, 256, 24] flip at 64 px, 40 % of a forward pass. The version here
  * copies whole innermost runs, reversed along the one axis SS2D flips (other cases: stock kernel).
  *
- * Tile (broadcastTo; the gradients of Sum and Mean, see gradient-fixes.ts) also indexes element by element
- * in C++; here it is a few block copies per axis.
+ * Tile (broadcastTo; the gradients of Sum and Mean, see gradient-fixes.ts) and Transpose also index
+ * element by element in C++; here they are block copies and 4×4 register transposes.
  *
  * The runs are copied by the SIMD `copyruns` heap kernel (wasm-heap-kernels.ts), in one call per evenly
  * spaced group of runs; a JS loop per element cost ~3 ns (≈ 30 ms of Reverse per 64-px training step).
@@ -31,7 +31,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { heapCopyRuns } from './wasm-heap-kernels';
+import { heapCopyRuns, heapFillRows, heapTranspose2d } from './wasm-heap-kernels';
 
 type Info = tf.TensorInfo;
 
@@ -288,10 +288,136 @@ function tileKernel(
   // 2. replicate along each axis d, innermost first: the filled block [xs_d, os_{d+1}, …] repeats reps_d times.
   for (let d = rank - 1; d >= 0; d--) {
     if (reps[d] === 1) continue;
+    const outerRows = tf.util.sizeFromShape(xs.slice(0, d));
+    if (d === rank - 1 && xs[d] === 1 && reps.slice(0, d).every((r) => r === 1) && ov.BYTES_PER_ELEMENT === 4) {
+      // only the innermost axis repeats, one element each (LayerNorm's dy): one call fills every row
+      if (heapFillRows(backend, ov.byteOffset, outerRows, reps[d], reps[d])) continue;
+    }
     const block = xs[d] * oStride[d];
     forPrefixes(d, (off) => copyRuns(backend, ov, off, ov, off + block, reps[d] - 1, block, 0, block));
   }
   return out;
+}
+
+/**
+ * `perm` on `shape` with size-1 axes dropped and input axes that stay adjacent and in order merged:
+ * e.g. [32, 4, 256, 24] with [0, 1, 3, 2] is [128, 256, 24] with [0, 2, 1]. Same memory movement.
+ */
+export function collapsePermutation(shape: number[], perm: number[]): { shape: number[]; perm: number[] } {
+  const index = new Map<number, number>(); // old axis → axis among the kept ones
+  shape.forEach((d, a) => d !== 1 && index.set(a, index.size));
+  const s = shape.filter((d) => d !== 1);
+  const p = perm.filter((a) => shape[a] !== 1).map((a) => index.get(a)!);
+  const groups: number[][] = []; // in output order; each a run of consecutive input axes
+  for (const a of p) {
+    const g = groups[groups.length - 1];
+    if (g && g[g.length - 1] + 1 === a) g.push(a);
+    else groups.push([a]);
+  }
+  const byInput = [...groups].sort((g1, g2) => g1[0] - g2[0]);
+  return {
+    shape: byInput.map((g) => g.reduce((acc, a) => acc * s[a], 1)),
+    perm: groups.map((g) => byInput.indexOf(g)),
+  };
+}
+
+/**
+ * Transpose: stock 4.22 walks the output element by element through generic index arithmetic (~4 ns
+ * per element: 5 ms for a [1536, 768] weight). After collapsing the permutation: when the innermost
+ * axis stays innermost, the output is a reordering of whole runs (SIMD run copies); when the last two
+ * axes swap (matMul operands, the scan's [l, n] ↔ [n, l] layouts), each trailing matrix is transposed
+ * in 4×4 register blocks. Other permutations (and 1-byte data): the stock kernel.
+ */
+function transposeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }, stock: tf.KernelFunc): Info {
+  const x = args.inputs.x as Info;
+  const backend = args.backend as BackendWasm;
+  const perm = (args.attrs as unknown as { perm: number[] }).perm;
+  const outShape = perm.map((a) => x.shape[a]);
+  const size = tf.util.sizeFromShape(x.shape);
+  const bytes4 = x.dtype === 'float32' || x.dtype === 'int32';
+  const c = collapsePermutation(x.shape, perm);
+  const r = c.shape.length;
+  const lastStays = r <= 1 || c.perm[r - 1] === r - 1;
+  const lastTwoSwap = r >= 2 && c.perm[r - 1] === r - 2 && c.perm[r - 2] === r - 1;
+  // one JS call per trailing run group or matrix: worth it only when those hold ≥ 64 elements on average
+  const calls = r <= 2 ? 1 : tf.util.sizeFromShape(c.perm.slice(0, r - 2).map((a) => c.shape[a]));
+  if (!bytes4 || size === 0 || !(lastStays || lastTwoSwap) || size < 64 * calls) {
+    return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
+  }
+  const out = backend.makeOutput(outShape, x.dtype);
+  const xv = backend.typedArrayFromHeap(x); // after makeOutput: the heap may have grown
+  const ov = backend.typedArrayFromHeap(out);
+  if (r <= 1) {
+    copyRuns(backend, xv, 0, ov, 0, 1, size, 0, 0);
+    return out;
+  }
+  const stride = new Array<number>(r); // input strides (elements) of the collapsed shape
+  stride[r - 1] = 1;
+  for (let i = r - 2; i >= 0; i--) stride[i] = stride[i + 1] * c.shape[i + 1];
+  const oShape = c.perm.map((a) => c.shape[a]);
+  /** Calls fn(sourceOffset, outputOffset) for every index over output axes [0, d), in output order. */
+  const forOutputPrefixes = (d: number, block: number, fn: (src: number, dst: number) => void) => {
+    const idx = new Array<number>(d).fill(0);
+    const n = tf.util.sizeFromShape(oShape.slice(0, d));
+    for (let k = 0; k < n; k++) {
+      let src = 0;
+      for (let i = 0; i < d; i++) src += idx[i] * stride[c.perm[i]];
+      fn(src, k * block);
+      for (let i = d - 1; i >= 0; i--) {
+        if (++idx[i] < oShape[i]) break;
+        idx[i] = 0;
+      }
+    }
+  };
+  if (lastStays) {
+    // runs of the innermost axis; along output axis r − 2 they are evenly spaced in the input
+    const run = c.shape[r - 1];
+    const along = c.perm[r - 2];
+    forOutputPrefixes(r - 2, oShape[r - 2] * run, (src, dst) =>
+      copyRuns(backend, xv, src, ov, dst, c.shape[along], run, stride[along], run),
+    );
+  } else {
+    const [R, C] = [c.shape[r - 2], c.shape[r - 1]];
+    forOutputPrefixes(r - 2, R * C, (src, dst) => {
+      if (!heapTranspose2d(backend, xv.byteOffset + 4 * src, ov.byteOffset + 4 * dst, R, C)) {
+        for (let i = 0; i < R; i++) for (let j = 0; j < C; j++) ov[dst + j * R + i] = xv[src + i * C + j];
+      }
+    });
+  }
+  return out;
+}
+
+/**
+ * Pack (tf.stack): stock 4.22 expands every input and calls its own JS concat (which the Concat
+ * replacement above never sees). Here: input i fills every (i)-th block of the output rows directly.
+ */
+function packKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }, stock: tf.KernelFunc): Info {
+  const inputs = Object.values(args.inputs) as Info[];
+  const backend = args.backend as BackendWasm;
+  const first = inputs[0];
+  const sameKind = inputs.every((t) => t.dtype === first.dtype && tf.util.arraysEqual(t.shape, first.shape));
+  if (!first || first.dtype === 'string' || first.dtype === 'complex64' || !sameKind) {
+    return stock(args as Parameters<tf.KernelFunc>[0]) as Info; // its own checks and messages
+  }
+  const rank = first.shape.length;
+  let axis = (args.attrs as unknown as { axis: number }).axis;
+  if (axis < 0) axis += rank + 1;
+  const outShape = [...first.shape.slice(0, axis), inputs.length, ...first.shape.slice(axis)];
+  const out = backend.makeOutput(outShape, first.dtype);
+  const outer = tf.util.sizeFromShape(first.shape.slice(0, axis));
+  const inner = tf.util.sizeFromShape(first.shape.slice(axis));
+  if (outer * inner === 0) return out;
+  const ov = backend.typedArrayFromHeap(out); // after makeOutput: the heap may have grown
+  const n = inputs.length;
+  inputs.forEach((t, i) => copyRuns(backend, backend.typedArrayFromHeap(t), 0, ov, i * inner, outer, inner, inner, n * inner));
+  return out;
+}
+
+/** Cast to the dtype a tensor already has (every float32 gradient of Identity, tf.cast in op gradients): share the data, as Identity does. */
+function castKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }, stock: tf.KernelFunc): Info {
+  const x = args.inputs.x as Info;
+  if ((args.attrs as unknown as { dtype: string }).dtype !== x.dtype) return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
+  return identityKernel(args);
 }
 
 let registered = false;
@@ -302,7 +428,7 @@ export function stockWasmKernel(name: string): tf.KernelFunc | undefined {
   return stockKernels.get(name);
 }
 
-/** Replaces wasm's Slice, Unpack, SplitV, Identity, Reverse, Concat and Tile kernels (once; strings keep the stock kernels). */
+/** Replaces wasm's Slice, Unpack, SplitV, Identity, Reverse, Concat, Tile, Transpose, Pack and Cast kernels (once; strings keep the stock kernels). */
 export function registerWasmKernelFixes(): void {
   if (registered) return;
   registered = true;
@@ -317,6 +443,9 @@ export function registerWasmKernelFixes(): void {
     [tf.Reverse, reverseKernel],
     [tf.Concat, concatKernel],
     [tf.Tile, tileKernel],
+    [tf.Transpose, transposeKernel],
+    [tf.Pack, packKernel],
+    [tf.Cast, castKernel],
   ];
   for (const [name, fn] of withStock) {
     const stock = tf.getKernel(name, 'wasm')?.kernelFunc;

@@ -38,6 +38,7 @@ import {
   f32mul,
   f32sqrt,
   f32sub,
+  emitTranspose4,
   Fn,
   get,
   i32,
@@ -406,6 +407,69 @@ function buildCopyRuns(): Fn {
   return f;
 }
 
+/**
+ * transpose2d(src, dst, R, C): dst[c, r] = src[r, c] for a row-major [R, C] matrix (4-byte elements).
+ * 4×4 blocks move as four vector loads, a register transpose and four vector stores; the ragged
+ * edges element by element.
+ */
+function buildTranspose2d(): Fn {
+  const f = new Fn('transpose2d', Array<ValType>(4).fill('i32'));
+  const [src, dst, R, C] = f.params;
+  const [r, c, r4, c4] = Array.from({ length: 4 }, () => f.local('i32'));
+  const q = Array.from({ length: 4 }, () => f.local('v128'));
+  const o = Array.from({ length: 4 }, () => f.local('v128'));
+  const tmp = Array.from({ length: 4 }, () => f.local('v128'));
+  const srcAt = (rr: Expr, cc: Expr) => at(src, i32add(i32mul(rr, get(C)), cc));
+  const dstAt = (cc: Expr, rr: Expr) => at(dst, i32add(i32mul(cc, get(R)), rr));
+  const scalar = (rr: Expr, cc: Expr) => f.storeF32(dstAt(cc, rr), 0, loadF32(srcAt(rr, cc)));
+  f.set(r4, i32and(get(R), i32(~3)));
+  f.set(c4, i32and(get(C), i32(~3)));
+  f.forUp(
+    r,
+    i32(0),
+    get(r4),
+    () => {
+      f.forUp(
+        c,
+        i32(0),
+        get(c4),
+        () => {
+          for (let j = 0; j < 4; j++) f.set(q[j], vload(srcAt(i32add(get(r), i32(j)), get(c))));
+          emitTranspose4(f, q, o, tmp);
+          for (let j = 0; j < 4; j++) f.storeV128(dstAt(i32add(get(c), i32(j)), get(r)), 0, get(o[j]));
+        },
+        4,
+      );
+      f.forUp(c, get(c4), get(C), () => {
+        for (let j = 0; j < 4; j++) scalar(i32add(get(r), i32(j)), get(c));
+      });
+    },
+    4,
+  );
+  f.forUp(r, get(r4), get(R), () => f.forUp(c, i32(0), get(C), () => scalar(get(r), get(c))));
+  return f;
+}
+
+/**
+ * fillrows(base, count, rep, stride) — in place, 4-byte elements, element units: for each i < count the
+ * element at base + i·stride is repeated over the rep − 1 elements after it (a broadcast along the
+ * innermost axis, e.g. dy of a LayerNorm mean, [.., 1] → [.., c]).
+ */
+function buildFillRows(): Fn {
+  const f = new Fn('fillrows', Array<ValType>(4).fill('i32'));
+  const [base, count, rep, stride] = f.params;
+  const [i, j, row, rep4] = Array.from({ length: 4 }, () => f.local('i32'));
+  const v = f.local('v128');
+  f.set(rep4, i32and(i32sub(get(rep), i32(1)), i32(~3)));
+  f.forUp(i, i32(0), get(count), () => {
+    f.set(row, at(base, i32mul(get(i), get(stride)))); // &element; fill row + 1 .. row + rep − 1
+    f.set(v, vloadSplat(get(row)));
+    f.forUp(j, i32(0), get(rep4), () => f.storeV128(at(row, i32add(get(j), i32(1))), 0, get(v)), 4);
+    f.forUp(j, i32add(get(rep4), i32(1)), get(rep), () => f.storeF32(at(row, get(j)), 0, loadF32(get(row))));
+  });
+  return f;
+}
+
 // ---- module on the backend's heap --------------------------------------------------------------
 
 interface HeapExports {
@@ -413,6 +477,8 @@ interface HeapExports {
   adam(...args: number[]): void;
   dwfilter(...args: number[]): void;
   copyruns(src: number, dst: number, count: number, run: number, srcStride: number, dstStride: number): void;
+  transpose2d(src: number, dst: number, rows: number, cols: number): void;
+  fillrows(base: number, count: number, rep: number, stride: number): void;
   gemm_m(
     a: number,
     b: number,
@@ -452,7 +518,7 @@ function kernelsFor(backend: BackendWasm): HeapExports | undefined {
     try {
       module ??= compileOptimized(
         assembleModule(
-          [buildColSum(), buildAdam(), buildDepthwiseFilterGrad(), buildGemm('m'), buildGemm('n'), buildCopyRuns()],
+          [buildColSum(), buildAdam(), buildDepthwiseFilterGrad(), buildGemm('m'), buildGemm('n'), buildCopyRuns(), buildTranspose2d(), buildFillRows()],
           { initial: 1, shared: false },
         ),
       );
@@ -482,6 +548,22 @@ export function heapCopyRuns(
   const k = kernelsFor(backend);
   if (!k) return false;
   k.copyruns(src, dst, count, run * 4, srcStride, dstStride);
+  return true;
+}
+
+/** dst = srcᵀ for a [rows, cols] matrix of 4-byte elements at byte addresses src, dst; false where unavailable. */
+export function heapTranspose2d(backend: BackendWasm, src: number, dst: number, rows: number, cols: number): boolean {
+  const k = kernelsFor(backend);
+  if (!k) return false;
+  k.transpose2d(src, dst, rows, cols);
+  return true;
+}
+
+/** In place at byte address base: element i·stride repeated over the rep − 1 after it, i < count (see buildFillRows). */
+export function heapFillRows(backend: BackendWasm, base: number, count: number, rep: number, stride: number): boolean {
+  const k = kernelsFor(backend);
+  if (!k) return false;
+  k.fillrows(base, count, rep, stride);
   return true;
 }
 
@@ -634,8 +716,7 @@ export interface HeapMatMulPlan {
  * XNNPACK's product, which is where the stock kernel (after wasm-kernels.ts' rewrite) sends it. A
  * transposed a is read in place through its strides (the rewrite transposes it first: for a weight
  * gradient xᵀ·dy that copy is the whole activation); a transposed b (a weight, small) is transposed once.
- * Returns undefined for the cases left to the caller: n ≤ 2 (XNNPACK's 2-column GEMM sums in a different
- * order), or no reachable heap.
+ * Returns undefined (the caller's path then runs) where the heap is not reachable.
  */
 export function heapBatchMatMul(
   backend: BackendWasm,
@@ -646,7 +727,7 @@ export function heapBatchMatMul(
   plan: HeapMatMulPlan,
 ): tf.TensorInfo | undefined {
   const { batchA, batchB, m, k, n } = plan;
-  if (n <= 2 || a.dtype !== 'float32' || b.dtype !== 'float32') return undefined;
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') return undefined;
   if (batchA !== batchB && batchA !== 1 && batchB !== 1) return undefined;
   const kx = kernelsFor(backend);
   if (!kx) return undefined;

@@ -366,9 +366,14 @@ function depthwiseBackpropInputBody(inputs: Record<string, tf.Tensor>, attrs: At
   const ph = planPhases(h, info.outHeight, kh, info.strideHeight, info.padInfo.top);
   const pw = planPhases(w, info.outWidth, kw, info.strideWidth, info.padInfo.left);
   const phases = ph.s * pw.s;
-  const rows = tf.concat([tf.reshape(filter, [kh * kw, c * m]), tf.zeros([1, c * m])], 0); // [kh*kw + 1, c*m]
-  const picked = tf.gather(rows, phaseFilterIndices(ph, pw, kw, kh * kw)); // [th*tw*P, c*m]
-  const f = tf.transpose(tf.reshape(picked, [ph.taps, pw.taps, phases, c * m]), [0, 1, 3, 2]); // [th, tw, c*m, P]
+  let f: tf.Tensor; // [th, tw, c*m, P]
+  if (phases === 1) {
+    f = tf.reshape(tf.reverse(filter, [0, 1]), [kh, kw, c * m, 1]); // stride 1: the filter rotated by 180°
+  } else {
+    const rows = tf.concat([tf.reshape(filter, [kh * kw, c * m]), tf.zeros([1, c * m])], 0); // [kh*kw + 1, c*m]
+    const picked = tf.gather(rows, phaseFilterIndices(ph, pw, kw, kh * kw)); // [th*tw*P, c*m]
+    f = tf.transpose(tf.reshape(picked, [ph.taps, pw.taps, phases, c * m]), [0, 1, 3, 2]);
+  }
   const src = phaseInput(dy, ph, pw);
   const z = tf.depthwiseConv2d(src.dy, f as tf.Tensor4D, 1, src.pad); // [b, nh, nw, c*m*P]
   let zc = tf.reshape(z, [b, ph.n, pw.n, c, m, phases]); // [b, nh, nw, c, m, P]

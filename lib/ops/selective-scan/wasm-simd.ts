@@ -76,6 +76,7 @@ import {
   vsub,
   vzero,
   ValType,
+  emitTranspose4,
 } from '../../util/wasm-asm';
 
 /** State sizes (padded) with a compiled kernel; larger n falls back to the JS engine. */
@@ -478,17 +479,6 @@ function buildBackward(np: number): Fn {
   return f;
 }
 
-/** The 4×4 transpose of the rows q[0..3]: lane j of result i = lane i of q[j] (8 shuffles). */
-function emitTranspose4(f: Fn, q: Local[], out: Local[], tmp: Local[]): void {
-  f.set(tmp[0], vshuffle(get(q[0]), get(q[1]), [0, 4, 1, 5])); // q0[0] q1[0] q0[1] q1[1]
-  f.set(tmp[1], vshuffle(get(q[0]), get(q[1]), [2, 6, 3, 7])); // q0[2] q1[2] q0[3] q1[3]
-  f.set(tmp[2], vshuffle(get(q[2]), get(q[3]), [0, 4, 1, 5]));
-  f.set(tmp[3], vshuffle(get(q[2]), get(q[3]), [2, 6, 3, 7]));
-  f.set(out[0], vshuffle(get(tmp[0]), get(tmp[2]), [0, 1, 4, 5]));
-  f.set(out[1], vshuffle(get(tmp[0]), get(tmp[2]), [2, 3, 6, 7]));
-  f.set(out[2], vshuffle(get(tmp[1]), get(tmp[3]), [0, 1, 4, 5]));
-  f.set(out[3], vshuffle(get(tmp[1]), get(tmp[3]), [2, 3, 6, 7]));
-}
 
 /**
  * Between [rows, n, l] (the caller's B, C layout) and [rows, l, np] (time-major, np padded), for rows
