@@ -242,14 +242,19 @@ function runChild(job: Job): Result {
   } catch (e) {
     // Keep going: a configuration that cannot run (e.g. out of wasm heap) is itself a result.
     const stderr = String((e as { stderr?: string }).stderr ?? (e as Error).message);
-    const reason = stderr.split('\n').find((l) => /Error|Abort/.test(l)) ?? 'child process failed';
+    const line = stderr.split('\n').find((l) => l.startsWith('bench-model worker failed: '));
+    const rss = Number(/peak RSS (\d+) MB/.exec(line ?? '')?.[1] ?? NaN);
+    let reason = line?.replace('bench-model worker failed: ', '').replace(/ \(peak RSS \d+ MB\)$/, '');
+    reason ??= stderr.split('\n').find((l) => /Error|Abort/.test(l)) ?? 'child process failed';
+    // wasm32's heap ends at 4 GiB: tfjs-backend-wasm's allocator then fails inside malloc
+    if (rss > 3800) reason = `out of wasm memory (the 4 GB heap is full; ${reason.trim()})`;
     return {
       ...job,
       error: reason.trim().slice(0, 200),
       seconds: NaN,
       all: [],
       imagesPerSecond: NaN,
-      peakRssMB: NaN,
+      peakRssMB: rss,
       backendInfo: '',
     };
   }
@@ -292,7 +297,10 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
     const pass =
       (r.mode === 'forward' ? 'forward (eval)' : 'train step (Adam)') + (r.checkpoint ? ', checkpointing' : '');
     if (r.error) {
-      lines.push(`| ${r.backend} | ${r.size} | ${pass} | ${r.impl} | failed: ${r.error.replace(/\|/g, '/')} | | | | |`);
+      const rss = Number.isFinite(r.peakRssMB) ? r.peakRssMB.toFixed(0) : '';
+      lines.push(
+        `| ${r.backend} | ${r.size} | ${pass} | ${r.impl} | failed: ${r.error.replace(/\|/g, '/')} | | ${rss} | | |`,
+      );
       continue;
     }
     const base = results.find(
@@ -329,7 +337,14 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === '--worker') {
-    console.log(JSON.stringify(await worker(JSON.parse(argv[1]) as Job)));
+    try {
+      console.log(JSON.stringify(await worker(JSON.parse(argv[1]) as Job)));
+    } catch (e) {
+      // The parent records the failure as the row's result; the peak RSS tells out-of-heap apart.
+      const rss = Math.round(process.resourceUsage().maxRSS / 1024);
+      console.error(`bench-model worker failed: ${(e as Error).message.split('\n')[0]} (peak RSS ${rss} MB)`);
+      process.exit(1);
+    }
     return;
   }
   if (flag('--help')) {

@@ -304,7 +304,10 @@ test('matrix products: the heap GEMM is bit-identical to XNNPACK (the stock 2-D 
 
 test('collapsePermutation drops size-1 axes and merges axes that stay adjacent', () => {
   assert.deepEqual(collapsePermutation([32, 4, 256, 24], [0, 1, 3, 2]), { shape: [128, 256, 24], perm: [0, 2, 1] });
-  assert.deepEqual(collapsePermutation([32, 4, 24, 256], [1, 0, 3, 2]), { shape: [32, 4, 24, 256], perm: [1, 0, 3, 2] });
+  assert.deepEqual(collapsePermutation([32, 4, 24, 256], [1, 0, 3, 2]), {
+    shape: [32, 4, 24, 256],
+    perm: [1, 0, 3, 2],
+  });
   assert.deepEqual(collapsePermutation([8, 16, 16, 96], [0, 3, 1, 2]), { shape: [8, 256, 96], perm: [0, 2, 1] });
   assert.deepEqual(collapsePermutation([3, 1, 4, 10], [2, 1, 0, 3]), { shape: [3, 4, 10], perm: [1, 0, 2] });
   assert.deepEqual(collapsePermutation([2, 3], [0, 1]), { shape: [6], perm: [0] });

@@ -328,7 +328,10 @@ export function collapsePermutation(shape: number[], perm: number[]): { shape: n
  * axes swap (matMul operands, the scan's [l, n] ↔ [n, l] layouts), each trailing matrix is transposed
  * in 4×4 register blocks. Other permutations (and 1-byte data): the stock kernel.
  */
-function transposeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }, stock: tf.KernelFunc): Info {
+function transposeKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
+  stock: tf.KernelFunc,
+): Info {
   const x = args.inputs.x as Info;
   const backend = args.backend as BackendWasm;
   const perm = (args.attrs as unknown as { perm: number[] }).perm;
@@ -391,7 +394,10 @@ function transposeKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown
  * Pack (tf.stack): stock 4.22 expands every input and calls its own JS concat (which the Concat
  * replacement above never sees). Here: input i fills every (i)-th block of the output rows directly.
  */
-function packKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }, stock: tf.KernelFunc): Info {
+function packKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
+  stock: tf.KernelFunc,
+): Info {
   const inputs = Object.values(args.inputs) as Info[];
   const backend = args.backend as BackendWasm;
   const first = inputs[0];
@@ -409,14 +415,20 @@ function packKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; att
   if (outer * inner === 0) return out;
   const ov = backend.typedArrayFromHeap(out); // after makeOutput: the heap may have grown
   const n = inputs.length;
-  inputs.forEach((t, i) => copyRuns(backend, backend.typedArrayFromHeap(t), 0, ov, i * inner, outer, inner, inner, n * inner));
+  inputs.forEach((t, i) =>
+    copyRuns(backend, backend.typedArrayFromHeap(t), 0, ov, i * inner, outer, inner, inner, n * inner),
+  );
   return out;
 }
 
 /** Cast to the dtype a tensor already has (every float32 gradient of Identity, tf.cast in op gradients): share the data, as Identity does. */
-function castKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }, stock: tf.KernelFunc): Info {
+function castKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
+  stock: tf.KernelFunc,
+): Info {
   const x = args.inputs.x as Info;
-  if ((args.attrs as unknown as { dtype: string }).dtype !== x.dtype) return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
+  if ((args.attrs as unknown as { dtype: string }).dtype !== x.dtype)
+    return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
   return identityKernel(args);
 }
 

@@ -518,7 +518,16 @@ function kernelsFor(backend: BackendWasm): HeapExports | undefined {
     try {
       module ??= compileOptimized(
         assembleModule(
-          [buildColSum(), buildAdam(), buildDepthwiseFilterGrad(), buildGemm('m'), buildGemm('n'), buildCopyRuns(), buildTranspose2d(), buildFillRows()],
+          [
+            buildColSum(),
+            buildAdam(),
+            buildDepthwiseFilterGrad(),
+            buildGemm('m'),
+            buildGemm('n'),
+            buildCopyRuns(),
+            buildTranspose2d(),
+            buildFillRows(),
+          ],
           { initial: 1, shared: false },
         ),
       );

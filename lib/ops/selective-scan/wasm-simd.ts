@@ -479,7 +479,6 @@ function buildBackward(np: number): Fn {
   return f;
 }
 
-
 /**
  * Between [rows, n, l] (the caller's B, C layout) and [rows, l, np] (time-major, np padded), for rows
  * [r0, r1). 'tin' goes to time-major (padding states set to 0), 'tout' comes back. Whole 4×4 blocks
