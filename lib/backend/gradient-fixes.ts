@@ -13,8 +13,10 @@
  *                 -> broadcast dy instead: the same values, bit for bit, without the JS-side array
  *   Multiply      upstream casts the other operand to float32 even when it already is (a full copy per
  *                 gradient) -> no cast for float32; the same values
- * Kernels (wasm only; see ./wasm-kernels.ts): the conv / depthwise backprop kernels, UnsortedSegmentSum
- * (gather's gradient) and XNNPACK-friendly BatchMatMul / _FusedMatMul.
+ * Kernels (wasm only): ./wasm-kernels.ts — the conv / depthwise backprop kernels, UnsortedSegmentSum
+ * (gather's gradient) and XNNPACK-friendly BatchMatMul / _FusedMatMul; ./wasm-heap-kernels.ts — SIMD
+ * kernels bit-identical to what they replace (GEMM, Sum/Mean over leading axes, depthwise filter gradient,
+ * fused Adam); ./wasm-fixes.ts — the copying kernels (Slice, Concat, Pack, Tile, Transpose, …).
  *
  * Glossary: M, K, N matMul rows / inner / cols; B flattened batch of the output; P, Q, R the rows,
  * inner and cols of one per-batch product in a gradient.

@@ -34,6 +34,8 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { heapCopyRuns, heapFillRows, heapTranspose2d } from './wasm-heap-kernels';
 
 type Info = tf.TensorInfo;
+/** What tfjs passes a kernel (the parts these kernels read). */
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap };
 
 /** Runs shorter than this are copied element by element (e.g. SplitV of x_proj's [b·l, R+2N] output). */
 const SHORT_RUN = 64;
@@ -122,14 +124,14 @@ function sliceMany(backend: BackendWasm, x: Info, blocks: Array<{ begin: number[
   return outs;
 }
 
-function sliceKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }): Info {
+function sliceKernel(args: KernelArgs): Info {
   const x = args.inputs.x as Info;
   const a = args.attrs as unknown as { begin: number | number[]; size: number | number[] };
   const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, a.begin, a.size);
   return sliceMany(args.backend as BackendWasm, x, [{ begin, size }])[0];
 }
 
-function unpackKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }): Info[] {
+function unpackKernel(args: KernelArgs): Info[] {
   const value = args.inputs.value as Info;
   const rank = value.shape.length;
   let axis = (args.attrs as unknown as { axis: number }).axis;
@@ -145,7 +147,7 @@ function unpackKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; a
   return sliceMany(args.backend as BackendWasm, value, blocks).map((o) => ({ ...o, shape: outShape }));
 }
 
-function splitVKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap }): Info[] {
+function splitVKernel(args: KernelArgs): Info[] {
   const x = args.inputs.x as Info;
   const a = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number | number[] };
   const axis = tf.util.parseAxisParam(a.axis, x.shape)[0];
@@ -173,10 +175,7 @@ function identityKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown 
  * Reverse along one axis: x viewed as [outer, len, inner], out[o, i, :] = x[o, len − 1 − i, :].
  * Several axes (not used by the kit) go to the stock kernel.
  */
-function reverseKernel(
-  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
-  stock: tf.KernelFunc,
-): Info {
+function reverseKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   const x = args.inputs.x as Info;
   const backend = args.backend as BackendWasm;
   const dims = tf.util.parseAxisParam((args.attrs as unknown as { dims: number | number[] }).dims, x.shape);
@@ -206,10 +205,7 @@ function reverseKernel(
  * Concat: stock 4.22 copies through a generic per-run path (4.3 ms to join [8192, 1 | 16 | 16] along
  * axis 1, the gradient of x_proj's split); here each input is an [outer, inner_i] block of the output rows.
  */
-function concatKernel(
-  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
-  stock: tf.KernelFunc,
-): Info {
+function concatKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   const inputs = Object.values(args.inputs) as Info[];
   const backend = args.backend as BackendWasm;
   const dtype = inputs[0]?.dtype;
@@ -243,10 +239,7 @@ function concatKernel(
  * tile of the output, then each axis from the innermost out is replicated by whole-block copies — every
  * output element is written once by a run copy.
  */
-function tileKernel(
-  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
-  stock: tf.KernelFunc,
-): Info {
+function tileKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   const x = args.inputs.x as Info;
   const backend = args.backend as BackendWasm;
   const reps = (args.attrs as unknown as { reps: number[] }).reps;
@@ -328,10 +321,7 @@ export function collapsePermutation(shape: number[], perm: number[]): { shape: n
  * axes swap (matMul operands, the scan's [l, n] ↔ [n, l] layouts), each trailing matrix is transposed
  * in 4×4 register blocks. Other permutations (and 1-byte data): the stock kernel.
  */
-function transposeKernel(
-  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
-  stock: tf.KernelFunc,
-): Info {
+function transposeKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   const x = args.inputs.x as Info;
   const backend = args.backend as BackendWasm;
   const perm = (args.attrs as unknown as { perm: number[] }).perm;
@@ -394,10 +384,7 @@ function transposeKernel(
  * Pack (tf.stack): stock 4.22 expands every input and calls its own JS concat (which the Concat
  * replacement above never sees). Here: input i fills every (i)-th block of the output rows directly.
  */
-function packKernel(
-  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
-  stock: tf.KernelFunc,
-): Info {
+function packKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   const inputs = Object.values(args.inputs) as Info[];
   const backend = args.backend as BackendWasm;
   const first = inputs[0];
@@ -422,10 +409,7 @@ function packKernel(
 }
 
 /** Cast to the dtype a tensor already has (every float32 gradient of Identity, tf.cast in op gradients): share the data, as Identity does. */
-function castKernel(
-  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
-  stock: tf.KernelFunc,
-): Info {
+function castKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   const x = args.inputs.x as Info;
   if ((args.attrs as unknown as { dtype: string }).dtype !== x.dtype)
     return stock(args as Parameters<tf.KernelFunc>[0]) as Info;

@@ -472,6 +472,20 @@ function buildFillRows(): Fn {
 
 // ---- module on the backend's heap --------------------------------------------------------------
 
+/** gemm_m / gemm_n (see buildGemm): byte addresses a, b, c; sizes; a's strides; b's row length; k block. */
+type Gemm = (
+  a: number,
+  b: number,
+  c: number,
+  M: number,
+  N: number,
+  K: number,
+  sam: number,
+  sak: number,
+  ldb: number,
+  kc: number,
+) => void;
+
 interface HeapExports {
   colsum(x: number, out: number, outer: number, rows: number, cols: number, mean: number): void;
   adam(...args: number[]): void;
@@ -479,30 +493,8 @@ interface HeapExports {
   copyruns(src: number, dst: number, count: number, run: number, srcStride: number, dstStride: number): void;
   transpose2d(src: number, dst: number, rows: number, cols: number): void;
   fillrows(base: number, count: number, rep: number, stride: number): void;
-  gemm_m(
-    a: number,
-    b: number,
-    c: number,
-    M: number,
-    N: number,
-    K: number,
-    sam: number,
-    sak: number,
-    ldb: number,
-    kc: number,
-  ): void;
-  gemm_n(
-    a: number,
-    b: number,
-    c: number,
-    M: number,
-    N: number,
-    K: number,
-    sam: number,
-    sak: number,
-    ldb: number,
-    kc: number,
-  ): void;
+  gemm_m: Gemm;
+  gemm_n: Gemm;
 }
 
 let module: WasmModule | undefined;
@@ -711,7 +703,7 @@ const GEMM_KC = 256;
 const GEMM_B_BLOCK_CACHED = 256 * 1024;
 
 /** A product as wasm-kernels.ts plans it: batch sizes, m × k times k × n, output shape. */
-export interface HeapMatMulPlan {
+export interface MatMulPlan {
   batchA: number;
   batchB: number;
   m: number;
@@ -733,7 +725,7 @@ export function heapBatchMatMul(
   b: tf.TensorInfo,
   transposeA: boolean,
   transposeB: boolean,
-  plan: HeapMatMulPlan,
+  plan: MatMulPlan,
 ): tf.TensorInfo | undefined {
   const { batchA, batchB, m, k, n } = plan;
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return undefined;

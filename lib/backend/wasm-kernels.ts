@@ -30,7 +30,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { depthwiseFilterGradKernel, heapBatchMatMul, registerWasmHeapKernels } from './wasm-heap-kernels';
+import {
+  depthwiseFilterGradKernel,
+  heapBatchMatMul,
+  type MatMulPlan,
+  registerWasmHeapKernels,
+} from './wasm-heap-kernels';
 import { registerWasmKernelFixes } from './wasm-fixes';
 
 type Attrs = Record<string, unknown>;
@@ -481,15 +486,6 @@ function swapLast2(t: tf.Tensor): tf.Tensor {
   const r = perm.length;
   [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
   return tf.transpose(t, perm);
-}
-
-interface MatMulPlan {
-  batchA: number;
-  batchB: number;
-  m: number;
-  k: number;
-  n: number;
-  outShape: number[];
 }
 
 function planMatMul(a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transposeB: boolean): MatMulPlan | null {
