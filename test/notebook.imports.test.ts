@@ -9,16 +9,20 @@
  *      load .ts, so "Cannot find module" -- name the file: `'../nn/index'`;
  *   2. a bare specifier equal to a sibling file's name: in lib/util/fs.ts, `import 'fs'` gets lib/util/fs.ts
  *      itself (endless recursion); in lib/backend/webgpu.ts, `require('webgpu')` gets that file instead of
- *      the npm package -- write `node:fs`, or rename the file.
+ *      the npm package -- write `node:fs`, or rename the file;
+ *   3. a top-level declaration of a name the CommonJS wrapper already binds (`let module`, `const require`,
+ *      `exports`, `__filename`, `__dirname`): tslab hands the compiled file to Module._compile, the CJS parse
+ *      fails, and Node 20.19 retries it as an ES module -- "exports is not defined in ES module scope".
  * This test transpiles each lib file as the kernel would (imports used only as types are erased, so they
  * are fine) and checks every `require` left in the output against the files beside it.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { builtinModules } from 'node:module';
+import { builtinModules, wrap } from 'node:module';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import * as vm from 'node:vm';
 import * as ts from 'typescript';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -99,6 +103,39 @@ test('every runtime import inside lib/ loads in the tslab kernel', () => {
       const p = tslabProblem(file, spec);
       if (p) problems.push(p);
     }
+  }
+  assert.deepEqual(problems, [], '\n' + problems.join('\n'));
+});
+
+/** The SyntaxError the CommonJS wrapper raises for `source` compiled as tslab does (ESNext, then CommonJS), if any. */
+export function commonJsProblem(source: string): string | undefined {
+  const opts = { target: ts.ScriptTarget.ES2022, esModuleInterop: true };
+  const esm = ts.transpileModule(source, { compilerOptions: { ...opts, module: ts.ModuleKind.ESNext } }).outputText;
+  const cjs = ts.transpileModule(esm, {
+    fileName: 'side.js',
+    compilerOptions: { ...opts, module: ts.ModuleKind.CommonJS },
+  });
+  try {
+    new vm.Script(wrap(cjs.outputText));
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+test('a top-level name the CommonJS wrapper binds is caught', () => {
+  assert.match(
+    commonJsProblem('let module: object | undefined;\nexport const x = 1;') ?? '',
+    /'module' has already been declared/,
+  );
+  assert.equal(commonJsProblem('let compiledModule: object | undefined;\nexport const x = 1;'), undefined);
+});
+
+test('every lib/ file compiles inside the CommonJS wrapper tslab runs it in', () => {
+  const problems: string[] = [];
+  for (const file of tsFiles(path.join(ROOT, 'lib'))) {
+    const p = commonJsProblem(fs.readFileSync(file, 'utf8'));
+    if (p) problems.push(`${path.relative(ROOT, file)}: ${p}`);
   }
   assert.deepEqual(problems, [], '\n' + problems.join('\n'));
 });

@@ -497,7 +497,7 @@ interface HeapExports {
   gemm_n: Gemm;
 }
 
-let module: WasmModule | undefined;
+let compiledModule: WasmModule | undefined;
 let unavailable = false;
 const instances = new WeakMap<WasmMemory, HeapExports>();
 
@@ -508,7 +508,7 @@ function kernelsFor(backend: BackendWasm): HeapExports | undefined {
   let ex = instances.get(memory);
   if (!ex) {
     try {
-      module ??= compileOptimized(
+      compiledModule ??= compileOptimized(
         assembleModule(
           [
             buildColSum(),
@@ -523,7 +523,7 @@ function kernelsFor(backend: BackendWasm): HeapExports | undefined {
           { initial: 1, shared: false },
         ),
       );
-      ex = new WA.Instance(module, { env: { mem: memory } }).exports as unknown as HeapExports;
+      ex = new WA.Instance(compiledModule, { env: { mem: memory } }).exports as unknown as HeapExports;
     } catch {
       unavailable = true; // e.g. no wasm SIMD: the stock kernels keep working
       return undefined;
