@@ -1,30 +1,39 @@
 /**
- * WebAssembly SIMD kernels that run in place on the wasm backend's heap: per-column reductions (Sum and
- * Mean over leading axes) and the fused Adam update. Each one gives BIT-IDENTICAL results to the tf ops
- * it replaces, so training runs, checkpoints and recorded results do not change — only their speed.
+ * WebAssembly SIMD kernels that run in place on the wasm backend's heap. Each one gives BIT-IDENTICAL
+ * results to what it replaces — the same f32 operations in the same order — so training runs,
+ * checkpoints and recorded results do not change, only their speed (tests compare bits with the stock
+ * kernels; `npm run bench:train` reproduced all 756 step losses of its earlier run).
  *
- * Why they exist (numbers: `npm run bench:model -- --profile`, 64 px, batch 8, one training step):
+ * Why they exist (64 px, batch 8, one training step; `npm run bench:model -- --profile`):
  *
+ *   GEMM (matMul)                  XNNPACK sums every output in k order, one product at a time (wasm
+ *     has no fused multiply-add), so a GEMM that does the same is bit-identical. Ours reads a transposed
+ *     operand in place through its strides; the rewrite of wasm-kernels.ts had to transpose it first —
+ *     for a weight gradient xᵀ·dy that copy is the whole activation. 4×8 register tiles, k in blocks.
  *   Sum / Mean over leading axes   tfjs-backend-wasm 4.22 reduces only over the innermost axes, so
  *     (e.g. Σ over b, h, w of an NHWC tensor: every bias, LayerNorm and BatchNorm gradient, and the
  *     BatchNorm batch moments) it first transposes the whole input to put the reduced axes last, then
- *     sums each output with one sequential scalar loop. ~700 such calls per step, ~130 ms. Here: the
+ *     sums each output with one sequential scalar loop. ~700 such calls per step, ~130 ms. Here the
  *     input stays as it is; each group of 16 columns keeps its running sums in four SIMD registers while
- *     the rows stream past. Every column is still summed in row order starting from 0 — the same
- *     additions, in the same order, as the stock kernel's loop — so the result is bit-identical.
- *   Adam                            the PyTorch-exact update (lib/train/optim.ts) is 13 elementwise tf ops
+ *     the rows stream past — every column still summed in row order from 0, as the stock loop does.
+ *   depthwise filter gradient      the composite of wasm-kernels.ts runs an XNNPACK depthwise conv whose
+ *     "filter" is the whole gradient map (~2.5 ms a call); here a direct loop in the conv's tap order.
+ *   Adam                           the PyTorch-exact update (lib/train/optim.ts) is 13 elementwise tf ops
  *     per parameter tensor: ~4,600 kernel calls per step for the ~350 parameters of microscopic-mamba-t,
  *     most of them on tiny tensors where the engine's per-call overhead dominates. Here: one call per
- *     parameter that reads p, g, m, v once and writes p, m, v, performing the same f32 operations in
- *     the same order (wasm f32 add/mul/div/sqrt are IEEE-754 correctly rounded, as XNNPACK's are).
+ *     parameter that reads p, g, m, v once and writes p, m, v (wasm f32 add/mul/div/sqrt are IEEE-754
+ *     correctly rounded, as XNNPACK's are).
+ *   copies                         run copies, 2-D transposes and row fills behind wasm-fixes.ts' Slice,
+ *     Concat, Pack, Reverse, Tile and Transpose (a JS element loop costs ~3 ns per element).
  *
  * The kernels are assembled at first use by lib/util/wasm-asm.ts (no toolchain) and instantiated on the
  * backend's own WebAssembly.Memory, so nothing is copied: arguments are byte offsets into the heap.
  * Anything they do not cover (other dtypes, non-contiguous axes, an innermost reduction, which the stock
- * kernel already does without a transpose) goes to the stock kernel.
+ * kernel already does without a transpose) goes to the stock kernel, as does everything when the heap
+ * cannot be reached (e.g. a build without SIMD).
  *
  * Shape glossary: o outer (kept leading axes), r rows (reduced axes), c columns (kept trailing axes);
- * n elements of a parameter.
+ * M, K, N matMul rows / inner / columns; n elements of a parameter.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
