@@ -164,51 +164,31 @@ function buildAdam(): Fn {
   const i = f.local('i32');
   const n4 = f.local('i32');
   f.set(n4, i32and(get(n), i32(~3)));
-  /** One update, on vectors (4 elements at byte offset 4·i) or scalars, with the same operation order. */
-  const update = (
-    k: Local[],
-    load: (base: Local) => Expr,
-    store: (base: Local, e: Expr) => void,
-    ops: { add: typeof vadd; sub: typeof vsub; mul: typeof vmul; div: typeof vdiv; sqrt: (a: Expr) => Expr },
-    t: { g: Local; pv: Local; mv: Local; vv: Local },
-  ) => {
-    const [b1, omb1, b2, omb2, sqrtBc2, eps, stepSize, wd, decay] = k;
-    f.set(t.g, load(g));
-    f.set(t.pv, load(p));
-    f.if(i32and(get(mode), i32(ADAM_L2)), () => f.set(t.g, ops.add(get(t.g), ops.mul(get(t.pv), get(wd)))));
-    f.set(t.mv, ops.add(ops.mul(load(m), get(b1)), ops.mul(get(t.g), get(omb1))));
-    f.set(t.vv, ops.add(ops.mul(load(v), get(b2)), ops.mul(ops.mul(get(t.g), get(t.g)), get(omb2))));
-    store(mOut, get(t.mv));
-    store(vOut, get(t.vv));
-    f.if(i32and(get(mode), i32(ADAM_DECOUPLED)), () => f.set(t.pv, ops.mul(get(t.pv), get(decay))));
-    const denom = ops.add(ops.div(ops.sqrt(get(t.vv)), get(sqrtBc2)), get(eps));
-    store(pOut, ops.sub(get(t.pv), ops.mul(ops.div(get(t.mv), denom), get(stepSize))));
+  /** The update of elements i..i+3 (vectors) or of element i (scalars): the same operations in the same order. */
+  const update = (vec: boolean) => {
+    const [b1, omb1, b2, omb2, sqrtBc2, eps, stepSize, wd, decay] = vec ? splat : scalars;
+    const ops = vec
+      ? { add: vadd, sub: vsub, mul: vmul, div: vdiv, sqrt: vsqrt }
+      : { add: f32add, sub: f32sub, mul: f32mul, div: f32div, sqrt: f32sqrt };
+    const [tg, pv, mv, vv] = Array.from({ length: 4 }, () => f.local(vec ? 'v128' : 'f32'));
+    const load = (base: Local) => (vec ? vload(at(base, get(i))) : loadF32(at(base, get(i))));
+    const store = (base: Local, e: Expr) =>
+      vec ? f.storeV128(at(base, get(i)), 0, e) : f.storeF32(at(base, get(i)), 0, e);
+    return () => {
+      f.set(tg, load(g));
+      f.set(pv, load(p));
+      f.if(i32and(get(mode), i32(ADAM_L2)), () => f.set(tg, ops.add(get(tg), ops.mul(get(pv), get(wd)))));
+      f.set(mv, ops.add(ops.mul(load(m), get(b1)), ops.mul(get(tg), get(omb1))));
+      f.set(vv, ops.add(ops.mul(load(v), get(b2)), ops.mul(ops.mul(get(tg), get(tg)), get(omb2))));
+      store(mOut, get(mv));
+      store(vOut, get(vv));
+      f.if(i32and(get(mode), i32(ADAM_DECOUPLED)), () => f.set(pv, ops.mul(get(pv), get(decay))));
+      const denom = ops.add(ops.div(ops.sqrt(get(vv)), get(sqrtBc2)), get(eps));
+      store(pOut, ops.sub(get(pv), ops.mul(ops.div(get(mv), denom), get(stepSize))));
+    };
   };
-  const vt = { g: f.local('v128'), pv: f.local('v128'), mv: f.local('v128'), vv: f.local('v128') };
-  f.forUp(
-    i,
-    i32(0),
-    get(n4),
-    () =>
-      update(
-        splat,
-        (base) => vload(at(base, get(i))),
-        (base, e) => f.storeV128(at(base, get(i)), 0, e),
-        { add: vadd, sub: vsub, mul: vmul, div: vdiv, sqrt: vsqrt },
-        vt,
-      ),
-    4,
-  );
-  const st = { g: f.local('f32'), pv: f.local('f32'), mv: f.local('f32'), vv: f.local('f32') };
-  f.forUp(i, get(n4), get(n), () =>
-    update(
-      scalars,
-      (base) => loadF32(at(base, get(i))),
-      (base, e) => f.storeF32(at(base, get(i)), 0, e),
-      { add: f32add, sub: f32sub, mul: f32mul, div: f32div, sqrt: f32sqrt },
-      st,
-    ),
-  );
+  f.forUp(i, i32(0), get(n4), update(true), 4);
+  f.forUp(i, get(n4), get(n), update(false));
   return f;
 }
 
