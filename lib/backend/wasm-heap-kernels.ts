@@ -67,6 +67,7 @@ import {
   vload,
   vloadSplat,
   vmul,
+  vshuffle,
   vsplat,
   vsqrt,
   vsub,
@@ -200,26 +201,39 @@ function buildAdam(): Fn {
  * in the order of the composite kernel it replaces (wasm-kernels.ts: one XNNPACK depthwise conv with dy
  * as the filter, then a Sum over b): the inner sum runs over (p, q) row-major from 0, padded positions
  * included as 0·dy; the outer sum runs over b from 0. The channel loop is innermost (vectorised for
- * m = 1, scalar otherwise), with the running inner sums in `acc` (c·m floats of scratch).
+ * m = 1 and 2, scalar otherwise), with the running inner sums in `acc` (c·m floats of scratch).
  */
 function buildDepthwiseFilterGrad(): Fn {
   const f = new Fn('dwfilter', Array<ValType>(17).fill('i32'));
   const [x, dy, out, acc, b, h, w, cIn, m, ho, wo, kh, kw, sh, sw, pt, pl] = f.params;
   const [i, j, ch, bb, p, q, r, col, c, c4, xRow, dyRow, tot] = Array.from({ length: 13 }, () => f.local('i32'));
   f.set(c, i32mul(get(cIn), get(m))); // output channels
-  f.set(c4, select(i32and(get(c), i32(~3)), i32(0), i32eq(get(m), i32(1)))); // vectors only for m = 1
+  // vectors for multipliers 1 and 2 (MIFA's shared conv); others run the scalar path
+  f.set(c4, select(i32and(get(c), i32(~3)), i32(0), i32ltU(get(m), i32(3))));
   /** for every channel: acc[ch] ← acc[ch] + xv(ch)·dy[ch] (xv = 0 at a padded position) */
   const accumulate = (padded: boolean) => {
-    f.forUp(
-      ch,
-      i32(0),
-      get(c4),
-      () => {
-        const xv = padded ? vzero : vload(at(xRow, get(ch)));
-        f.storeV128(at(acc, get(ch)), 0, vadd(vload(at(acc, get(ch))), vmul(xv, vload(at(dyRow, get(ch))))));
-      },
-      4,
-    );
+    /** acc[ch..ch+3] += xv · dy[ch..ch+3] for output channels below c4 */
+    const vectors = (xv: () => Expr) =>
+      f.forUp(
+        ch,
+        i32(0),
+        get(c4),
+        () => f.storeV128(at(acc, get(ch)), 0, vadd(vload(at(acc, get(ch))), vmul(xv(), vload(at(dyRow, get(ch)))))),
+        4,
+      );
+    if (padded) vectors(() => vzero);
+    else {
+      f.if(
+        i32eq(get(m), i32(1)),
+        () => vectors(() => vload(at(xRow, get(ch)))),
+        // m = 2: output channels ch..ch+3 read input channels ch/2, ch/2, ch/2 + 1, ch/2 + 1
+        () =>
+          vectors(() => {
+            const xc = at(xRow, i32divU(get(ch), i32(2)));
+            return vshuffle(vloadSplat(xc), vloadSplat(xc, 4), [0, 1, 4, 5]);
+          }),
+      );
+    }
     f.forUp(ch, get(c4), get(c), () => {
       const xv = padded ? f32(0) : loadF32(at(xRow, i32divU(get(ch), get(m))));
       f.storeF32(at(acc, get(ch)), 0, f32add(loadF32(at(acc, get(ch))), f32mul(xv, loadF32(at(dyRow, get(ch))))));
