@@ -7,8 +7,9 @@ import { test, before } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
-import { adamKernelAvailable, leadingReduction, stockHeapKernel } from '../lib/backend/wasm-heap-kernels';
-import { depthwiseFilterGradComposite, originalWasmKernel } from '../lib/backend/wasm-kernels';
+import { adamKernelAvailable, leadingReduction } from '../lib/backend/wasm-heap-kernels';
+import { depthwiseFilterGradComposite } from '../lib/backend/wasm-kernels';
+import { stockWasmKernel } from '../lib/backend/wasm-registry';
 import { collapsePermutation } from '../lib/backend/wasm-fixes';
 import { Adam } from '../lib/train/optim';
 import { Rng } from '../lib/util/random';
@@ -20,7 +21,7 @@ before(async () => {
 const bits = (t: tf.Tensor) => Array.from(new Uint32Array(new Float32Array(t.dataSync()).buffer));
 
 function stockResult(name: string, x: tf.Tensor, attrs: tf.NamedAttrMap): tf.Tensor {
-  const stock = stockHeapKernel(name);
+  const stock = stockWasmKernel(name);
   assert.ok(stock, `stock ${name} kept`);
   const info = stock({ inputs: { x }, backend: tf.backend(), attrs }) as tf.TensorInfo;
   return tf.engine().makeTensorFromTensorInfo(info);
@@ -236,7 +237,7 @@ test('depthwise filter gradient: bit-identical to the composite kernel it replac
 });
 
 test('matrix products: the heap GEMM is bit-identical to XNNPACK (the stock 2-D kernel), transposes and batches included', () => {
-  const xnnpack = originalWasmKernel(tf.BatchMatMul); // XNNPACK for plain 2-D products
+  const xnnpack = stockWasmKernel(tf.BatchMatMul); // XNNPACK for plain 2-D products
   assert.ok(xnnpack, 'stock BatchMatMul kept');
   const rng = new Rng(41);
   // [batchA, batchB, m, k, n]: the model's shapes (token-major activations, weight gradients with a long

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
 import { hasFusedScan, resolveScanImpl, selectiveScan } from '../lib/ops/selective-scan/index';
-import { stockWasmKernel } from '../lib/backend/wasm-fixes';
+import { stockWasmKernel } from '../lib/backend/wasm-registry';
 import { jsEngine, setScanEngine } from '../lib/ops/selective-scan/fused-cpu';
 import { simdScanEngine } from '../lib/ops/selective-scan/wasm-simd';
 import {

@@ -31,7 +31,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { heapCopyRuns, heapFillRows, heapTranspose2d } from './wasm-heap-kernels';
+import { heapKernels } from './wasm-heap-kernels';
+import { replaceWasmKernel } from './wasm-registry';
 
 type Info = tf.TensorInfo;
 /** What tfjs passes a kernel (the parts these kernels read). */
@@ -68,11 +69,9 @@ function copyRuns(
   dstStride: number,
 ): void {
   if (count === 0 || n === 0) return;
-  const b = x.BYTES_PER_ELEMENT;
-  if (
-    b === 4 &&
-    heapCopyRuns(backend, x.byteOffset + 4 * src, out.byteOffset + 4 * dst, count, n, 4 * srcStride, 4 * dstStride)
-  ) {
+  const k = x.BYTES_PER_ELEMENT === 4 ? heapKernels(backend) : undefined;
+  if (k) {
+    k.copyruns(x.byteOffset + 4 * src, out.byteOffset + 4 * dst, count, 4 * n, 4 * srcStride, 4 * dstStride); // bytes
     return;
   }
   for (let i = 0; i < count; i++) copyRun(x, src + i * srcStride, out, dst + i * dstStride, n);
@@ -281,10 +280,11 @@ function tileKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   // 2. replicate along each axis d, innermost first: the filled block [xs_d, os_{d+1}, …] repeats reps_d times.
   for (let d = rank - 1; d >= 0; d--) {
     if (reps[d] === 1) continue;
-    const outerRows = tf.util.sizeFromShape(xs.slice(0, d));
-    if (d === rank - 1 && xs[d] === 1 && reps.slice(0, d).every((r) => r === 1) && ov.BYTES_PER_ELEMENT === 4) {
+    const k = ov.BYTES_PER_ELEMENT === 4 ? heapKernels(backend) : undefined;
+    if (k && d === rank - 1 && xs[d] === 1 && reps.slice(0, d).every((r) => r === 1)) {
       // only the innermost axis repeats, one element each (LayerNorm's dy): one call fills every row
-      if (heapFillRows(backend, ov.byteOffset, outerRows, reps[d], reps[d])) continue;
+      k.fillrows(ov.byteOffset, tf.util.sizeFromShape(xs.slice(0, d)), reps[d], reps[d]);
+      continue;
     }
     const block = xs[d] * oStride[d];
     forPrefixes(d, (off) => copyRuns(backend, ov, off, ov, off + block, reps[d] - 1, block, 0, block));
@@ -371,10 +371,10 @@ function transposeKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
     );
   } else {
     const [R, C] = [c.shape[r - 2], c.shape[r - 1]];
+    const k = heapKernels(backend);
     forOutputPrefixes(r - 2, R * C, (src, dst) => {
-      if (!heapTranspose2d(backend, xv.byteOffset + 4 * src, ov.byteOffset + 4 * dst, R, C)) {
-        for (let i = 0; i < R; i++) for (let j = 0; j < C; j++) ov[dst + j * R + i] = xv[src + i * C + j];
-      }
+      if (k) k.transpose2d(xv.byteOffset + 4 * src, ov.byteOffset + 4 * dst, R, C);
+      else for (let i = 0; i < R; i++) for (let j = 0; j < C; j++) ov[dst + j * R + i] = xv[src + i * C + j];
     });
   }
   return out;
@@ -417,25 +417,19 @@ function castKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
 }
 
 let registered = false;
-const stockKernels = new Map<string, tf.KernelFunc>();
 
-/** The tfjs-backend-wasm kernel that `registerWasmKernelFixes` replaced (tests compare against it). */
-export function stockWasmKernel(name: string): tf.KernelFunc | undefined {
-  return stockKernels.get(name);
-}
+/** Kernel bodies that need the stock kernel for the cases they leave to it. */
+type FixKernel = (args: KernelArgs, stock: tf.KernelFunc) => Info | Info[];
 
 /** Replaces wasm's Slice, Unpack, SplitV, Identity, Reverse, Concat, Tile, Transpose, Pack and Cast kernels (once; strings keep the stock kernels). */
 export function registerWasmKernelFixes(): void {
   if (registered) return;
   registered = true;
-  const kernels: Array<[string, tf.KernelFunc]> = [
-    [tf.Slice, sliceKernel as unknown as tf.KernelFunc],
-    [tf.Unpack, unpackKernel as unknown as tf.KernelFunc],
-    [tf.SplitV, splitVKernel as unknown as tf.KernelFunc],
-    [tf.Identity, identityKernel as unknown as tf.KernelFunc],
-  ];
-  type Args = Parameters<typeof reverseKernel>[0];
-  const withStock: Array<[string, (args: Args, stock: tf.KernelFunc) => Info]> = [
+  const kernels: Array<[string, FixKernel]> = [
+    [tf.Slice, sliceKernel],
+    [tf.Unpack, unpackKernel],
+    [tf.SplitV, splitVKernel],
+    [tf.Identity, identityKernel],
     [tf.Reverse, reverseKernel],
     [tf.Concat, concatKernel],
     [tf.Tile, tileKernel],
@@ -443,22 +437,14 @@ export function registerWasmKernelFixes(): void {
     [tf.Pack, packKernel],
     [tf.Cast, castKernel],
   ];
-  for (const [name, fn] of withStock) {
-    const stock = tf.getKernel(name, 'wasm')?.kernelFunc;
-    if (stock) kernels.push([name, ((args: Args) => fn(args, stock)) as unknown as tf.KernelFunc]);
-  }
-  for (const [kernelName, kernelFunc] of kernels) {
-    const stock = tf.getKernel(kernelName, 'wasm');
-    if (stock) {
-      stockKernels.set(kernelName, stock.kernelFunc);
-      tf.unregisterKernel(kernelName, 'wasm');
-    }
-    tf.registerKernel({
-      kernelName,
-      backendName: 'wasm',
-      // String tensors are stored outside the heap; leave them to the stock kernel.
-      kernelFunc: (args) =>
-        (args.inputs.x ?? args.inputs.value)?.dtype === 'string' && stock ? stock.kernelFunc(args) : kernelFunc(args),
-    });
+  for (const [name, fn] of kernels) {
+    replaceWasmKernel(
+      name,
+      (stock) => (args) =>
+        // String tensors are stored outside the heap; leave them to the stock kernel.
+        (args.inputs.x ?? args.inputs.value)?.dtype === 'string'
+          ? stock(args)
+          : fn(args as unknown as KernelArgs, stock),
+    );
   }
 }

@@ -38,6 +38,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { compileOptimized, WA, WasmMemory, WasmModule } from '../util/wasm-api';
+import { replaceWasmKernel } from './wasm-registry';
 import {
   assembleModule,
   Expr,
@@ -489,7 +490,8 @@ type Gemm = (
   kc: number,
 ) => void;
 
-interface HeapExports {
+/** The heap kernels' entry points (byte addresses and sizes; see each build* function). */
+export interface HeapExports {
   colsum(x: number, out: number, outer: number, rows: number, cols: number, mean: number): void;
   adam(...args: number[]): void;
   dwfilter(...args: number[]): void;
@@ -505,7 +507,7 @@ let unavailable = false;
 const instances = new WeakMap<WasmMemory, HeapExports>();
 
 /** The kernels bound to this wasm backend's memory, or undefined where that memory is not reachable. */
-function kernelsFor(backend: BackendWasm): HeapExports | undefined {
+export function heapKernels(backend: BackendWasm): HeapExports | undefined {
   const memory = (backend.wasm as unknown as { asm?: { memory?: WasmMemory } }).asm?.memory;
   if (unavailable || !(memory instanceof WA.Memory)) return undefined;
   let ex = instances.get(memory);
@@ -536,41 +538,6 @@ function kernelsFor(backend: BackendWasm): HeapExports | undefined {
   return ex;
 }
 
-/**
- * Copies `count` runs of `run` elements of 4 bytes within the heap (byte addresses and byte strides, see
- * buildCopyRuns). Returns false, copying nothing, where the heap kernels are unavailable.
- */
-export function heapCopyRuns(
-  backend: BackendWasm,
-  src: number,
-  dst: number,
-  count: number,
-  run: number,
-  srcStride: number,
-  dstStride: number,
-): boolean {
-  const k = kernelsFor(backend);
-  if (!k) return false;
-  k.copyruns(src, dst, count, run * 4, srcStride, dstStride);
-  return true;
-}
-
-/** dst = srcᵀ for a [rows, cols] matrix of 4-byte elements at byte addresses src, dst; false where unavailable. */
-export function heapTranspose2d(backend: BackendWasm, src: number, dst: number, rows: number, cols: number): boolean {
-  const k = kernelsFor(backend);
-  if (!k) return false;
-  k.transpose2d(src, dst, rows, cols);
-  return true;
-}
-
-/** In place at byte address base: element i·stride repeated over the rep − 1 after it, i < count (see buildFillRows). */
-export function heapFillRows(backend: BackendWasm, base: number, count: number, rep: number, stride: number): boolean {
-  const k = kernelsFor(backend);
-  if (!k) return false;
-  k.fillrows(base, count, rep, stride);
-  return true;
-}
-
 /** Byte offset of a tensor's data in the heap. */
 function offsetOf(backend: BackendWasm, t: tf.TensorInfo): number {
   return backend.dataIdMap.get(t.dataId)!.memoryOffset;
@@ -592,6 +559,11 @@ export function leadingReduction(
   return { outer: prod(shape.slice(0, axes[0])), rows: prod(axes.map((a) => shape[a])), cols, axes };
 }
 
+/** The shape of a reduction of `shape` over `axes` (kept as 1 with keepDims). */
+function reducedShape(shape: number[], axes: number[], keepDims: boolean): number[] {
+  return shape.map((s, i) => (axes.includes(i) ? 1 : s)).filter((_, i) => keepDims || !axes.includes(i));
+}
+
 /**
  * A reduction of an empty tensor: Σ over nothing is 0, a mean of nothing NaN (as in PyTorch). The stock
  * kernels skip their loop for an empty input and return the uninitialised heap block instead.
@@ -600,9 +572,7 @@ function emptyReduction(args: Parameters<tf.KernelFunc>[0], mean: boolean): tf.T
   const x = args.inputs.x as tf.TensorInfo;
   const backend = args.backend as BackendWasm;
   const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
-  const axes = tf.util.parseAxisParam(axis, x.shape);
-  const outShape = x.shape.map((s, i) => (axes.includes(i) ? 1 : s)).filter((_, i) => keepDims || !axes.includes(i));
-  const out = backend.makeOutput(outShape, 'float32');
+  const out = backend.makeOutput(reducedShape(x.shape, tf.util.parseAxisParam(axis, x.shape), keepDims), 'float32');
   (backend.typedArrayFromHeap(out) as Float32Array).fill(mean ? NaN : 0);
   return out;
 }
@@ -614,12 +584,9 @@ function reductionKernel(stock: tf.KernelFunc, mean: boolean): tf.KernelFunc {
     const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
     if (x.dtype === 'float32' && tf.util.sizeFromShape(x.shape) === 0) return emptyReduction(args, mean);
     const plan = x.dtype === 'float32' ? leadingReduction(x.shape, axis) : undefined;
-    const k = plan ? kernelsFor(backend) : undefined;
+    const k = plan ? heapKernels(backend) : undefined;
     if (!plan || !k) return stock(args);
-    const outShape = x.shape
-      .map((s, i) => (plan.axes.includes(i) ? 1 : s))
-      .filter((_, i) => keepDims || !plan.axes.includes(i));
-    const out = backend.makeOutput(outShape, 'float32');
+    const out = backend.makeOutput(reducedShape(x.shape, plan.axes, keepDims), 'float32');
     if (plan.outer * plan.cols > 0) {
       k.colsum(offsetOf(backend, x), offsetOf(backend, out), plan.outer, plan.rows, plan.cols, mean ? 1 : 0);
     }
@@ -654,7 +621,7 @@ export function depthwiseFilterGradKernel(fallback: tf.KernelFunc): tf.KernelFun
     const unitDilation = Array.isArray(dil) ? dil[0] === 1 && dil[1] === 1 : dil === 1;
     const k =
       unitDilation && a.dataFormat !== 'NCHW' && x.dtype === 'float32' && dy.dtype === 'float32'
-        ? kernelsFor(backend)
+        ? heapKernels(backend)
         : undefined;
     if (!k) return fallback(args);
     const info = tf.backend_util.computeConv2DInfo(
@@ -733,7 +700,7 @@ export function heapBatchMatMul(
   const { batchA, batchB, m, k, n } = plan;
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return undefined;
   if (batchA !== batchB && batchA !== 1 && batchB !== 1) return undefined;
-  const kx = kernelsFor(backend);
+  const kx = heapKernels(backend);
   if (!kx) return undefined;
   const out = backend.makeOutput(plan.outShape, 'float32');
   const batch = Math.max(batchA, batchB);
@@ -803,7 +770,7 @@ function adamKernel(args: {
       );
     }
   }
-  const k = kernelsFor(backend);
+  const k = heapKernels(backend);
   if (!k) throw new Error(`${ADAM_KERNEL}: the wasm heap is not reachable (check adamKernelAvailable() first)`);
   const outs = [param, m, v].map((t) => backend.makeOutput(t.shape, 'float32'));
   const mode = (a.l2 !== 0 ? ADAM_L2 : 0) | (a.decay !== 1 ? ADAM_DECOUPLED : 0);
@@ -833,17 +800,10 @@ function adamKernel(args: {
 /** True when the fused Adam kernel can run on the active backend (wasm, with its heap reachable). */
 export function adamKernelAvailable(): boolean {
   if (tf.getBackend() !== 'wasm' || !tf.getKernel(ADAM_KERNEL, 'wasm')) return false;
-  return kernelsFor(tf.backend() as unknown as BackendWasm) !== undefined;
+  return heapKernels(tf.backend() as unknown as BackendWasm) !== undefined;
 }
 
 // ---- registration ------------------------------------------------------------------------------
-
-const stockKernels = new Map<string, tf.KernelFunc>();
-
-/** The tfjs-backend-wasm kernel that `registerWasmHeapKernels` replaced (tests compare against it). */
-export function stockHeapKernel(name: string): tf.KernelFunc | undefined {
-  return stockKernels.get(name);
-}
 
 let registered = false;
 
@@ -851,17 +811,8 @@ let registered = false;
 export function registerWasmHeapKernels(): void {
   if (registered) return;
   registered = true;
-  for (const [name, mean] of [
-    [tf.Sum, false],
-    [tf.Mean, true],
-  ] as const) {
-    const stock = tf.getKernel(name, 'wasm');
-    if (!stock) continue;
-    stockKernels.set(name, stock.kernelFunc);
-    tf.unregisterKernel(name, 'wasm');
-    // keep setupFunc: the stock kernel we fall back to binds its C++ entry point there
-    tf.registerKernel({ ...stock, kernelFunc: reductionKernel(stock.kernelFunc, mean) });
-  }
+  replaceWasmKernel(tf.Sum, (stock) => reductionKernel(stock, false));
+  replaceWasmKernel(tf.Mean, (stock) => reductionKernel(stock, true));
   if (tf.getKernel(ADAM_KERNEL, 'wasm')) tf.unregisterKernel(ADAM_KERNEL, 'wasm');
   tf.registerKernel({
     kernelName: ADAM_KERNEL,

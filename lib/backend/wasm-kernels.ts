@@ -37,6 +37,7 @@ import {
   registerWasmHeapKernels,
 } from './wasm-heap-kernels';
 import { registerWasmKernelFixes } from './wasm-fixes';
+import { replaceWasmKernel } from './wasm-registry';
 
 type Attrs = Record<string, unknown>;
 type Body = (inputs: Record<string, tf.Tensor>, attrs: Attrs) => tf.Tensor;
@@ -660,21 +661,10 @@ export const WASM_KERNEL_FIXES = [
 
 let wasmDone = false;
 
-const originals = new Map<string, tf.KernelFunc>();
-
-/** The stock tfjs-backend-wasm kernel that this file wrapped (tests compare against it). */
-export function originalWasmKernel(name: string): tf.KernelFunc | undefined {
-  return originals.get(name);
-}
-
 function replaceKernel(name: string, wrap: (original: tf.KernelFunc) => tf.KernelFunc): void {
-  const original = tf.getKernel(name, 'wasm');
-  if (!original) throw new Error(`lib/backend/wasm-kernels.ts: wasm kernel '${name}' to wrap is not registered`);
-  originals.set(name, original.kernelFunc);
-  tf.unregisterKernel(name, 'wasm');
-  // Keep setupFunc/disposeFunc: the wasm backend runs them on (re)initialisation, and the original
-  // kernelFunc we fall back to needs its setup (it binds the C++ entry point).
-  tf.registerKernel({ ...original, kernelFunc: wrap(original.kernelFunc) });
+  if (!replaceWasmKernel(name, wrap)) {
+    throw new Error(`lib/backend/wasm-kernels.ts: wasm kernel '${name}' to wrap is not registered`);
+  }
 }
 
 function addKernel(name: string, kernelFunc: tf.KernelFunc): void {
@@ -683,7 +673,8 @@ function addKernel(name: string, kernelFunc: tf.KernelFunc): void {
 }
 
 /**
- * Register the wasm kernels above, once. Needs @tensorflow/tfjs-backend-wasm to be loaded (its kernels
+ * Register the wasm kernels above, the SIMD heap kernels (wasm-heap-kernels.ts) and the copy-kernel fixes
+ * (wasm-fixes.ts), once. Needs @tensorflow/tfjs-backend-wasm to be loaded (its kernels
  * registered); returns false (and does nothing) when it is not, so a later call can try again.
  */
 export function registerWasmKernels(): boolean {

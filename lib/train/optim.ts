@@ -128,13 +128,10 @@ export class Adam {
         if (!g) continue;
         if (fused && g.dtype === 'float32') {
           // The same update in one kernel call (lib/backend/wasm-heap-kernels.ts; bit-identical).
-          const [p, m, v] = tf.engine().runKernel(
-            ADAM_KERNEL,
-            { param: s.param, grad: g, m: s.m, v: s.v },
-            {
-              ...attrs,
-            },
-          ) as tf.Tensor[];
+          const inputs = { param: s.param, grad: g, m: s.m, v: s.v };
+          const [p, m, v] = tf
+            .engine()
+            .runKernel(ADAM_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
           s.m.assign(m);
           s.v.assign(v);
           s.param.assign(p);
