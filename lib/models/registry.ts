@@ -10,7 +10,7 @@
  * so `loadWeights` / `saveWeights` (weights.ts) read and write official checkpoints.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ForwardContext, Module } from '../nn/index';
+import type { ClassifierModel, ModelMeta, ModelOptions } from './contract';
 import {
   MicroscopicMamba,
   MicroscopicMambaConfig,
@@ -19,26 +19,7 @@ import {
   VARIANTS,
 } from './microscopic-mamba/index';
 
-export interface ClassifierModel extends Module {
-  readonly numClasses: number;
-  forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor2D;
-}
-
-/** Options every factory accepts; the rest is model-specific (checked by the factory). */
-export interface ModelOptions {
-  numClasses?: number;
-  seed?: number;
-  [option: string]: unknown;
-}
-
-export interface ModelMeta {
-  /** One line: what the model is and where it comes from. */
-  description: string;
-  /** e.g. 'microscopic-mamba', 'cnn', 'vit', 'mamba'. */
-  family?: string;
-  /** Paper or official code reference. */
-  source?: string;
-}
+export type { ClassifierModel, ModelOptions, ModelMeta, ModelFamily, SharedModelOptions } from './contract';
 
 export type ModelFactory = (opts: ModelOptions) => ClassifierModel;
 
@@ -87,5 +68,7 @@ for (const variant of Object.keys(VARIANTS) as MicroscopicMambaVariant[]) {
     description: VARIANTS[variant].description,
     family: 'microscopic-mamba',
     source: 'arXiv 2409.07896; github.com/zs1314/Microscopic-Mamba microscopicmamba.py (8df9997)',
+    input: { multipleOf: 32, minSize: 32, square: true },
+    defaultSize: 224,
   });
 }

@@ -3,3 +3,4 @@ export * from './module';
 export * from './layers';
 export * from './init';
 export * from './safetensors';
+export * from './macs';

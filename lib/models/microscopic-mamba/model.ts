@@ -17,6 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ForwardContext, Layer, Linear, Sequential } from '../../nn/index';
 import { Rng } from '../../util/random';
 import { checkpoint } from '../checkpoint';
+import { type ClassifierModel, type ModelForwardContext, tapStage } from '../contract';
 import { countLayer, MacCounter } from '../complexity';
 import { MicroscopicMambaBlock } from './block';
 import { dropPathSchedule, MicroscopicMambaConfig, needsSquareInput } from './config';
@@ -57,7 +58,7 @@ export class VSSLayer extends Layer {
   }
 }
 
-export class MicroscopicMamba extends Layer {
+export class MicroscopicMamba extends Layer implements ClassifierModel {
   readonly patch_embed: Sequential;
   readonly layers: Sequential;
   readonly head: Linear;
@@ -103,20 +104,36 @@ export class MicroscopicMamba extends Layer {
     initMicroscopicMamba(this, rng);
   }
 
+  /** Stage names passed to `tapStage`: the stem, then each stage's output (after its PatchMerging). */
+  get stageNames(): string[] {
+    return ['stem', ...this.config.depths.map((_, i) => `layers.${i}`)];
+  }
+
   /**
    * Logits for a batch of NHWC float32 images: x [b, H, W, 3] → [b, K]. `ctx.training` (default: the
    * module's train/eval mode) switches BatchNorm to batch statistics and turns DropPath on; `ctx.rng`
    * draws DropPath's per-sample masks.
    */
-  forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor2D {
+  forward(x: tf.Tensor, ctx?: ModelForwardContext): tf.Tensor2D {
+    return tf.tidy(() => this.forwardHead(this.forwardFeatures(x, ctx), ctx));
+  }
+
+  /** x [b, H, W, 3] → stage-4 map [b, H/32, W/32, C4] (official `forward_backbone`, L1185–1194). */
+  forwardFeatures(x: tf.Tensor, ctx?: ModelForwardContext): tf.Tensor4D {
     this.checkInput(x.shape, x.dtype);
     const c = ctx ?? { training: this.training };
     return tf.tidy(() => {
-      const stem = this.patch_embed.forward(x, c); // [b, H/4, W/4, C1]
-      const features = this.layers.forward(stem, c); // [b, H/32, W/32, C4]
-      const pooled = tf.mean(features, [1, 2]); // [b, C4]
-      return this.head.forward(pooled) as tf.Tensor2D; // [b, K]
+      let y = tapStage(c, 'stem', this.patch_embed.forward(x, c)); // [b, H/4, W/4, C1]
+      for (let i = 0; i < this.layers.length; i++) {
+        y = tapStage(c, `layers.${i}`, this.layers.at(i).forward(y, c)); // [b, H/2^(i+3), …, C(i+2)] (last: C4 at H/32)
+      }
+      return y as tf.Tensor4D;
     });
+  }
+
+  /** features [b, h, w, C4] → global average pool [b, C4] → Linear → logits [b, K] (official `forward`, L1196–1202). */
+  forwardHead(features: tf.Tensor, _ctx?: ModelForwardContext): tf.Tensor2D {
+    return tf.tidy(() => this.head.forward(tf.mean(features, [1, 2])) as tf.Tensor2D);
   }
 
   /** Clear errors for inputs the official model cannot take (spec §1.8-7). */
