@@ -86,3 +86,42 @@ export interface ClassifierModel extends Module {
   /** Throws a clear error for an input the model cannot take (shape, channels, dtype, size rules). */
   checkInput(shape: number[], dtype?: string): void;
 }
+
+/** Shared options with their defaults filled in, plus the model-specific ones. */
+export type ResolvedOptions<T> = Required<Omit<SharedModelOptions, 'imageSize'>> & { imageSize: number } & T;
+
+/**
+ * Validate a factory's options: shared ones are checked (types, ranges), model-specific ones must be
+ * keys of `specific` (whose values are the defaults); anything else is an error listing what the model
+ * accepts. `defaultSize` fills `imageSize`.
+ */
+export function resolveOptions<T extends Record<string, unknown>>(
+  model: string,
+  opts: ModelOptions,
+  specific: T,
+  defaultSize: number,
+): ResolvedOptions<T> {
+  const accepted = [...SHARED_OPTION_NAMES, ...Object.keys(specific)];
+  const unknown = Object.keys(opts).filter((k) => opts[k] !== undefined && !accepted.includes(k));
+  if (unknown.length > 0) {
+    throw new Error(`${model}: unknown option(s) ${unknown.join(', ')}. Accepted: ${accepted.join(', ')}`);
+  }
+  const num = (key: keyof SharedModelOptions, fallback: number, ok: (v: number) => boolean, rule: string): number => {
+    const v = opts[key];
+    if (v === undefined) return fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) {
+      throw new Error(`${model}: option ${key} must be ${rule}, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  const resolved: Record<string, unknown> = { ...specific };
+  for (const k of Object.keys(specific)) if (opts[k] !== undefined) resolved[k] = opts[k];
+  return {
+    ...(resolved as T),
+    numClasses: num('numClasses', 1000, (v) => Number.isInteger(v) && v >= 1, 'an integer ≥ 1'),
+    seed: num('seed', 0, Number.isInteger, 'an integer'),
+    dropRate: num('dropRate', 0, (v) => v >= 0 && v < 1, 'in [0, 1)'),
+    dropPathRate: num('dropPathRate', 0, (v) => v >= 0 && v < 1, 'in [0, 1)'),
+    imageSize: num('imageSize', defaultSize, (v) => Number.isInteger(v) && v >= 1, 'a positive integer'),
+  };
+}
