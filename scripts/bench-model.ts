@@ -10,7 +10,7 @@
  * Every measurement runs in its own child process, so that its peak RSS (getrusage maxrss) is its own.
  * The baseline measured in the same run is the same model with the portable `chunked` scan (tf ops
  * only) instead of `auto` (the fused kernel where the backend has one), at the smallest size; for
- * scale, the table also lists the official PyTorch 1.13 timings on this machine (issue 4).
+ * scale, the table also lists the official PyTorch 1.13 timings on this machine.
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -261,7 +261,7 @@ function runChild(job: Job): Result {
 }
 
 const PYTORCH = {
-  note: 'official model, PyTorch 1.13, 2 threads, same machine, 64 px, batch 8 (issue 4)',
+  note: 'official model, PyTorch 1.13, 2 threads, same machine, 64 px, batch 8',
   trainReferenceScan: 19.9,
   trainVectorisedScan: 4.9,
   forward: 1.06,
@@ -326,7 +326,7 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
     '',
     `PyTorch reference (${PYTORCH.note}): training step ${PYTORCH.trainReferenceScan} s with the reference scan, ` +
       `${PYTORCH.trainVectorisedScan} s with a vectorised scan (the ratio column uses this one); forward ${PYTORCH.forward} s.`,
-    'Targets (issue 4, this 2-core machine, 64 px, batch 8, wasm): training step ≤ 1.0 s, forward ≤ 0.3 s, peak RSS ≤ 3 GB.',
+    'Targets (this 2-core machine, 64 px, batch 8, wasm): training step ≤ 1.0 s, forward ≤ 0.3 s, peak RSS ≤ 3 GB.',
     '"checkpointing": activation checkpointing per block (`useCheckpoint`, the official `use_checkpoint`): without it a',
     '224-px batch of 8 needs ~7 GB of saved activations, more than the wasm heap (4 GB) holds.',
     '',

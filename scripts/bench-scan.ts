@@ -7,9 +7,9 @@
  *   npm run bench:scan -- --quick                       fewer shapes, one repeat, smaller caps
  *   npm run bench:scan -- --backends wasm,webgpu --sizes 224 --reps 3
  *
- * Shapes (spec §1.4, §5): one SS2D call of stage s sees batch 8 × 4 PVM groups = 32 sequences, the 4
- * directions as g = 4 groups of E channels (d = 4E), N = 16, E = 24/48/96/192 and L = H·W of the stage:
- * 256/64/16/4 at 64 px input, 3136/784/196/49 at 224 px. A "state update" is one h[b, c, n] step, so a
+ * Shapes (docs/architecture.md §SS2D, §Selective scan, §Cross-scan): one SS2D call of stage s sees batch 8 × 4 PVM
+ * groups = 32 sequences, the 4 directions as g = 4 groups of E channels (d = 4E), N = 16, E = 24/48/96/192 and L = H·W
+ * of the stage: 256/64/16/4 at 64 px input, 3136/784/196/49 at 224 px. A "state update" is one h[b, c, n] step, so a
  * call does b·d·l·n of them.
  *
  * Slow combinations are measured on a smaller problem and scaled, and the table says so: the

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:train [-- flags]`: the real-data acceptance run of issue 6 and its committed results table.
+ * `npm run bench:train [-- flags]`: the real-data training run and its committed results table.
  *
  * Trains microscopic-mamba-t with the `cpu` recipe on the NIH malaria cells (../shared/data/
  * nih-malaria-cells-128, its own train/validation/test split), evaluates the best-val-accuracy checkpoint on
@@ -133,7 +133,7 @@ function markdown(entries: ResultEntry[]): string {
   }));
   const paper: Row[] = [
     {
-      source: 'paper (Table I, spec §4)',
+      source: 'paper (Table I, docs/architecture.md §Table I)',
       data: PAPER.dataset,
       'input px': PAPER.imageSize,
       epochs: PAPER.epochs,

@@ -4,7 +4,7 @@
 # when everything is already in place. Three steps, each skipped when its check passes:
 #
 #   1. Debian packages  headless Jupyter (nbconvert, nbclient, jupyter-client, ipykernel) for the notebook tests,
-#                       and EGL/Mesa for the webgpu backend's OpenGL fallback (platform notes §3.3, §5).
+#                       and EGL/Mesa for the webgpu backend's OpenGL fallback (docs/platform.md §WebGPU).
 #                       Checked with dpkg-query; `apt-get update` + install only when one is missing. Needs root:
 #                       runs apt-get directly as root, through `sudo -n` otherwise, or prints the command and fails.
 #   2. node_modules     `npm ci` when it is missing or stale, i.e. package-lock.json differs from what npm installed

@@ -15,9 +15,9 @@
  * from a few lines of Python so that the partly executed notebook survives a failure: tslab reports a cell's
  * error only as a stderr stream (the CellExecutionError nbconvert prints is an empty `<Error>:`), so the
  * message printed here is that cell's own output. Errors are never allowed (no `--allow-errors`: after an
- * error tslab silently skips every later cell, platform notes §5). The executed notebook is also inspected:
- * an `error` output, an error tslab only logged (uncaught exceptions and unhandled rejections of async work),
- * and per-notebook expectations (00_setup must hold the plotly figure and the table) all fail the run.
+ * error tslab silently skips every later cell, docs/platform.md §Headless notebook execution). The executed notebook is
+ * also inspected: an `error` output, an error tslab only logged (uncaught exceptions and unhandled rejections of async
+ * work), and per-notebook expectations (00_setup must hold the plotly figure and the table) all fail the run.
  *
  * Kernel: a private kernelspec (JUPYTER_PATH) that starts scripts/tslab-kernel.sh of this checkout, so a
  * `tslab` kernel registered for another checkout cannot be picked up; the kernel's cwd is the repo root.
@@ -113,7 +113,7 @@ function bundles(nb: Notebook): Record<string, unknown>[] {
 }
 
 /**
- * 00_setup proves the display path every later notebook uses (issue 2 item 9): a plotly figure as ONE output
+ * 00_setup proves the display path every later notebook uses: a plotly figure as ONE output
  * carrying both `text/html` that inlines (or, in committed notebooks, links) plotly.js (classic Notebook) and the
  * `application/vnd.plotly.v1+json` bundle as a JSON object (JupyterLab, VS Code), and an HTML table.
  */

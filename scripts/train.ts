@@ -1,8 +1,8 @@
 /**
  * `npm run train -- [flags]`: train a registered model on a dataset (lib/train/run.ts does the work).
  *
- * Configuration is nanoGPT style: the plain defaults (the official values, spec §2) ← the `--recipe`
- * preset ← every flag given on the command line. `--resume` continues `runs/<name>` exactly.
+ * Configuration is nanoGPT style: the plain defaults (the official values, docs/architecture.md §Training recipe) ← the
+ * `--recipe` preset ← every flag given on the command line. `--resume` continues `runs/<name>` exactly.
  */
 import { tableText } from '../lib/report/table';
 import {

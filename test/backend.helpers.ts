@@ -1,7 +1,7 @@
 /**
  * Shared helpers for the backend tests: seeded inputs, gradients evaluated on a chosen backend as plain
- * arrays (so wasm and cpu results can be compared), the tolerance rule of issue 2 (max abs diff <=
- * 1e-4 x output scale) and a directional finite-difference check.
+ * arrays (so wasm and cpu results can be compared), the tolerance rule of docs/platform.md §Bit-identity policy (max
+ * abs diff <= 1e-4 x output scale) and a directional finite-difference check.
  */
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';

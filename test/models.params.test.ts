@@ -1,8 +1,8 @@
 /**
- * Microscopic-Mamba's structure without running it: parameter counts (spec §1.11, exact), state-dict
- * names and PyTorch shapes (against the official fixture's meta.json), MAC counts (ptflops convention
- * and the full count), the DropPath schedule, channel-shuffle order (spec §1.7), initialisation
- * (spec §1.10), configuration and registry errors.
+ * Microscopic-Mamba's structure without running it: parameter counts (docs/architecture.md §Parameters and MACs,
+ * exact), state-dict names and PyTorch shapes (against the official fixture's meta.json), MAC counts (ptflops
+ * convention and the full count), the DropPath schedule, channel-shuffle order (docs/architecture.md §Channel shuffle),
+ * initialisation (docs/architecture.md §Initialisation), configuration and registry errors.
  */
 import { test, before } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -49,7 +49,7 @@ test('building and disposing a model leaves no tensors behind', () => {
   assert.equal(tf.memory().numTensors, before);
 });
 
-test('parameter counts equal the official model (spec §1.11)', () => {
+test('parameter counts equal the official model (docs/architecture.md §Parameters and MACs)', () => {
   const cases: Array<[string, number, number, number]> = [
     // name, classes, total, dead
     ['microscopic-mamba-t', 1000, 4_321_310, 525_408],
@@ -69,7 +69,7 @@ test('parameter counts equal the official model (spec §1.11)', () => {
   }
 });
 
-test('parameter breakdown of t with a 2-class head (spec §1.11 table)', () => {
+test('parameter breakdown of t with a 2-class head (docs/architecture.md §Parameters and MACs table)', () => {
   const m = build('microscopic-mamba-t', { numClasses: 2 });
   const sum = (prefix: string) =>
     m.namedParameters().reduce((s, [k, p]) => (k.startsWith(prefix) ? s + p.variable.size : s), 0);
@@ -109,7 +109,7 @@ test('state-dict keys, order and PyTorch shapes equal the official state_dict()'
 
 test('MACs at 224²: the paper convention reproduces 0.64 / 0.76 G; full adds x_proj, dt_proj and the scan', () => {
   const expected: Record<string, { paper: number; proj: number; scan: number; published: number }> = {
-    // spec §1.11: measured module-level count, einsum x_proj+dt_proj, 9·L·E·N·K scan; paper GMACs
+    // docs/architecture.md §Parameters and MACs: module count, x_proj+dt_proj einsums, 9·L·E·N·K scan, paper GMACs
     'microscopic-mamba-t': { paper: 0.6445, proj: 0.184, scan: 0.737, published: 0.64 },
     'microscopic-mamba-s': { paper: 0.7616, proj: 0.23, scan: 0.91, published: 0.76 },
     'microscopic-mamba-b': { paper: 1.5088, proj: 0.379, scan: 1.445, published: 1.59 },
@@ -176,7 +176,7 @@ test('DropPath schedule: linspace(0, 0.1, sum(depths)) over the blocks in order'
   m.dispose();
 });
 
-test('channel shuffle order (spec §1.7)', () => {
+test('channel shuffle order (docs/architecture.md §Channel shuffle)', () => {
   assert.deepEqual(channelShufflePermutation(8, 4), [0, 2, 4, 6, 1, 3, 5, 7]);
   assert.deepEqual(channelShufflePermutation(16, 4), [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15]);
   tf.tidy(() => {
@@ -194,7 +194,7 @@ test('channel shuffle order (spec §1.7)', () => {
   });
 });
 
-test('initialisation follows spec §1.10 and is reproducible from the seed', () => {
+test('initialisation follows docs/architecture.md §Initialisation and is reproducible from the seed', () => {
   const m = build('microscopic-mamba-t', { numClasses: 10, seed: 3 });
   const get = (k: string) => m.stateDict().get(k)!;
   const stats = (t: tf.Tensor) => {

@@ -1,5 +1,5 @@
 /**
- * The teaching notebooks 01–05 as committed (issue 7): structure, imports, and the outputs of a full run.
+ * The teaching notebooks 01–05 as committed: structure, imports, and the outputs of a full run.
  *
  * CI re-executes every notebook in smoke mode on a copy (scripts/run-notebooks.ts, `npm run test:notebooks`);
  * the committed files must instead carry the outputs of a real, full run, so that a reader sees the results
@@ -183,7 +183,7 @@ for (const name of NOTEBOOKS) {
     assert.ok(fs.existsSync(file), `${file} is missing`);
     const committed = JSON.parse(fs.readFileSync(file, 'utf8')) as Nb;
     if (committed.cells.every((c) => c.cell_type !== 'code' || (c.outputs ?? []).length === 0)) {
-      // Not yet executed in full mode (issue 7 stays open until `npm run notebooks` has been committed);
+      // Not yet executed in full mode (outputs arrive when `npm run notebooks` is run and committed);
       // CI still executes it in smoke mode through scripts/run-notebooks.ts.
       t.todo(`${name} has no outputs yet: run \`npm run notebooks\` and commit the executed file`);
       return;

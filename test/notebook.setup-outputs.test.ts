@@ -1,5 +1,5 @@
 /**
- * notebooks/00_setup.ipynb must prove the display path (issue 2 item 9): after execution it holds ONE plotly
+ * notebooks/00_setup.ipynb must prove the display path: after execution it holds ONE plotly
  * output with `text/html` (plotly.js inlined + Plotly.newPlot) and the `application/vnd.plotly.v1+json`
  * object, and an HTML table of a danfojs DataFrame. scripts/run-notebooks.ts applies `checkSetupOutputs` to
  * every executed copy (so `npm test` checks the real outputs); here the check itself is tested, against what

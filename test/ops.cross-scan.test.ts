@@ -1,8 +1,8 @@
 /**
- * crossScanSSM (SS2D's four-direction scan, spec §5.2) against a plain per-direction loop written here
- * from the spec: four direction orders, per-direction x_proj / dt_proj, one reference scan per direction,
- * and the merge y0 + flip(y2) + T(y1) + T(flip(y3)). Forward and the gradients for x and all five
- * parameters, every implementation, on a non-square map (so a swapped h/w cannot pass).
+ * crossScanSSM (SS2D's four-direction scan, docs/architecture.md §Cross-scan) against a plain per-direction loop
+ * written here from the spec: four direction orders, per-direction x_proj / dt_proj, one reference scan per direction,
+ * and the merge y0 + flip(y2) + T(y1) + T(flip(y3)). Forward and the gradients for x and all five parameters, every
+ * implementation, on a non-square map (so a swapped h/w cannot pass).
  */
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
@@ -16,7 +16,7 @@ const [b, h, w, E, N, R] = [2, 3, 4, 5, 4, 2];
 const K = 4;
 const L = h * w;
 
-/** Spec §5.2, one direction at a time. x: [b, h, w, E] -> y: [b, h, w, E]. */
+/** docs/architecture.md §Cross-scan, one direction at a time. x: [b, h, w, E] -> y: [b, h, w, E]. */
 function perDirectionLoop(x: tf.Tensor4D, p: CrossScanParams): tf.Tensor4D {
   return tf.tidy(() => {
     const xc = tf.transpose(x, [0, 3, 1, 2]); // [b, E, h, w]

@@ -151,8 +151,8 @@ export function assertSameScan(got: ScanResult, want: ScanResult, label: string,
 }
 
 /**
- * The scan in float64, written independently of the library (spec §5.1), returning L = Σ y ⊙ r.
- * Central differences of it are exact to ~1e-9, so they check the float32 gradients properly.
+ * The scan in float64, written independently of the library (docs/architecture.md §Selective scan), returning
+ * L = Σ y ⊙ r. Central differences of it are exact to ~1e-9, so they check the float32 gradients properly.
  */
 export function scanLossF64(s: ScanData, v: Record<string, Float64Array>): number {
   const { b, g, n, l } = s.c;

@@ -1,7 +1,8 @@
 /**
  * The command line and configuration: flag parsing (nanoGPT-style overrides, booleans, choices, typos),
- * recipe presets vs the spec §2 values, what may change on --resume, every script's --help, and that
- * `predict` preprocesses images exactly as evaluation does (same probabilities for the same files).
+ * recipe presets vs the official values (docs/architecture.md §Training recipe), what may change on --resume, every
+ * script's --help, and that `predict` preprocesses images exactly as evaluation does (same probabilities for the same
+ * files).
  */
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -77,7 +78,7 @@ test('flag errors name the flag: unknown (with a suggestion), bad number, bad ch
   assert.match(helpText(spec), /--image-size N\s+input size s .*\[224\]/);
 });
 
-test('recipes: paper = the official spec §2 values; cpu preset; explicit values win; bad values name the field', () => {
+test('recipes: paper per docs/architecture.md §Training recipe; cpu; explicit values win; bad values name the field', () => {
   const paper = makeTrainConfig({ recipe: 'paper' });
   assert.deepEqual(
     [paper.imageSize, paper.batchSize, paper.optimizer, paper.lr, paper.weightDecay, paper.epochs, paper.warmupEpochs],

@@ -1,6 +1,6 @@
 /**
  * Gradient fixes for tfjs 4.22 (frozen upstream), registered once by `initBackend`.
- * See ../../../shared/docs/tfjs-platform-notes.md §2.2–2.4 for what is broken and why.
+ * See docs/platform.md §Gradient fixes for what is broken and why.
  *
  * Gradient registry (global, every backend):
  *   Cumsum        upstream transposes the result when axis != last -> shape error (tfjs-core Cumsum_grad.ts)

@@ -4,7 +4,7 @@
  * the cpu backend (and, for smooth ops, a finite difference). When model code starts using a new op,
  * add a row here: that is how it gets a wasm gradient check.
  *
- * Shapes follow the model's layouts (spec §1): activations NHWC [b, h, w, c], tokens [b, l, d],
+ * Shapes follow the model's layouts (docs/architecture.md): activations NHWC [b, h, w, c], tokens [b, l, d],
  * conv filters [kh, kw, in, out], depthwise filters [kh, kw, c, mult], logits [b, classes].
  */
 import * as tf from '@tensorflow/tfjs';
@@ -40,14 +40,14 @@ const ints = (max: number, ...shape: number[]): OpInput => ({ shape, kind: 'int'
 const mask = (...shape: number[]): OpInput => ({ shape, kind: 'mask', constant: true });
 
 const t4 = (x: tf.Tensor) => x as tf.Tensor4D;
-/** GELU, exact erf form (spec §1.1; lib/nn). */
+/** GELU, exact erf form (docs/architecture.md §Macro structure; lib/nn). */
 const gelu = (x: tf.Tensor) => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
-/** LayerNorm over the last axis, eps 1e-5 (spec §1.3). */
+/** LayerNorm over the last axis, eps 1e-5 (docs/architecture.md §Parallel VSSM). */
 const layerNorm = (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
   const { mean, variance } = tf.moments(x, -1, true);
   return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-5))), g), b);
 };
-/** Channel shuffle (spec §1.7): [.., c] -> [.., g, c/g] -> swap -> [.., c]. */
+/** Channel shuffle (docs/architecture.md §Channel shuffle): [.., c] -> [.., g, c/g] -> swap -> [.., c]. */
 const shuffle = (x: tf.Tensor, groups: number) => {
   const s = x.shape;
   const c = s[s.length - 1];

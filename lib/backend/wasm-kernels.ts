@@ -1,7 +1,7 @@
 /**
  * Kernels that tfjs-backend-wasm 4.22 lacks, or runs through slow naive C++ loops, rebuilt from the
  * kernels it runs through XNNPACK (conv2d, depthwiseConv2d, 2-D matMul) plus transposes and reshapes.
- * See ../../../shared/docs/tfjs-platform-notes.md §2.2–2.4 for the gaps and timings.
+ * See docs/platform.md §Missing and slow wasm kernels for the gaps and timings.
  *
  *   Conv2DBackpropFilter                 missing  -> one forward conv2d over transposed tensors
  *   Conv2DBackpropInput                  naive    -> one forward conv2d over "phases" (sub-pixel conv)

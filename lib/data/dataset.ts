@@ -6,7 +6,7 @@
  *   const train = data.loader('train', { batchSize: 8, seed: 0 });
  *   for await (const { x, y, indices } of train.epoch(0)) { ...; x.dispose(); }
  *
- * Sources (spec §3 names in brackets):
+ * Sources (in brackets: the paper's names, docs/architecture.md §Datasets):
  *   folder       image folder, split or class layout                      (the official ImageFolder layout)
  *   medmnist     MedMNIST .npz, 28/64/128/224                             (TissueMnist)
  *   malaria      NIH/NLM cell_images or a split copy, split by cell/image/patient   ("SARS")

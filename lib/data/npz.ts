@@ -1,5 +1,5 @@
 /**
- * NumPy `.npy` / `.npz` reading without loading whole arrays (platform notes §6).
+ * NumPy `.npy` / `.npz` reading without loading whole arrays (docs/platform.md §Data in Node).
  *
  * An .npz is a ZIP of .npy files (stored by np.savez, deflated by np.savez_compressed). An .npy is
  *   "\x93NUMPY" · major · minor · header length (u16 for v1, u32 for v2/v3) · header · data,

@@ -1,6 +1,6 @@
 /**
- * Image transforms of the training recipe (spec §2) on RGB uint8 HWC images, all randomness from the
- * kit's seeded `Rng`:
+ * Image transforms of the training recipe (docs/architecture.md §Training recipe) on RGB uint8 HWC images, all
+ * randomness from the kit's seeded `Rng`:
  *
  *   eval      `Resize((s, s))`: PIL bilinear to s×s, no crop (resample.ts). Done once, when the cache is built.
  *   train     `RandomResizedCrop(s)`: scale (0.08, 1), ratio (3/4, 4/3), torchvision's sampling with its

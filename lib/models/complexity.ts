@@ -17,14 +17,14 @@
  * Functional calls (`F.silu(z)`), element-wise products and sums (gates, residuals), channel shuffles
  * and everything SS2D computes with raw parameters (einsum x_proj / dt_proj, the selective scan) are
  * invisible to module hooks. That is the `paper` count. With exactly these rules it reproduces the
- * module-level counts measured on the official model (spec §1.11: t 0.6445, s 0.7616, b 1.5088 G at
- * 224²) to the digit; the paper prints 0.64 / 0.76 / 1.59 (b's 1.59 is unexplained, spec §7).
- * `full` adds what the paper leaves out:
+ * module-level counts measured on the official model (docs/architecture.md §Parameters and MACs: t 0.6445, s 0.7616, b
+ * 1.5088 G at 224²) to the digit; the paper prints 0.64 / 0.76 / 1.59 (b's 1.59 is unexplained,
+ * docs/architecture.md §Open questions). `full` adds what the paper leaves out:
  *
  *   x_proj   l · e · (r + 2n) per direction       (einsum "b k d l, k c d -> b k c l")
  *   dt_proj  l · r · e per direction              (einsum "b k r l, k d r -> b k d l")
  *   scan     9 · l · e · n per direction          (VMamba's flops_selective_scan_fn convention, without
- *                                                   the D and z terms, as spec §1.11's table counts it)
+ *                                                   the D and z terms; docs/architecture.md §Parameters and MACs)
  */
 import {
   BatchNorm2d,
@@ -44,7 +44,7 @@ import {
 
 /** What the MAC walk adds up, by category. */
 export interface MacReport {
-  /** ptflops-style module-level count: the paper's convention (spec §1.11). */
+  /** ptflops-style module-level count: the paper's convention (docs/architecture.md §Parameters and MACs). */
   paper: number;
   /** paper + xProj + dtProj + scan. */
   full: number;

@@ -1,6 +1,6 @@
 /**
- * Initialisers with PyTorch's semantics, driven by the kit's seeded Rng (spec §1.10 lists which the
- * official model uses where). Shapes here are tfjs shapes; fans are computed from the PyTorch view.
+ * Initialisers with PyTorch's semantics, driven by the kit's seeded Rng (docs/architecture.md §Initialisation lists
+ * which the official model uses where). Shapes here are tfjs shapes; fans are computed from the PyTorch view.
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../util/random';
@@ -20,7 +20,7 @@ export function normal(shape: number[], std: number, rng: Rng = defaultInitRng):
   return tf.tensor(rng.fillNormal(size(shape), 0, std), shape, 'float32');
 }
 
-/** timm 0.4.12 `trunc_normal_(std)`: N(0, std²) cut at the absolute bounds ±2 (spec §1.10). */
+/** timm 0.4.12 `trunc_normal_(std)`: N(0, std²) cut at ±2 absolute (docs/architecture.md §Initialisation). */
 export function truncNormal(shape: number[], std: number, rng: Rng = defaultInitRng, a = -2, b = 2): tf.Tensor {
   return tf.tensor(rng.fillTruncNormal(size(shape), std, a, b), shape, 'float32');
 }
@@ -37,7 +37,10 @@ export function torchDefaultBound(fanIn: number): number {
   return fanIn > 0 ? 1 / Math.sqrt(fanIn) : 0;
 }
 
-/** kaiming_normal_(mode='fan_out', nonlinearity='relu'): N(0, 2/fan_out), fan_out = out·kh·kw (spec §1.10). */
+/**
+ * kaiming_normal_(mode='fan_out', nonlinearity='relu'): N(0, 2/fan_out), fan_out = out·kh·kw
+ * (docs/architecture.md §Initialisation).
+ */
 export function kaimingNormalFanOut(shape: number[], fanOut: number, rng: Rng = defaultInitRng): tf.Tensor {
   return normal(shape, Math.sqrt(2 / fanOut), rng);
 }

@@ -22,7 +22,7 @@ export abstract class Layer extends Module {
 export interface LinearOptions {
   bias?: boolean;
   rng?: Rng;
-  /** Never called by the official forward (spec §1.8-3): counted, not trained. */
+  /** Never called by the official forward (docs/architecture.md §Quirks Q3): counted, not trained. */
   dead?: boolean;
 }
 
@@ -73,7 +73,7 @@ export interface Conv2dOptions {
 /**
  * nn.Conv2d on NHWC input. groups = 1 runs tf.conv2d with filter [kh, kw, in, out]; groups = in runs
  * tf.depthwiseConv2d with filter [kh, kw, in, mult] (PyTorch output channel c·mult + j maps to the same
- * tfjs channel, spec §5.3). x: [b, h, w, in] → [b, h', w', out].
+ * tfjs channel, docs/architecture.md §Porting notes). x: [b, h, w, in] → [b, h', w', out].
  */
 export class Conv2d extends Layer {
   readonly weight: tf.Variable;
@@ -117,7 +117,7 @@ export class Conv2d extends Layer {
     if (opts.bias !== false) this.bias = this.addParameter('bias', uniform([outChannels], -bound, bound, rng));
   }
 
-  /** PyTorch fan_out = out·kh·kw (for kaiming_normal_(mode='fan_out'), spec §1.10). */
+  /** PyTorch fan_out = out·kh·kw (for kaiming_normal_(mode='fan_out'), docs/architecture.md §Initialisation). */
   get fanOut(): number {
     return this.outChannels * this.kernelSize * this.kernelSize;
   }

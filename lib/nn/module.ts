@@ -27,7 +27,7 @@ export interface ParamOptions {
   torchShape?: number[];
   trainable?: boolean;
   /**
-   * Created by the official model but never used in its forward pass (spec §1.8-3). Counted in
+   * Created by the official model but never used in its forward pass (docs/architecture.md §Quirks Q3). Counted in
    * `total` (the paper does) but not in `used`. Dead parameters get no gradient.
    */
   dead?: boolean;

@@ -3,10 +3,10 @@
  * whatever the caller (or the command line) sets explicitly — nanoGPT's configurator, typed.
  *
  * Recipes:
- *   paper  the official recipe (spec §2, train.py): 224 px, RandomResizedCrop (0.08–1), Adam lr 1e-4
- *          without weight decay, batch 58, 200 epochs, 10 warm-up epochs from 1e-3× then cosine to 1e-6×,
- *          plain cross-entropy, drop-path 0.1, best checkpoint on val accuracy, early stopping with
- *          patience 30 on val loss. Meant for a GPU backend.
+ *   paper  the official recipe (docs/architecture.md §Training recipe; train.py): 224 px, RandomResizedCrop
+ *          (0.08–1), Adam lr 1e-4 without weight decay, batch 58, 200 epochs, 10 warm-up epochs from 1e-3× then
+ *          cosine to 1e-6×, plain cross-entropy, drop-path 0.1, best checkpoint on val accuracy, early stopping
+ *          with patience 30 on val loss. Meant for a GPU backend.
  *   cpu    a small-input recipe that converges in minutes on a 2-core CPU, tuned on the NIH malaria
  *          cells (benchmarks/results.md): 32 px, batch 32, Adam lr 1e-3, 12 epochs with 1 warm-up epoch,
  *          no drop-path, and label-preserving augmentation only (random flips and 90° turns). Why:
@@ -106,7 +106,7 @@ export interface TrainConfig {
   report: boolean;
 }
 
-/** The plain defaults: the official values wherever the official code has one (spec §2). */
+/** Plain defaults: the official values wherever the official code has one (docs/architecture.md §Training recipe). */
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   name: '',
   runsDir: 'runs',

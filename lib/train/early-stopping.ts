@@ -1,9 +1,9 @@
 /**
  * Model selection and early stopping, as two separate, configurable trackers.
  *
- * The official recipe (spec §2, train.py L185–195, utils.py L51–77) saves the weights whenever the
- * validation *accuracy* improves and stops when the validation *loss* has not improved for 30 epochs.
- * The two criteria differ; the kit keeps that default but makes each one a choice and logs both.
+ * The official recipe (docs/architecture.md §Training recipe, train.py L185–195, utils.py L51–77) saves the weights
+ * whenever the validation *accuracy* improves and stops when the validation *loss* has not improved for 30 epochs. The
+ * two criteria differ; the kit keeps that default but makes each one a choice and logs both.
  *
  * Improvement rules, as in the official code:
  *   best checkpoint:  strictly better (`val_acc > best_acc`);

@@ -1,6 +1,7 @@
 /**
- * Training and evaluation (spec §2): the official recipe and a CPU recipe, Adam/AdamW with exact state,
- * the official LR schedule, checkpoints that resume exactly, logs, reports, evaluation and prediction.
+ * Training and evaluation (docs/architecture.md §Training recipe): the official recipe and a CPU recipe, Adam/AdamW
+ * with exact state, the official LR schedule, checkpoints that resume exactly, logs, reports, evaluation and
+ * prediction.
  *
  *   trainRun(makeTrainConfig({ recipe: 'cpu', data: 'synthetic' }))   a whole run, as `npm run train`
  *   fit({ model, train, val, config, runDir })                          the loop, on any EpochSource

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 
 /**
  * Mean cross-entropy with optional label smoothing ε, as `nn.CrossEntropyLoss(label_smoothing=ε)`
- * (the official loss has ε = 0, spec §2): the target is (1 − ε)·onehot(y) + ε/k, so
+ * (the official loss has ε = 0, docs/architecture.md §Training recipe): the target is (1 − ε)·onehot(y) + ε/k, so
  *   loss_i = (1 − ε)·(−log p_i[y_i]) + ε·mean_k(−log p_i[k]).
  */
 export function crossEntropy(logits: tf.Tensor, labels: tf.Tensor, labelSmoothing = 0): tf.Scalar {

@@ -1,10 +1,10 @@
 /**
  * Adam and AdamW with PyTorch's exact update rule and a state that can be saved and restored bit for bit.
  *
- * Why not `tf.train.adam`: the official recipe is `torch.optim.Adam(lr=1e-4)` (spec §2, train.py L89),
- * whose ε is added to the bias-corrected √v̂, and whose learning rate is changed every step by a
- * LambdaLR schedule; a checkpoint must also hold the moments under the parameters' PyTorch names so that
- * `--resume` continues the same trajectory. Writing the update on tf ops keeps all three in view.
+ * Why not `tf.train.adam`: the official recipe is `torch.optim.Adam(lr=1e-4)` (docs/architecture.md §Training recipe,
+ * train.py L89), whose ε is added to the bias-corrected √v̂, and whose learning rate is changed every step by a
+ * LambdaLR schedule; a checkpoint must also hold the moments under the parameters' PyTorch names so that `--resume`
+ * continues the same trajectory. Writing the update on tf ops keeps all three in view.
  *
  * Update for parameter p with gradient g at step t (torch.optim.Adam / AdamW, amsgrad=False):
  *   Adam  (L2 decay):       g ← g + λ·p

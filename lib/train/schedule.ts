@@ -1,6 +1,6 @@
 /**
- * The official per-step learning-rate schedule (spec §2; official utils.py L7–33 `create_lr_scheduler`,
- * used in train.py L91–92 with warmup_epochs=10 over 200 epochs).
+ * The official per-step learning-rate schedule (docs/architecture.md §Training recipe; official utils.py L7–33
+ * `create_lr_scheduler`, used in train.py L91–92 with warmup_epochs=10 over 200 epochs).
  *
  * The factor multiplies the base learning rate. With W = warmupEpochs·stepsPerEpoch warm-up steps and
  * T = (epochs − warmupEpochs)·stepsPerEpoch cosine steps:
@@ -48,7 +48,7 @@ export function lrFactor(step: number, options: LrScheduleOptions): number {
   return ((1 + Math.cos((current * Math.PI) / cosineSteps)) / 2) * (1 - endFactor) + endFactor;
 }
 
-/** The official paper recipe's schedule options for a loader of `stepsPerEpoch` batches (spec §2). */
+/** The paper recipe's schedule for a loader of `stepsPerEpoch` batches (docs/architecture.md §Training recipe). */
 export function paperLrSchedule(stepsPerEpoch: number): Required<LrScheduleOptions> {
   return { stepsPerEpoch, epochs: 200, warmupEpochs: 10, warmupFactor: 1e-3, endFactor: 1e-6 };
 }

@@ -52,7 +52,8 @@ export class NonFiniteLossError extends Error {
 }
 
 export interface TrainerOptions {
-  /** Base learning rate and the schedule's shape (spec §2); lr(step) = lr · lrFactor(step, schedule). */
+  /** Base learning rate and the schedule's shape (docs/architecture.md §Training recipe);
+   *  lr(step) = lr · lrFactor(step, schedule). */
   lr: number;
   schedule: LrScheduleOptions;
   labelSmoothing?: number;

@@ -1,5 +1,6 @@
 /**
- * Image-folder sources (torchvision `ImageFolder` layouts, what the official code reads: spec §3):
+ * Image-folder sources (torchvision `ImageFolder` layouts, what the official code reads:
+ * docs/architecture.md §Datasets):
  *
  *   split layout   root/{train, val|valid|validation, test}/<class>/**\/<image>   splits given by the folders
  *   class layout   root/<class>/**\/<image>                                       seeded split, saved to a file

@@ -1,6 +1,6 @@
 /**
- * NIH/NLM malaria cell images (the paper's "SARS" dataset, spec §3): segmented red blood cells from
- * Giemsa-stained thin smears, Parasitized vs Uninfected, 27,558 cells.
+ * NIH/NLM malaria cell images (the paper's "SARS" dataset, docs/architecture.md §Datasets): segmented red blood cells
+ * from Giemsa-stained thin smears, Parasitized vs Uninfected, 27,558 cells.
  *
  * Accepted layouts:
  *   - the official archive: `<root>/cell_images/{Parasitized,Uninfected}/*.png` (or `<root>` = cell_images);

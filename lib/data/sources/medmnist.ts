@@ -1,5 +1,6 @@
 /**
- * MedMNIST .npz sources (TissueMNIST is the paper's fourth dataset; spec §3, platform notes §6).
+ * MedMNIST .npz sources (TissueMNIST is the paper's fourth dataset; docs/architecture.md §Datasets,
+ * docs/platform.md §Data in Node).
  *
  * Layout of `<flag>.npz` / `<flag>_<size>.npz`: arrays train_images, train_labels, val_images, val_labels,
  * test_images, test_labels; images uint8 (N, S, S) grey or (N, S, S, 3) RGB; labels integer (N, 1) or (N,).

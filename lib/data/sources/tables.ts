@@ -1,5 +1,6 @@
 /**
- * Datasets described by an annotation table next to an image folder: MHIST and MedFM-Colon (spec §3).
+ * Datasets described by an annotation table next to an image folder: MHIST and MedFM-Colon
+ * (docs/architecture.md §Datasets).
  *
  * MHIST (Wei et al. 2021; bmirds.github.io/MHIST, after a data-use agreement), as distributed:
  *   <root>/images/<Image Name>            224×224 PNG H&E patches (the zip `images.zip` unpacks to images/)
@@ -16,7 +17,7 @@
  * challenge's labelled test set is not public, so MedFMC_val is used as *test* and `valFraction` (default
  * 0.1) of the train patches becomes val, disjoint by whole-slide image (file-name prefix before `-lv1-`).
  * If a `colon_test.csv` is present (with its images), it is the test split instead and MedFMC_val is val.
- * These are assumptions (the paper's own split is not published; spec §3 UNVERIFIED).
+ * These are assumptions (the paper's own split is not published: docs/architecture.md §Datasets).
  */
 import * as fs from 'fs';
 import * as path from 'path';

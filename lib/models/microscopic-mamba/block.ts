@@ -1,6 +1,6 @@
 /**
  * The Microscopic-Mamba block, official `SS_Conv_SSM` (paper: Hybrid-Conv-SSM block; v2: MambaMIC block),
- * L984–1037, spec §1.2.
+ * L984–1037, docs/architecture.md §Block.
  *
  * Shapes (NHWC):  b batch   h, w  map size   C  stage width   c = C/2  branch width
  *
@@ -10,7 +10,7 @@
  *   out      = MIFA(L, G)                                   [b, h, w, C]
  *
  * No residual: the official block returns MIFA's output, so DropPath zeroes a sample's whole SSM branch
- * rather than a residual update (quirk §1.8-2; `blockResidual` adds the input back, as MedMamba does).
+ * rather than a residual update (quirk Q2; `blockResidual` adds the input back, as MedMamba does).
  */
 import * as tf from '@tensorflow/tfjs';
 import { BatchNorm2d, Conv2d, DropPath, ForwardContext, Layer, ReLU, Sequential } from '../../nn/index';

@@ -1,6 +1,6 @@
 /**
- * Configuration of Microscopic-Mamba (official `VSSM`, spec §1.1): the three published variants, the
- * ablation switches and one opt-in fix per code quirk of spec §1.8.
+ * Configuration of Microscopic-Mamba (official `VSSM`, docs/architecture.md §Macro structure): the three published
+ * variants, the ablation switches and one opt-in fix per code quirk of docs/architecture.md §Quirks.
  *
  * Faithful by default: with every switch at its default the model is the official PyTorch definition
  * (zs1314/Microscopic-Mamba 8df9997, `microscopicmamba.py`), reproduces its parameter counts and, given
@@ -30,7 +30,7 @@ export interface MicroscopicMambaConfig {
   dState: number;
   /** Stochastic-depth rate of the last block; dpr = linspace(0, rate, sum(depths)) (official 0.1). */
   dropPathRate: number;
-  /** Seed of the initialisation (spec §1.10); the same seed builds the same weights. */
+  /** Seed of the initialisation (docs/architecture.md §Initialisation); the same seed builds the same weights. */
   seed: number;
   /** Selective-scan implementation passed to `crossScanSSM` ('auto' picks the fastest for the backend). */
   scanImpl: ScanImpl;
@@ -40,7 +40,7 @@ export interface MicroscopicMambaConfig {
    *  4 GB heap). No effect on eval-mode forward passes. */
   useCheckpoint: boolean;
 
-  // ---- ablation switches (spec §4.3: the paper's ablations are not available; these are the kit's) ----
+  // ---- ablation switches (the kit's; the paper's ablations: docs/architecture.md §Ablations) ----
   /** true: PSFFN replaces SS2D's out_proj (official). false: a plain Linear(E→d, no bias) out_proj, as in
    *  VMamba/MedMamba; out_proj is then a used parameter and there is no PSFFN (and no H/W transpose). */
   psffn: boolean;
@@ -53,20 +53,20 @@ export interface MicroscopicMambaConfig {
   /** true: MIFA ends with the per-channel ECA gate (official). false: MIFA's output is not re-weighted. */
   eca: boolean;
 
-  // ---- opt-in fixes of the official code's quirks (spec §1.8); all false = faithful ----
-  /** §1.8-1. false: SS2D returns transpose_HW(PSFFN(y)) + x, as the official permutes do (square inputs
+  // ---- opt-in fixes of the official code's quirks (docs/architecture.md §Quirks); all false = faithful ----
+  /** Q1. false: SS2D returns transpose_HW(PSFFN(y)) + x, as the official permutes do (square inputs
    *  only). true: PSFFN(y) + x with no transpose; non-square inputs become possible. */
   fixPsffnTranspose: boolean;
-  /** §1.8-2. false: the block returns MIFA's output (no residual; DropPath then drops a non-residual
+  /** Q2. false: the block returns MIFA's output (no residual; DropPath then drops a non-residual
    *  branch). true: the block returns input + output, as MedMamba's SS_Conv_SSM does. */
   blockResidual: boolean;
-  /** §1.8-3. false: PVMLayer.proj and SS2D.out_proj are created (never used, counted in `total`, as the
+  /** Q3. false: PVMLayer.proj and SS2D.out_proj are created (never used, counted in `total`, as the
    *  official counts are). true: they are not created (loading official weights then needs strict: false). */
   dropDeadParams: boolean;
-  /** §1.8-4. false: PVMLayer applies its one LayerNorm before and after the SS2D groups (shared γ, β).
+  /** Q4. false: PVMLayer applies its one LayerNorm before and after the SS2D groups (shared γ, β).
    *  true: the second application gets its own LayerNorm, named `pvm_layer.norm_out`. */
   separatePvmNorms: boolean;
-  /** §1.8-5. false: MIFA's local gate is sigmoid(ReLU(·)) ∈ [0.5, 1). true: sigmoid(·) ∈ (0, 1), so the
+  /** Q5. false: MIFA's local gate is sigmoid(ReLU(·)) ∈ [0.5, 1). true: sigmoid(·) ∈ (0, 1), so the
    *  local map can suppress a feature (the global gate stays sigmoid(GELU(·))). */
   fixMifaGate: boolean;
 }

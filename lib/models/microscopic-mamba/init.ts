@@ -1,6 +1,7 @@
 /**
- * Initialisation of Microscopic-Mamba as the official `VSSM.__init__` leaves it (L1155–1175, spec §1.10):
- * construction, then `self.apply(_init_weights)`, then a re-init of every Conv2d weight.
+ * Initialisation of Microscopic-Mamba as the official `VSSM.__init__` leaves it (L1155–1175,
+ * docs/architecture.md §Initialisation): construction, then `self.apply(_init_weights)`, then a re-init of every Conv2d
+ * weight.
  *
  *   nn.Linear     weight trunc_normal(std 0.02, cut at ±2), bias 0   (in_proj, PatchMerging, head, and
  *                                                                     the dead proj / out_proj)

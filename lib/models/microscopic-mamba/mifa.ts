@@ -1,11 +1,11 @@
 /**
- * MIFA — Modulation Interaction Feature Aggregation (v2: FMIAM), official `MIFA_block` L935–981, spec §1.6,
- * and its ECA gate (`eca_layer(channel = C, k_size = 1)`).
+ * MIFA — Modulation Interaction Feature Aggregation (v2: FMIAM), official `MIFA_block` L935–981,
+ * docs/architecture.md §MIFA, and its ECA gate (`eca_layer(channel = C, k_size = 1)`).
  *
  * Shapes (NHWC):  b batch   h, w  map size   c  branch width (C/2)   C = 2c  output width
  *
  *   W(·)  = DWConv3×3_c(·) + bias           ONE depthwise conv, applied to both inputs
- *   M_l   = sigmoid(ReLU(W(l)))             local map, always in [0.5, 1) (quirk §1.8-5)
+ *   M_l   = sigmoid(ReLU(W(l)))             local map, always in [0.5, 1) (quirk Q5)
  *   M_g   = sigmoid(GELU(W(g)))             global map
  *   O     = concat(M_l ⊙ g, M_g ⊙ l)        [b, h, w, C]: the local map gates the global features and vice versa
  *   O     = channel_shuffle(O, groups = c/2)          4 channels per group
@@ -51,7 +51,10 @@ export class ECA extends Module {
   }
 }
 
-/** The grouped Conv1d's weight only (no bias); PyTorch default init U(−1, 1) since fan_in = 1 (spec §1.10). */
+/**
+ * The grouped Conv1d's weight only (no bias); PyTorch default init U(−1, 1) since fan_in = 1
+ * (docs/architecture.md §Initialisation).
+ */
 export class ECAConv extends Module {
   readonly weight: tf.Variable; // [C]  (torch [C, 1, 1])
 
@@ -66,7 +69,7 @@ export class ECAConv extends Module {
 export interface MIFAOptions {
   rng: Rng;
   eca: boolean;
-  /** Fix of §1.8-5: local map sigmoid(W(l)) instead of sigmoid(ReLU(W(l))). */
+  /** Fix of quirk Q5: local map sigmoid(W(l)) instead of sigmoid(ReLU(W(l))). */
   plainLocalGate: boolean;
 }
 

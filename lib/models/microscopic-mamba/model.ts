@@ -1,5 +1,5 @@
 /**
- * Microscopic-Mamba, the whole classifier: official `VSSM` (L1106–1202), spec §1.1.
+ * Microscopic-Mamba, the whole classifier: official `VSSM` (L1106–1202), docs/architecture.md §Macro structure.
  *
  * Shapes (NHWC):  b batch   H, W  input size (multiples of 32)   C1..C4  stage widths   K  classes
  *
@@ -9,8 +9,8 @@
  *     → stage 4 → global average pool → [b, C4] → Linear → logits [b, K]
  *
  * There is no final norm (commented out in the official code), no 1×1 conv before the head (the paper
- * figure's "Conv 1×1" is not in the code, spec §1.9), no position embedding; pos_drop has p = 0.
- * Module and parameter names equal the official state-dict keys (`patch_embed.0.c.weight`,
+ * figure's "Conv 1×1" is not in the code, docs/architecture.md §Figure vs code), no position embedding;
+ * pos_drop has p = 0. Module and parameter names equal the official state-dict keys (`patch_embed.0.c.weight`,
  * `layers.2.blocks.3.pvm_layer.mamba.A_logs`, `head.bias`, ...).
  */
 import * as tf from '@tensorflow/tfjs';
@@ -136,7 +136,7 @@ export class MicroscopicMamba extends Layer implements ClassifierModel {
     return tf.tidy(() => this.head.forward(tf.mean(features, [1, 2])) as tf.Tensor2D);
   }
 
-  /** Clear errors for inputs the official model cannot take (spec §1.8-7). */
+  /** Clear errors for inputs the official model cannot take (docs/architecture.md §Quirks Q7). */
   checkInput(shape: number[], dtype = 'float32'): void {
     const where = `${this.name}.forward`;
     if (shape.length !== 4) throw new Error(`${where}: expected an NHWC batch [b, h, w, 3], got shape [${shape}]`);
@@ -151,8 +151,9 @@ export class MicroscopicMamba extends Layer implements ClassifierModel {
     }
     if (h !== w && needsSquareInput(this.config)) {
       throw new Error(
-        `${where}: input ${h}×${w} is not square; the official PSFFN transposes H and W (spec §1.8-1), so ` +
-          `only square inputs work. Use a square size, or build with fixPsffnTranspose: true (a different model).`,
+        `${where}: input ${h}×${w} is not square; the official PSFFN transposes H and W ` +
+          `(docs/architecture.md §Quirks Q1), so only square inputs work. Use a square size, or build with ` +
+          `fixPsffnTranspose: true (a different model).`,
       );
     }
   }

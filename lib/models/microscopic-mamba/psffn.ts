@@ -1,6 +1,6 @@
 /**
- * PSFFN — Partially Selected Feed-Forward Network (v2: LAEF), official L869–889, spec §1.5. It takes the
- * place of SS2D's out_proj.
+ * PSFFN — Partially Selected Feed-Forward Network (v2: LAEF), official L869–889, docs/architecture.md §PSFFN. It takes
+ * the place of SS2D's out_proj.
  *
  * Shapes (NHWC):  b batch   h, w  map size   e  SS2D d_inner (input)   d  d_model (output)   p = floor(d/4)
  *
@@ -10,8 +10,8 @@
  *   out    = channel_shuffle(concat(t1, t2), groups = d/2)      [b, h, w, d]
  *
  * The official forward permutes NCHW → (0,3,2,1) before the shuffle and back with (0,3,1,2), which leaves
- * the map H/W-transposed (spec §1.8-1). Built with `transposeHW` it reproduces that: the shuffle and the
- * transpose are then one copy.
+ * the map H/W-transposed (docs/architecture.md §Quirks Q1). Built with `transposeHW` it reproduces that: the shuffle
+ * and the transpose are then one copy.
  *
  * How it is computed here: the split / filter-a-quarter / concat is FasterNet's partial convolution, and
  * it equals ONE depthwise conv over all d channels whose last d − p kernels are the identity (a centred
@@ -35,7 +35,7 @@ export class PSFFN extends Layer {
     readonly dim: number,
     readonly outDim: number,
     rng: Rng,
-    /** Leave the output H/W-transposed, as the official permutes do (quirk §1.8-1). */
+    /** Leave the output H/W-transposed, as the official permutes do (quirk Q1). */
     readonly transposeHW = false,
     pRate = 0.25,
   ) {

@@ -1,16 +1,17 @@
 /**
- * PVMLayer — the parallel VSSM (paper: Parallel Efficient Vision Mamba, PEVM), official L904–932, spec §1.3.
+ * PVMLayer — the parallel VSSM (paper: Parallel Efficient Vision Mamba, PEVM), official L904–932,
+ * docs/architecture.md §Parallel VSSM.
  *
  * Shapes (NHWC):  b batch   h, w  map size   c  SSM-branch width (C/2)   g  groups (4)   d = c/g
  *
  *   u            = LN(x)                                   x [b, h, w, c]
  *   u_1..u_g     = chunk(u, g, channels)                   [b, h, w, d] each
  *   v_i          = SS2D(u_i) + s · u_i                     ONE SS2D shared by the g groups; s = skip_scale
- *   out          = LN(concat(v_1..v_g))                    the SAME LayerNorm again (quirk §1.8-4)
+ *   out          = LN(concat(v_1..v_g))                    the SAME LayerNorm again (quirk Q4)
  *
  * The g calls share every weight, so the groups are stacked on the batch axis ([b·g, h, w, d]) and SS2D
  * runs once; the result is the same as g separate calls. `proj` (Linear c → c) is created by the
- * official code and never used (quirk §1.8-3).
+ * official code and never used (quirk Q3).
  */
 import * as tf from '@tensorflow/tfjs';
 import { Layer, LayerNorm, Linear } from '../../nn/index';
@@ -20,7 +21,7 @@ import { SS2D, SS2DOptions } from './ss2d';
 export interface PVMOptions extends SS2DOptions {
   /** 4 (official parallel VSSM) or 1 (ablation: one SS2D over all c channels). */
   groups: number;
-  /** Give the second LayerNorm its own weights (`norm_out`) instead of reusing `norm` (fix of §1.8-4). */
+  /** Give the second LayerNorm its own weights (`norm_out`) instead of reusing `norm` (fix of quirk Q4). */
   separateNorms: boolean;
 }
 

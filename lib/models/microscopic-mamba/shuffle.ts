@@ -1,5 +1,6 @@
 /**
- * Channel shuffle (ShuffleNet), as the official `channel_shuffle` (L892–901, spec §1.7) on NHWC input.
+ * Channel shuffle (ShuffleNet), as the official `channel_shuffle` (L892–901, docs/architecture.md §Channel shuffle) on
+ * NHWC input.
  *
  * Shapes: x [..., C] with C = groups · per, per = C / groups.
  * View the channels as [groups, per], swap the two axes, flatten: output channel j·groups + g is input

@@ -1,5 +1,6 @@
 /**
- * SS2D — the 2-D selective-scan module (paper: ARVSS; v2: REVSSM), official L430–841, spec §1.4 and §5.2.
+ * SS2D — the 2-D selective-scan module (paper: ARVSS; v2: REVSSM), official L430–841, docs/architecture.md §SS2D and
+ * §Cross-scan.
  *
  * Shapes (NHWC):  b batch (here: batch × PVM groups)   h, w  map size   d  d_model   e = 2d  d_inner
  *                 n  state size (16)   r = ceil(d/16)  dt rank   k = 4  scan directions
@@ -8,7 +9,7 @@
  *   xi      = SiLU(DWConv3×3_e(xi) + bias)                                             (L829–830)
  *   y       = LayerNorm_e(CrossScanSSM(xi))         4 directions, merged row-major      (L609–683)
  *   y       = y ⊙ SiLU(z)                           gate after the norm (VMamba style)  (L834)
- *   out     = PSFFN(y), H/W-transposed (quirk §1.8-1), or out_proj(y) without PSFFN    (L835–837)
+ *   out     = PSFFN(y), H/W-transposed (quirk Q1), or out_proj(y) without PSFFN    (L835–837)
  *   return out + x                                  SS2D's own residual                 (L840)
  *
  * The scan's parameters are stored stacked over the k directions exactly as the official raw
@@ -27,7 +28,7 @@ export interface SS2DOptions {
   rng: Rng;
   /** PSFFN replaces out_proj (official). */
   psffn: boolean;
-  /** Reproduce the official H/W transpose of PSFFN's output (§1.8-1). */
+  /** Reproduce the official H/W transpose of PSFFN's output (quirk Q1). */
   transposeHW: boolean;
   /** Create the unused out_proj anyway (official, counted in the totals). */
   keepDeadParams: boolean;

@@ -31,7 +31,7 @@ export class Conv2dBN extends Layer {
   }
 }
 
-/** The stem: two stride-2 3×3 convs with PyTorch's symmetric padding 1 (spec §5.3 padding parity). */
+/** The stem: two stride-2 3×3 convs with PyTorch's symmetric padding 1 (docs/architecture.md §Porting notes). */
 export function buildStem(embedDim: number, rng: Rng): Sequential {
   return new Sequential(
     new Conv2dBN(3, embedDim / 2, 3, 2, 1, rng), // [b, h/2, w/2, C1/2]

@@ -1,7 +1,7 @@
 /**
  * A chunked selective scan from tf ops only: differentiable by tfjs' autograd and runnable on every
  * backend (wasm, cpu, webgpu, tensorflow, webgl). It computes exactly the recurrence of `reference.ts`
- * (spec §5.1), reorganised into two short sequential loops instead of one long one:
+ * (docs/architecture.md §Selective scan), reorganised into two short sequential loops instead of one long one:
  *
  *   1. Cut the sequence into K chunks of T steps (T ≈ √l, so both loops below are short).
  *   2. Intra-chunk: run the recurrence inside every chunk at once, starting each chunk from h = 0:

@@ -1,6 +1,6 @@
 /**
  * Shared pieces of the selective-scan implementations: argument types, shape checks and the
- * CUDA-style softplus (spec §5.1).
+ * CUDA-style softplus (docs/architecture.md §Selective scan).
  *
  * Shape glossary (used by every file in this folder):
  *   b  batch (sequences)            d  channels (= g·e)          l  sequence length
@@ -90,8 +90,8 @@ export const SOFTPLUS_THRESHOLD = 20;
 
 /**
  * Δ = softplus(x) with softplus(x) = x for x > 20, as the CUDA kernel (`x <= 20 ? log1p(exp(x)) : x`)
- * and `selective_scan_ref` (torch softplus, threshold 20) do; spec §5.1. Differentiable: the gradient is
- * sigmoid(x) below the threshold and exactly 1 above it.
+ * and `selective_scan_ref` (torch softplus, threshold 20) do; docs/architecture.md §Selective scan. Differentiable: the
+ * gradient is sigmoid(x) below the threshold and exactly 1 above it.
  */
 export function softplusThresholded<T extends tf.Tensor>(x: T): T {
   return tf.tidy(() => {

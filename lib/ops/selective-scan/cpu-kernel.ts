@@ -3,8 +3,8 @@
  * This is the readable version of the algorithm; `wasm-simd.ts` runs the same steps with 4-wide SIMD
  * and is what the wasm and cpu backends use when WebAssembly SIMD is available (tests check both).
  *
- * Math (spec §5.1, mamba_ssm selective_scan_ref; the CUDA kernels selective_scan_fwd/bwd_kernel.cuh do the
- * same per channel): per batch row and channel c, sequentially over t,
+ * Math (docs/architecture.md §Selective scan, mamba_ssm selective_scan_ref; the CUDA kernels
+ * selective_scan_fwd/bwd_kernel.cuh do the same per channel): per batch row and channel c, sequentially over t,
  *   Δ_t = softplus(δ_t + b_Δ[c]),  h_t = exp(Δ_t A_c) ⊙ h_{t−1} + Δ_t u_t B_t,  y_t = ⟨h_t, C_t⟩ + D_c u_t.
  * Backward (reverse time), with G_t = ∂L/∂h_t = g_t C_t + exp(Δ_{t+1} A_c) ⊙ G_{t+1}, g = ∂L/∂y:
  *   ∂C_t += g_t h_t                 ∂B_t += G_t Δ_t u_t           (summed over the channels of a group)

@@ -1,5 +1,6 @@
 /**
- * The selective scan (Mamba's S6 recurrence, spec §5.1) and SS2D's four-direction cross-scan (spec §5.2).
+ * The selective scan (Mamba's S6 recurrence, docs/architecture.md §Selective scan) and SS2D's four-direction cross-scan
+ * (docs/architecture.md §Cross-scan).
  *
  * One entry point, several implementations with identical semantics:
  *   reference  sequential loop of tf ops (reference.ts): the executable spec, slow.
@@ -76,10 +77,10 @@ export function selectiveScanFused(args: ScanArgs): tf.Tensor3D {
 }
 
 /**
- * One selective scan (mamba_ssm selective_scan_ref semantics, spec §5.1), g groups of channels with their
- * own B, C. u, delta: [b, d, l]; A: [d, n]; B, C: [b, g, n, l] with d % g == 0 (or [b, n, l] = one group);
- * D?: [d]; deltaBias?: [d]; softplus applied to delta + deltaBias. Returns y: [b, d, l].
- * Differentiable w.r.t. all tensor inputs.
+ * One selective scan (mamba_ssm selective_scan_ref semantics, docs/architecture.md §Selective scan), g groups of
+ * channels with their own B, C. u, delta: [b, d, l]; A: [d, n]; B, C: [b, g, n, l] with d % g == 0 (or [b, n, l] = one
+ * group); D?: [d]; deltaBias?: [d]; softplus applied to delta + deltaBias. Returns y: [b, d, l]. Differentiable w.r.t.
+ * all tensor inputs.
  */
 export function selectiveScan(args: {
   u: tf.Tensor3D;
@@ -114,12 +115,11 @@ export interface CrossScanParams {
 }
 
 /**
- * SS2D's cross-scan core (spec §5.2, official forward_corev2 L609–683): x = conv-activated map, NHWC.
- * Builds the 4 directions (row-major, column-major, and both reversed), projects x_proj (dt, B, C) and
- * dt_proj per direction with plain matmuls (no einsum), runs one scan over the 4 directions as 4 groups
- * of E channels with A = -exp(A_logs), and merges back to row-major:
- * y = y0 + flip(y2) + T(y1) + T(flip(y3)). Returns y: [b, h, w, e] (before out_norm).
- * Differentiable w.r.t. all inputs.
+ * SS2D's cross-scan core (docs/architecture.md §Cross-scan, official forward_corev2 L609–683): x = conv-activated map,
+ * NHWC. Builds the 4 directions (row-major, column-major, and both reversed), projects x_proj (dt, B, C) and dt_proj
+ * per direction with plain matmuls (no einsum), runs one scan over the 4 directions as 4 groups of E channels with
+ * A = -exp(A_logs), and merges back to row-major: y = y0 + flip(y2) + T(y1) + T(flip(y3)). Returns y: [b, h, w, E]
+ * (before out_norm). Differentiable w.r.t. all inputs.
  */
 export function crossScanSSM(x: tf.Tensor4D, p: CrossScanParams, opts: { impl?: ScanImpl } = {}): tf.Tensor4D {
   const [b, h, w, e] = x.shape;

@@ -3,7 +3,8 @@
  * This is the executable specification every other implementation is tested against (and the one
  * notebook 01 walks through). It is slow: l sequential steps, each a handful of small ops.
  *
- * Mirrors mamba_ssm v1.0.1 `selective_scan_interface.py::selective_scan_ref` (L86–152), spec §5.1:
+ * Mirrors mamba_ssm v1.0.1 `selective_scan_interface.py::selective_scan_ref` (L86–152),
+ * docs/architecture.md §Selective scan:
  *   Δ_t   = softplus(δ_t + b_Δ)                     softplus(x) = x for x > 20     (ref L105–107)
  *   Ā_t   = exp(Δ_t · A)                                                           (ref L121)
  *   B̄u_t  = Δ_t · B_t · u_t                                                       (ref L126)
@@ -16,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { asGroups, checkScanArgs, ScanArgs, softplusThresholded, unstack0 } from './common';
 
-/** Sequential reference scan (spec §5.1). Differentiable through ordinary tf ops. */
+/** Sequential reference scan (docs/architecture.md §Selective scan). Differentiable through ordinary tf ops. */
 export function selectiveScanReference(args: ScanArgs): tf.Tensor3D {
   const dims = checkScanArgs(args, 'selectiveScanReference');
   const { b, d, l, n, g, e } = dims;

@@ -1,7 +1,7 @@
 /**
  * The fused selective scan as WGSL compute shaders for tfjs' webgpu backend: the same two kernels as
  * fused-cpu.ts (MsmSelectiveScan, MsmSelectiveScanGrad, same inputs, outputs and gradient), registered
- * for 'webgpu' and run through `WebGPUBackend.runWebGPUProgram` (platform notes §3.1/3.3).
+ * for 'webgpu' and run through `WebGPUBackend.runWebGPUProgram` (docs/platform.md §WebGPU).
  *
  * Parallel over (batch, channel, state): one invocation owns one state h[b, c, k] and walks time
  * sequentially (the recurrence is sequential in t). A workgroup holds CPW channels × n states of one
