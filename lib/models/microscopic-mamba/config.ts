@@ -7,13 +7,13 @@
  * its weights, its logits. Any fix or ablation gives a different function (official weights may still
  * load, but the logits differ).
  *
- * Shape symbols used across this folder:
- *   b  batch          h, w  feature-map height, width      l = h·w  sequence length of a scan
+ * Shape symbols used across this folder (docs/architecture.md §Glossary; in code, the lower-case name):
+ *   b  batch          h, w  feature-map height, width      L = h·w  sequence length of a scan
  *   C  stage width (dims[i])                               c = C/2  width of each block branch
- *   g  number of PVM groups (4, or 1 without the parallel VSSM)
- *   d  SS2D d_model = c/g                                  e = E = 2d  SS2D d_inner
- *   n  SSM state size N (16)                               r = R = ceil(d/16)  dt rank
- *   k  scan directions (4)                                 p  PSFFN partial width = floor(d/4)
+ *   G  number of PVM groups (4, or 1 without the parallel VSSM)
+ *   d  SS2D d_model = c/G                                  E = 2d  SS2D d_inner
+ *   N  SSM state size (16)                                 R = ceil(d/16)  dt rank
+ *   K  scan directions (4)                                 p  PSFFN partial width = floor(d/4)
  */
 import type { ScanImpl } from '../../ops/selective-scan/index';
 

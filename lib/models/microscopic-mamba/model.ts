@@ -1,12 +1,12 @@
 /**
  * Microscopic-Mamba, the whole classifier: official `VSSM` (L1106–1202), docs/architecture.md §Macro structure.
  *
- * Shapes (NHWC):  b batch   H, W  input size (multiples of 32)   C1..C4  stage widths   K  classes
+ * Shapes (NHWC):  b batch   H, W  input size (multiples of 32)   C1..C4  stage widths   numClasses  classes
  *
  *   x [b, H, W, 3] → stem → [b, H/4, W/4, C1]
  *     → stage 1 (depths[0] blocks) → PatchMerging → [b, H/8, W/8, C2]
  *     → stage 2 → PatchMerging → [b, H/16, W/16, C3] → stage 3 → PatchMerging → [b, H/32, W/32, C4]
- *     → stage 4 → global average pool → [b, C4] → Linear → logits [b, K]
+ *     → stage 4 → global average pool → [b, C4] → Linear → logits [b, numClasses]
  *
  * There is no final norm (commented out in the official code), no 1×1 conv before the head (the paper
  * figure's "Conv 1×1" is not in the code, docs/architecture.md §Figure vs code), no position embedding;

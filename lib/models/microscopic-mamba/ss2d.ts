@@ -2,19 +2,21 @@
  * SS2D — the 2-D selective-scan module (paper: ARVSS; v2: REVSSM), official L430–841, docs/architecture.md §SS2D and
  * §Cross-scan.
  *
- * Shapes (NHWC):  b batch (here: batch × PVM groups)   h, w  map size   d  d_model   e = 2d  d_inner
- *                 n  state size (16)   r = ceil(d/16)  dt rank   k = 4  scan directions
+ * Shapes (NHWC), in the symbols of docs/architecture.md §Glossary (the code's variables are their lower-case
+ * names: e = E, n = N, r = R):
+ *   b  batch (here: batch × G, the PVM groups)   h, w  map size   L = h·w  scan length
+ *   d  d_model   E = 2d  d_inner   N  state size (16)   R = ceil(d/16)  dt rank   K = 4  scan directions
  *
- *   [xi, z] = split(x · W_in)                      x [b, h, w, d] → [b, h, w, e] each   (L826–827)
- *   xi      = SiLU(DWConv3×3_e(xi) + bias)                                             (L829–830)
- *   y       = LayerNorm_e(CrossScanSSM(xi))         4 directions, merged row-major      (L609–683)
- *   y       = y ⊙ SiLU(z)                           gate after the norm (VMamba style)  (L834)
- *   out     = PSFFN(y), H/W-transposed (quirk Q1), or out_proj(y) without PSFFN    (L835–837)
- *   return out + x                                  SS2D's own residual                 (L840)
+ *   [xi, z] = split(x · W_in)                      x [b, h, w, d] → [b, h, w, E] each   (L826–827)
+ *   xc      = SiLU(DWConv3×3_E(xi) + bias)                                             (L829–830)
+ *   y       = LayerNorm_E(CrossScanSSM(xc))         K directions, merged row-major      (L609–683; norm L681)
+ *   y       = y ⊙ SiLU(z)                           gate after the norm (VMamba style)  (L833–834)
+ *   out     = PSFFN(y), H/W-transposed (quirk Q1), or out_proj(y) without PSFFN      (L836–838)
+ *   return out + x                                  SS2D's own residual                 (L841)
  *
- * The scan's parameters are stored stacked over the k directions exactly as the official raw
- * Parameters: x_proj_weight [k, r+2n, e], dt_projs_weight [k, e, r], dt_projs_bias [k, e],
- * A_logs [k·e, n] (A = −exp(A_logs)), Ds [k·e].
+ * The scan's parameters are stored stacked over the K directions exactly as the official raw
+ * Parameters: x_proj_weight [K, R+2N, E], dt_projs_weight [K, E, R], dt_projs_bias [K, E],
+ * A_logs [K·E, N] (A = −exp(A_logs)), Ds [K·E].
  */
 import * as tf from '@tensorflow/tfjs';
 import { Conv2d, Layer, LayerNorm, Linear, silu } from '../../nn/index';
@@ -128,7 +130,7 @@ function uniformT(shape: number[], bound: number, rng: Rng): tf.Tensor {
 }
 
 /**
- * dt_projs_bias (official `dt_init`, L570–590): dt = exp(U[0,1)·(ln dt_max − ln dt_min) + ln dt_min),
+ * dt_projs_bias (official `dt_init` L552–577, its bias L565–573): dt = exp(U[0,1)·(ln dt_max − ln dt_min) + ln dt_min),
  * clamped ≥ 1e-4, stored as its inverse softplus dt + log(−expm1(−dt)), so softplus(bias) ∈ [1e-3, 0.1].
  */
 export function dtBiasInit(count: number, rng: Rng, dtMin = 0.001, dtMax = 0.1, floor = 1e-4): tf.Tensor {
@@ -140,7 +142,7 @@ export function dtBiasInit(count: number, rng: Rng, dtMin = 0.001, dtMax = 0.1, 
   return tf.tensor1d(out);
 }
 
-/** A_logs (S4D-real, official `A_log_init`): row k·e + c holds ln(1..n), so A = −(1, 2, …, n). */
+/** A_logs (S4D-real, official `A_log_init` L580–595): row k·E + c holds ln(1..N), so A = −(1, 2, …, N). */
 export function aLogInit(rows: number, n: number): tf.Tensor {
   const out = new Float32Array(rows * n);
   for (let i = 0; i < rows; i++) for (let j = 0; j < n; j++) out[i * n + j] = Math.log(j + 1);

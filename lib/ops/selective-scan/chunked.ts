@@ -18,7 +18,8 @@
  * not the fast path (see fused-cpu.ts / webgpu.ts).
  *
  * Layout: time-within-chunk outermost, [T, K·b, d, n], so every loop step slices a contiguous block.
- * Shapes: b batch, d channels (g groups of e), l length, n state size, T chunk length, K chunks, M = K·b.
+ * Shapes: b batch, d channels (g groups of e), l length, n state size, T chunk length, K chunks, M = K·b
+ * (code names as in common.ts: d = K·E of docs/architecture.md §Glossary; K here counts chunks, not directions).
  */
 import * as tf from '@tensorflow/tfjs';
 import { asGroups, checkScanArgs, ScanArgs, softplusThresholded, unstack0 } from './common';

@@ -2,7 +2,8 @@
  * Shared pieces of the selective-scan implementations: argument types, shape checks and the
  * CUDA-style softplus (docs/architecture.md §Selective scan).
  *
- * Shape glossary (used by every file in this folder):
+ * Shape glossary of the code in this folder (mamba_ssm's names; in docs/architecture.md §Glossary's symbols
+ * d = K·E, g = K, e = E, l = L, n = N):
  *   b  batch (sequences)            d  channels (= g·e)          l  sequence length
  *   n  state size (d_state, 16)     g  groups of channels sharing one B, C (SS2D: the 4 directions)
  *   e  channels per group (d / g)

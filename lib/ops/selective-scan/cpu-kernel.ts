@@ -23,7 +23,8 @@
  * Checkpoints use np = n rounded up to a multiple of 4 so that the SIMD engine can share them.
  *
  * Shape glossary: b batch, d channels (g groups of e), l length, n state size, np padded n, T chunk
- * length, K = ceil(l / T) chunks.
+ * length, K = ceil(l / T) chunks (code names as in common.ts: d = K·E of docs/architecture.md §Glossary;
+ * K here counts chunks, not directions).
  */
 
 /** Steps per checkpoint chunk: the backward's working set is (2T+1)·np floats (8 KB at n = 16). */

@@ -9,14 +9,17 @@
  *              SIMD in wasm-simd.ts), on webgpu WGSL shaders (webgpu.ts).
  *   auto       fused where the active backend has it, else chunked.
  *
- * Layouts (the contract with the model): channels-first like mamba_ssm,
- *   u, delta: [b, d, l]   A: [d, n]   B, C: [b, g, n, l] (or [b, n, l])   D, deltaBias: [d]  ->  y: [b, d, l].
+ * Symbols (docs/architecture.md §Glossary): one scan runs K groups of E channels, each group with its own B
+ * and C (SS2D: the K = 4 directions, E = d_inner), over L = h·w steps with state size N; R is the dt rank.
+ * Layouts (the contract with the model), channels-first like mamba_ssm:
+ *   u, delta: [b, K·E, L]   A: [K·E, N]   B, C: [b, K, N, L] (or [b, N, L] when K = 1)   D, deltaBias: [K·E]
+ *   ->  y: [b, K·E, L].
  * Channels-first keeps each channel's sequence contiguous, which is what the sequential kernels walk;
- * B and C are turned time-major ([b, g, l, n]) inside the fused kernels, where the state index is the
+ * B and C are turned time-major ([b, K, L, N]) inside the fused kernels, where the state index is the
  * inner loop. crossScanSSM takes and returns NHWC maps, as the rest of the model.
  *
- * Shape glossary: b batch, d channels (= g·e), g groups (SS2D: K = 4 directions), e channels per group
- * (SS2D: E = d_inner), l length (= h·w), n state size (N), r dt rank (R), h, w map height and width.
+ * Code names in this folder are mamba_ssm's: d = K·E (all channels of one call; NOT SS2D's d_model),
+ * g = K (groups), e = E (channels per group), l = L, n = N, r = R; h, w map height and width.
  */
 import * as tf from '@tensorflow/tfjs';
 import { onBackendInit } from '../../backend/index';
@@ -77,10 +80,10 @@ export function selectiveScanFused(args: ScanArgs): tf.Tensor3D {
 }
 
 /**
- * One selective scan (mamba_ssm selective_scan_ref semantics, docs/architecture.md §Selective scan), g groups of
- * channels with their own B, C. u, delta: [b, d, l]; A: [d, n]; B, C: [b, g, n, l] with d % g == 0 (or [b, n, l] = one
- * group); D?: [d]; deltaBias?: [d]; softplus applied to delta + deltaBias. Returns y: [b, d, l]. Differentiable w.r.t.
- * all tensor inputs.
+ * One selective scan (mamba_ssm selective_scan_ref semantics, docs/architecture.md §Selective scan), g = K groups
+ * of channels with their own B, C (code names: d = K·E channels, l = L, n = N). u, delta: [b, d, l]; A: [d, n];
+ * B, C: [b, g, n, l] with d % g == 0 (or [b, n, l] = one group); D?: [d]; deltaBias?: [d]; softplus applied to
+ * delta + deltaBias. Returns y: [b, d, l]. Differentiable w.r.t. all tensor inputs.
  */
 export function selectiveScan(args: {
   u: tf.Tensor3D;

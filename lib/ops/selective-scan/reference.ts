@@ -11,7 +11,8 @@
  *   h_t   = Ā_t ⊙ h_{t−1} + B̄u_t,   h_0 = 0                                       (ref L134)
  *   y_t   = Σ_n h_t[n] · C_t[n] + D · u_t                                          (ref L134–148)
  *
- * Shapes: b batch, d channels (g groups of e), l length, n state size.
+ * Shapes (code names as in common.ts; docs/architecture.md §Glossary writes d = K·E, g = K, e = E, l = L, n = N):
+ * b batch, d channels (g groups of e), l length, n state size.
  *   u, δ: [b, d, l]   A: [d, n]   B, C: [b, g, n, l]   D, b_Δ: [d]   →   y: [b, d, l]
  */
 import * as tf from '@tensorflow/tfjs';

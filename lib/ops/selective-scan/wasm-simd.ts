@@ -26,7 +26,8 @@
  * B and C are transposed to time-major [b, g, l, np] inside the kernels' scratch, ∂B and ∂C back.
  *
  * Shape glossary: b batch, d channels (g groups of e), l length, n state size, np = n rounded up to 4,
- * nv = np/4 vectors, T checkpoint chunk, K chunks.
+ * nv = np/4 vectors, T checkpoint chunk, K chunks (code names as in common.ts: d = K·E of
+ * docs/architecture.md §Glossary; K here counts chunks, not directions).
  */
 import * as os from 'os';
 import { Worker } from 'worker_threads';

@@ -22,7 +22,8 @@
  *
  * Shape glossary: b batch, d channels (g groups of e), l length, n state size, np = n rounded up to 4,
  * CPW channels per workgroup, nblk = ceil(e / CPW) blocks per group, TT time steps per shared-memory
- * tile, T checkpoint chunk length, K = ceil(l / T).
+ * tile, T checkpoint chunk length, K = ceil(l / T) chunks
+ * (code names as in common.ts: d = K·E of docs/architecture.md §Glossary; K here counts chunks, not directions).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
