@@ -62,23 +62,49 @@ export function fixtureOptions(dir: string): ModelOptions {
   return config as ModelOptions;
 }
 
-/**
- * Load the fixture's weights into `model` (PyTorch layouts and names), run it in eval mode on the
- * fixture's input and return the max abs logit difference (and the fixture's meta). No tensor leaks.
- */
-export function parityDiff(model: ClassifierModel, dir: string): { diff: number; meta: ParityMeta } {
+/** Load the fixture's weights into `model` (PyTorch layouts and names) and run it in eval mode on its input. */
+function runFixture(
+  model: ClassifierModel,
+  dir: string,
+): { logits: tf.Tensor; expected: Float32Array; meta: ParityMeta } {
   const meta = readParityMeta(dir);
   loadWeights(model, path.join(dir, 'weights.safetensors'), { from: 'pytorch' });
   model.eval();
   const expected = readF32(path.join(dir, 'logits.f32'));
-  const got = tf.tidy(() => {
+  const logits = tf.tidy(() => {
     const x = tf.tensor4d(readF32(path.join(dir, 'input_nhwc.f32')), inputShape(meta));
-    return model.forward(x, { training: false }).dataSync();
+    return model.forward(x, { training: false });
   });
+  return { logits, expected, meta };
+}
+
+function maxAbsDiff(dir: string, got: ArrayLike<number>, expected: Float32Array): number {
   if (got.length !== expected.length) {
     throw new Error(`${dir}: logits have ${got.length} values, the fixture ${expected.length}`);
   }
   let diff = 0;
   for (let i = 0; i < got.length; i++) diff = Math.max(diff, Math.abs(got[i] - expected[i]));
-  return { diff, meta };
+  return diff;
+}
+
+/**
+ * Load the fixture's weights into `model` (PyTorch layouts and names), run it in eval mode on the
+ * fixture's input and return the max abs logit difference (and the fixture's meta). No tensor leaks.
+ */
+export function parityDiff(model: ClassifierModel, dir: string): { diff: number; meta: ParityMeta } {
+  const { logits, expected, meta } = runFixture(model, dir);
+  const got = logits.dataSync();
+  logits.dispose();
+  return { diff: maxAbsDiff(dir, got, expected), meta };
+}
+
+/** parityDiff for backends that read back asynchronously only (webgpu on Node). */
+export async function parityDiffAsync(
+  model: ClassifierModel,
+  dir: string,
+): Promise<{ diff: number; meta: ParityMeta }> {
+  const { logits, expected, meta } = runFixture(model, dir);
+  const got = await logits.data();
+  logits.dispose();
+  return { diff: maxAbsDiff(dir, got, expected), meta };
 }
