@@ -2,9 +2,9 @@
  * `npm run bench:train [-- flags]`: the real-data acceptance run of issue 6 and its committed results table.
  *
  * Trains microscopic-mamba-t with the `cpu` recipe on the NIH malaria cells: the team's 128 px subset
- * (../shared/data/nih-malaria-cells-128, its own train/validation/test split) when it is there, otherwise the
- * full set from `npm run download -- malaria` (data/nih-malaria, seeded stratified split by cell), evaluates the best-val-accuracy checkpoint on
- * the test split, and writes benchmarks/results.json + benchmarks/results.md: recipe, wall time, images/s,
+ * (../shared/data/nih-malaria-cells-128, its own train/validation/test split) when it is there, otherwise
+ * the full set from `npm run download -- malaria` (data/nih-malaria, seeded stratified split by cell);
+ * evaluates the best-val-accuracy checkpoint on the test split, and writes benchmarks/results.json + benchmarks/results.md: recipe, wall time, images/s,
  * load average, machine, test OA / AUC / F1 with 95 % bootstrap intervals, next to the paper's full-set
  * numbers (224 px, 200 epochs) as a reference — not a ratio, the settings differ.
  *
