@@ -10,6 +10,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { defaultDataRoot, sharedDataDir } from './data/paths';
 
 /** Absolute path of the repository root (this file lives in <root>/lib). */
 export const REPO_ROOT = path.resolve(__dirname, '..');
@@ -29,12 +30,44 @@ export function repoPath(...parts: string[]): string {
   return path.join(REPO_ROOT, ...parts);
 }
 
+/** A dataset a notebook found, and where: the user's download or the team's shared folder. */
+export interface FoundDataset {
+  path: string;
+  source: 'downloaded' | 'shared';
+}
+
 /**
- * Where a dataset file or folder `name` is, or undefined when it is absent. Looks in the repo's own
- * `data/<name>` first (where the README tells users to put downloads, possibly a symlink), then in the
- * shared folder beside the checkout, `../shared/data/<name>`.
+ * Where a dataset is, trying each of `names` (the forms it may have) in order: first the repo's own
+ * `data/<name>` (what `npm run download` creates, e.g. `data/nih-malaria`; or a symlink put there), then
+ * the team's shared folder (`../shared/data/<name>`, or MSM_SHARED_DATA / MSM_SHARED), which a clone does
+ * not have. Undefined when none is there: the notebook then falls back to the synthetic set and says so.
  */
-export function sharedDataPath(name: string): string | undefined {
-  const candidates = [repoPath('data', name), path.resolve(REPO_ROOT, '..', 'shared', 'data', name)];
-  return candidates.find((p) => fs.existsSync(p));
+export function findDataset(...names: string[]): FoundDataset | undefined {
+  for (const name of names) {
+    const p = path.join(defaultDataRoot(), name);
+    if (fs.existsSync(p)) return { path: p, source: 'downloaded' };
+  }
+  const shared = sharedDataDir();
+  for (const name of shared ? names : []) {
+    const p = path.join(shared!, name);
+    if (fs.existsSync(p)) return { path: p, source: 'shared' };
+  }
+  return undefined;
+}
+
+/** The NIH malaria cells: `npm run download -- malaria` (all cells), else the team's 128 px split subset. */
+export function findMalariaCells(): FoundDataset | undefined {
+  return findDataset('nih-malaria', 'nih-malaria-cells-128');
+}
+
+/**
+ * Folder of class `cls` in an image-folder dataset, whatever its layout: `<root>/<split>/<cls>` (a split
+ * copy such as the shared subset), `<root>/cell_images/<cls>` (the NLM archive as downloaded) or `<root>/<cls>`.
+ */
+export function classFolder(root: string, cls: string, split = 'test'): string {
+  const candidates = [path.join(root, split, cls), path.join(root, 'cell_images', cls), path.join(root, cls)];
+  const found = candidates.find((p) => fs.existsSync(p));
+  if (!found)
+    throw new Error(`${root}: no class folder '${cls}' (looked for ${split}/${cls}, cell_images/${cls}, ${cls})`);
+  return found;
 }

@@ -1,9 +1,10 @@
 /**
  * `npm run bench:train [-- flags]`: the real-data training run and its committed results table.
  *
- * Trains microscopic-mamba-t with the `cpu` recipe on the NIH malaria cells (../shared/data/
- * nih-malaria-cells-128, its own train/validation/test split), evaluates the best-val-accuracy checkpoint on
- * the test split, and writes benchmarks/results.json + benchmarks/results.md: recipe, wall time, images/s,
+ * Trains microscopic-mamba-t with the `cpu` recipe on the NIH malaria cells: the team's 128 px subset
+ * (../shared/data/nih-malaria-cells-128, its own train/validation/test split) when it is there, otherwise
+ * the full set from `npm run download -- malaria` (data/nih-malaria, seeded stratified split by cell);
+ * evaluates the best-val-accuracy checkpoint on the test split, and writes benchmarks/results.json + benchmarks/results.md: recipe, wall time, images/s,
  * load average, machine, test OA / AUC / F1 with 95 % bootstrap intervals, next to the paper's full-set
  * numbers (224 px, 200 epochs) as a reference — not a ratio, the settings differ.
  *
@@ -16,7 +17,8 @@ import { DEFAULT_TRAIN_CONFIG, makeTrainConfig, RECIPES, type TrainConfig } from
 import type { ClassificationReport } from '../lib/metrics/index';
 import { machineInfo, trainRun } from '../lib/train/run';
 import { atomicWriteFile, atomicWriteJson } from '../lib/util/fs';
-import { parseArgs, runMain, type CliSpec } from './lib/cli';
+import { defaultDataRoot, sharedDataDir } from '../lib/data/paths';
+import { CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
 import { givenConfig, TRAIN_SPEC } from './train';
 
 const PAPER = { dataset: 'SARS (NIH malaria, full set)', imageSize: 224, epochs: 200, oa: 0.9731, auc: 0.996 };
@@ -31,7 +33,11 @@ const SPEC: CliSpec = {
     ...TRAIN_SPEC.flags,
     { key: 'fromRun', type: 'string', default: '', help: 'tabulate this finished run folder instead of training' },
   ],
-  epilog: 'Defaults here: --recipe cpu --data ../shared/data/nih-malaria-cells-128 --name bench-malaria-cpu',
+  epilog: [
+    'Defaults here: --recipe cpu --name bench-malaria-cpu, and --data: the 128 px subset',
+    '../shared/data/nih-malaria-cells-128 when present (the committed table), else data/nih-malaria --data-kind malaria',
+    '(all 27,558 cells; first run: npm run download -- malaria).',
+  ].join('\n'),
 };
 
 interface ResultEntry {
@@ -177,6 +183,16 @@ function markdown(entries: ResultEntry[]): string {
   ].join('\n');
 }
 
+/** The team's 128 px subset when the shared folder is there, else the downloaded full set. */
+function defaultMalariaData(): Partial<TrainConfig> {
+  const shared = sharedDataDir();
+  const subset = shared && path.join(shared, 'nih-malaria-cells-128');
+  if (subset && fs.existsSync(subset)) return { data: path.relative(process.cwd(), subset) };
+  const downloaded = path.join(defaultDataRoot(), 'nih-malaria');
+  if (fs.existsSync(downloaded)) return { data: path.relative(process.cwd(), downloaded), dataKind: 'malaria' };
+  throw new CliError(`no malaria data at ${downloaded}: run 'npm run download -- malaria' first, or pass --data`);
+}
+
 async function main(): Promise<void> {
   const { values, given } = parseArgs(process.argv.slice(2), SPEC);
   let runDir = values.fromRun as string;
@@ -184,7 +200,7 @@ async function main(): Promise<void> {
     const overrides = givenConfig(values, given);
     delete (overrides as Record<string, unknown>).fromRun;
     overrides.recipe ??= 'cpu';
-    overrides.data ??= path.relative(process.cwd(), path.join(repo, '..', 'shared', 'data', 'nih-malaria-cells-128'));
+    if (overrides.data === undefined) Object.assign(overrides, defaultMalariaData());
     overrides.name ??= 'bench-malaria-cpu';
     const config = makeTrainConfig(overrides);
     const result = await trainRun(config, {}, overrides);

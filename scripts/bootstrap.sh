@@ -4,6 +4,8 @@
 # when everything is already in place. Three steps, each skipped when its check passes:
 #
 #   1. Debian packages  headless Jupyter (nbconvert, nbclient, jupyter-client, ipykernel) for the notebook tests,
+#                       MathJax 2 (libjs-mathjax: Debian's nbconvert points its HTML export at the local copy,
+#                       file:///usr/share/javascript/mathjax, so exported notebooks render formulas offline),
 #                       and EGL/Mesa for the webgpu backend's OpenGL fallback (docs/platform.md §WebGPU).
 #                       Checked with dpkg-query; `apt-get update` + install only when one is missing. Needs root:
 #                       runs apt-get directly as root, through `sudo -n` otherwise, or prints the command and fails.
@@ -24,7 +26,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 PY="${MSM_JUPYTER_PYTHON:-/usr/bin/python3}"
 VERBOSE="${MSM_BOOTSTRAP_VERBOSE:-0}"
-APT_PACKAGES=(jupyter-nbconvert python3-nbclient jupyter-client python3-ipykernel libegl1 libegl-mesa0 libgl1-mesa-dri)
+APT_PACKAGES=(jupyter-nbconvert python3-nbclient jupyter-client python3-ipykernel libjs-mathjax libegl1 libegl-mesa0 libgl1-mesa-dri)
 STAMP="node_modules/.msm-bootstrap-lock.sha256"
 TSLAB_BIN="$ROOT/node_modules/.bin/tslab"
 KERNEL_CMD="$ROOT/scripts/tslab-kernel.sh"

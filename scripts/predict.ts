@@ -49,7 +49,7 @@ const SPEC: CliSpec = {
     'Images are decoded, resized to the model size (bilinear) and normalised exactly as in evaluation.',
     'Examples:',
     '  npm run -s predict -- runs/malaria-cpu cell1.png cell2.png',
-    '  npm run predict -- runs/malaria-cpu ../shared/data/nih-malaria-cells-128/test --out preds.csv',
+    '  npm run predict -- runs/malaria-cpu data/nih-malaria/cell_images/Parasitized --out preds.csv',
     '  npm run predict -- official.safetensors img/ --classes HP,SSA --image-size 224 --normalize official --out p.json',
   ].join('\n'),
 };

@@ -26,7 +26,7 @@ const SPEC: CliSpec = {
   epilog: [
     'Examples:',
     '  npm run quickstart                                              # synthetic set, a few minutes on 2 cores',
-    '  npm run quickstart -- --data ../shared/data/nih-malaria-cells-128  # real malaria cells (128 px PNGs)',
+    '  npm run quickstart -- --data data/nih-malaria --data-kind malaria  # real cells, after npm run download -- malaria',
     '  npm run quickstart -- --epochs 2                                # even quicker',
   ].join('\n'),
 };

@@ -37,8 +37,9 @@ export const TRAIN_SPEC: CliSpec = {
     '',
     'Examples:',
     '  npm run train -- --recipe cpu                                   # synthetic set, a few minutes on a laptop',
-    '  npm run train -- --recipe cpu --data ../shared/data/nih-malaria-cells-128 --name malaria-cpu',
-    '  npm run train -- --recipe paper --data data/MHIST --backend webgpu',
+    '  npm run download -- malaria                                     # NIH malaria cells into data/nih-malaria',
+    '  npm run train -- --recipe cpu --data data/nih-malaria --data-kind malaria --name malaria-cpu',
+    '  npm run train -- --recipe paper --data data/mhist --data-kind mhist --backend webgpu',
     '  npm run train -- --name malaria-cpu --resume                    # continue after a crash / Ctrl-C',
   ].join('\n'),
 };

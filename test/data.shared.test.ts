@@ -1,5 +1,6 @@
 /**
- * Acceptance on the real shared datasets (../shared/data; see their READMEs):
+ * Acceptance on the team's real datasets in the shared folder (../shared/data, or MSM_SHARED_DATA; see their
+ * READMEs); each such test skips with its reason when the folder is absent, as in a fresh clone:
  *   nih-malaria-cells-128  3,446 PNG cells, train 1000+1000 / validation 375+375 / test 348+348
  *   bccd-cell-crops        4,886 JPEG crops of variable size, train RBC 2381 WBC 214 Platelets 209, ...
  * Class counts must match the READMEs, seeded splits must be stable across runs (and patient-disjoint when
@@ -20,7 +21,9 @@ import { sharedDataDir } from '../lib/data/paths';
 import { SPLIT_NAMES } from '../lib/data/types';
 
 const shared = sharedDataDir();
-const skip = shared ? false : 'shared data folder ../shared/data is absent (set MSM_SHARED_DATA to its location)';
+const skip = shared
+  ? false
+  : 'real-data check: shared data folder absent (MSM_SHARED_DATA, else <MSM_SHARED or ../shared>/data)';
 const MALARIA = shared && path.join(shared, 'nih-malaria-cells-128');
 const BCCD = shared && path.join(shared, 'bccd-cell-crops');
 

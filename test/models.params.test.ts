@@ -1,8 +1,9 @@
 /**
  * Microscopic-Mamba's structure without running it: parameter counts (docs/architecture.md §Parameters and MACs,
- * exact), state-dict names and PyTorch shapes (against the official fixture's meta.json), MAC counts (ptflops
- * convention and the full count), the DropPath schedule, channel-shuffle order (docs/architecture.md §Channel shuffle),
- * initialisation (docs/architecture.md §Initialisation), configuration and registry errors.
+ * exact), state-dict names and PyTorch shapes (against the official state_dict() recorded in the in-repo parity
+ * fixture's meta.json, and in the team's full-size fixture when present), MAC counts (ptflops convention and the full
+ * count), the DropPath schedule, channel-shuffle order (docs/architecture.md §Channel shuffle), initialisation
+ * (docs/architecture.md §Initialisation), configuration and registry errors.
  */
 import { test, before } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -22,11 +23,9 @@ import {
   resolveConfig,
 } from '../lib/models/index';
 import { Conv2d, Linear } from '../lib/nn/index';
+import { fixtureOptions, MICROSCOPIC_MAMBA_FIXTURE, sharedFixture } from './parity.helpers';
 
-const FIXTURE = path.resolve(
-  process.env.MSM_SHARED ?? path.resolve(__dirname, '../../shared'),
-  'fixtures/official-t-64px-2cls',
-);
+const FULL = sharedFixture('official-t-64px-2cls');
 
 before(async () => {
   await initBackend('wasm', { quiet: true });
@@ -86,26 +85,39 @@ test('parameter breakdown of t with a 2-class head (docs/architecture.md §Param
   m.dispose();
 });
 
-test('state-dict keys, order and PyTorch shapes equal the official state_dict()', () => {
-  const meta = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'meta.json'), 'utf8')) as {
+/** Keys, PyTorch shapes and parameter count of `model` against an official state_dict() listing. */
+function checkStateDict(model: MicroscopicMamba, metaFile: string): void {
+  const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8')) as {
     state_keys: Record<string, number[]>;
     params_total: number;
   };
   const official = Object.entries(meta.state_keys).filter(([k]) => !k.endsWith('num_batches_tracked'));
-  const m = build('microscopic-mamba-t', { numClasses: 2 });
-  const sd = m.stateDict({ layout: 'pytorch' });
+  const sd = model.stateDict({ layout: 'pytorch' });
   assert.deepEqual([...sd.keys()].sort(), official.map(([k]) => k).sort());
   for (const [key, shape] of official) assert.deepEqual(sd.get(key)!.shape, shape, key);
   // Same order within each module as PyTorch: parameters, then buffers, per module in registration order.
-  const params = new Set(m.namedParameters().map(([k]) => k));
+  const params = new Set(model.namedParameters().map(([k]) => k));
   assert.deepEqual(
     [...sd.keys()].filter((k) => params.has(k)),
     official.map(([k]) => k).filter((k) => params.has(k)),
   );
-  assert.equal(countParams(m).total, meta.params_total);
+  assert.equal(countParams(model).total, meta.params_total);
   for (const t of sd.values()) t.dispose();
-  m.dispose();
+  model.dispose();
+}
+
+test('state-dict keys, order and PyTorch shapes equal the official state_dict() (in-repo fixture)', () => {
+  const m = build('microscopic-mamba-t', fixtureOptions(MICROSCOPIC_MAMBA_FIXTURE));
+  checkStateDict(m, path.join(MICROSCOPIC_MAMBA_FIXTURE, 'meta.json'));
 });
+
+test(
+  'state-dict keys, order and PyTorch shapes equal the official state_dict() (full-size t)',
+  { skip: FULL.skip },
+  () => {
+    checkStateDict(build('microscopic-mamba-t', { numClasses: 2 }), path.join(FULL.dir, 'meta.json'));
+  },
+);
 
 test('MACs at 224²: the paper convention reproduces 0.64 / 0.76 G; full adds x_proj, dt_proj and the scan', () => {
   const expected: Record<string, { paper: number; proj: number; scan: number; published: number }> = {

@@ -13,11 +13,11 @@ import { initBackend } from '../lib/backend/index';
 import { channelShuffle, Conv2dBN, createModel, loadWeights, MicroscopicMamba, PSFFN } from '../lib/models/index';
 import { BatchNorm2d, DropPath, silu } from '../lib/nn/index';
 import { Rng } from '../lib/util/random';
+import { fixtureOptions, MICROSCOPIC_MAMBA_FIXTURE } from './parity.helpers';
 
-const FIXTURE = path.resolve(
-  process.env.MSM_SHARED ?? path.resolve(__dirname, '../../shared'),
-  'fixtures/official-t-64px-2cls',
-);
+/** Official weights moved off their initial values (in-repo parity fixture, dims 32-64, depths 1-2). */
+const FIXTURE = MICROSCOPIC_MAMBA_FIXTURE;
+const FIXTURE_OPTIONS = fixtureOptions(FIXTURE);
 
 before(async () => {
   await initBackend('wasm', { quiet: true });
@@ -58,9 +58,9 @@ test('one Adam step on a batch lowers the loss; every used parameter gets a grad
 
 test('BatchNorm running statistics follow PyTorch in train mode and stay put in eval mode', () => {
   // Official weights: non-trivial running statistics to start from.
-  const model = createModel('microscopic-mamba-t', { numClasses: 2 }) as MicroscopicMamba;
+  const model = createModel('microscopic-mamba-t', FIXTURE_OPTIONS) as MicroscopicMamba;
   loadWeights(model, path.join(FIXTURE, 'weights.safetensors'));
-  const reference = createModel('microscopic-mamba-t', { numClasses: 2 }) as MicroscopicMamba;
+  const reference = createModel('microscopic-mamba-t', FIXTURE_OPTIONS) as MicroscopicMamba;
   loadWeights(reference, path.join(FIXTURE, 'weights.safetensors'));
   const bns = new Map(model.namedModules().filter(([, m]) => m instanceof BatchNorm2d) as Array<[string, BatchNorm2d]>);
   const stem = bns.get('patch_embed.0.bn')!;

@@ -1,7 +1,7 @@
 /**
  * `openDataset(spec)`: one entry point for every source, and the Dataset → PreparedDataset → DataLoader chain.
  *
- *   const ds = await openDataset({ kind: 'folder', root: '../shared/data/bccd-cell-crops' }); // lists files
+ *   const ds = await openDataset({ kind: 'malaria', root: 'data/nih-malaria' }); // after npm run download -- malaria
  *   const data = await ds.prepare({ size: 64 });         // decodes once into the cache (or reuses it)
  *   const train = data.loader('train', { batchSize: 8, seed: 0 });
  *   for await (const { x, y, indices } of train.epoch(0)) { ...; x.dispose(); }

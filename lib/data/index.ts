@@ -46,6 +46,6 @@ export {
   SYNTHETIC_DEFAULTS,
 } from './synthetic';
 export type { SyntheticOptions, SyntheticInfo } from './synthetic';
-export { repoRoot, defaultDataRoot, defaultCacheDir, sharedDataDir } from './paths';
+export { repoRoot, defaultDataRoot, defaultCacheDir, sharedDir, sharedDataDir } from './paths';
 export { downloadFile, extractZip, planDownload, runDownload, downloadableNames, MALARIA_ARCHIVE } from './download';
 export type { RemoteFile, DownloadOptions, DownloadPlan, DownloadResult } from './download';

@@ -4,7 +4,9 @@
  *   repo root       the nearest folder above this file with a package.json (works from lib/ and dist/lib/)
  *   data root      `<repo>/data` (git-ignored), or MSM_DATA_ROOT
  *   cache dir      `<data root>/.cache`, or MSM_DATA_CACHE
- *   shared data    `<repo>/../shared/data` (real test data, see its README), or MSM_SHARED_DATA
+ *   shared folder  `<repo>/../shared` (the team's real test data and fixtures; a clone does not have it and
+ *                  needs nothing from it), or MSM_SHARED
+ *   shared data    `<shared folder>/data`, or MSM_SHARED_DATA
  */
 import { createHash } from 'crypto';
 import * as fs from 'fs';
@@ -34,11 +36,22 @@ export function defaultCacheDir(): string {
   return process.env.MSM_DATA_CACHE ? path.resolve(process.env.MSM_DATA_CACHE) : path.join(defaultDataRoot(), '.cache');
 }
 
-/** The shared real-data folder (`../shared/data` next to the checkout); undefined when it is absent. */
+/** Where the shared folder would be: MSM_SHARED, or `../shared` beside the checkout (it may not exist). */
+export function sharedRootPath(): string {
+  return process.env.MSM_SHARED ? path.resolve(process.env.MSM_SHARED) : path.resolve(repoRoot(), '..', 'shared');
+}
+
+/** The shared folder (MSM_SHARED or `../shared`); undefined when it is absent. */
+export function sharedDir(): string | undefined {
+  const dir = sharedRootPath();
+  return fs.existsSync(dir) ? dir : undefined;
+}
+
+/** The shared real-data folder (MSM_SHARED_DATA, or `<shared folder>/data`); undefined when it is absent. */
 export function sharedDataDir(): string | undefined {
   const dir = process.env.MSM_SHARED_DATA
     ? path.resolve(process.env.MSM_SHARED_DATA)
-    : path.resolve(repoRoot(), '..', 'shared', 'data');
+    : path.join(sharedRootPath(), 'data');
   return fs.existsSync(dir) ? dir : undefined;
 }
 
