@@ -28,6 +28,8 @@ export interface CliSpec {
   flags: FlagDef[];
   /** Extra paragraphs after the flag table (examples, notes). */
   epilog?: string;
+  /** false for scripts that run no model (download, make-synthetic): no `--backend` flag is added. */
+  backend?: false;
 }
 
 export interface ParsedArgs {
@@ -82,7 +84,8 @@ export const BACKEND_FLAG: FlagDef = {
  * names the flag (with a suggestion for a misspelt one).
  */
 export function parseArgs(argv: string[], spec: CliSpec): ParsedArgs {
-  const flags = spec.flags.some((f) => f.key === 'backend') ? spec.flags : [...spec.flags, BACKEND_FLAG];
+  const flags =
+    spec.backend === false || spec.flags.some((f) => f.key === 'backend') ? spec.flags : [...spec.flags, BACKEND_FLAG];
   const byFlag = new Map(flags.map((f) => [kebab(f.key), f]));
   const values: Record<string, string | number | boolean> = {};
   for (const f of flags) values[f.key] = f.default;
