@@ -124,6 +124,7 @@ async function main(): Promise<void> {
     const files = listImages(inputs, skipBad ? skipped : undefined);
     for (const s of skipped) warn(`skipped ${s.file}: ${s.problem}`);
     if (files.length === 0) throw new CliError(`no images found in ${inputs.join(', ')}`);
+    process.stderr.write(`predicting ${files.length} image(s), batches of ${batchSize} (Ctrl-C stops)\n`);
     let preds: Prediction[];
     try {
       preds = await predictImages(loaded, files, {

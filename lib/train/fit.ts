@@ -153,12 +153,8 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
     const ck = opts.resume;
     const weightsFile = path.join(checkpointDir(runDir), ck.weights);
     readModelWeights(model, weightsFile);
-    const sd = model.stateDict();
-    try {
-      checkFiniteWeights(sd, `the checkpoint to resume from (${weightsFile})`);
-    } finally {
-      for (const t of sd.values()) t.dispose();
-    }
+    // The live variables (layout 'tfjs'): checked in place, not disposed.
+    checkFiniteWeights(model.stateDict(), `the checkpoint to resume from (${weightsFile})`);
     const tensors = readOptimizerTensors(runDir, ck);
     try {
       optimizer.setState(ck.optimizer, tensors, path.join(checkpointDir(runDir), ck.optimizerFile));
