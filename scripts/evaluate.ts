@@ -2,7 +2,6 @@
  * `npm run evaluate -- <run folder | weights.safetensors> [flags]`: metrics of trained weights on a dataset
  * split (official test.py, with every metric of lib/metrics), printed as tables and written as JSON.
  */
-import * as fs from 'fs';
 import * as path from 'path';
 import { initBackend } from '../lib/backend/index';
 import { tableText } from '../lib/report/table';
@@ -19,7 +18,7 @@ import {
 import { classRows, metricRows } from '../lib/train/report';
 import type { SplitName } from '../lib/data/index';
 import type { TrainConfig } from '../lib/train/config';
-import { CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
+import { checkOutputFile, CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
 
 const SPEC: CliSpec = {
   command: 'npm run evaluate --',
@@ -73,9 +72,7 @@ async function main(): Promise<void> {
     throw new CliError(`flag --batch-size must be a positive integer, got ${batchSize}`);
   }
   const outFlag = v.out as string;
-  if (outFlag && (outFlag.endsWith('/') || fs.statSync(outFlag, { throwIfNoEntry: false })?.isDirectory())) {
-    throw new CliError(`flag --out names a folder (${outFlag}); give a .json file name`);
-  }
+  if (outFlag) checkOutputFile('--out', outFlag, 'a .json file name');
   const kind = weightsTarget(positional[0]);
   await initBackend((v.backend as string) || undefined);
   let loaded: LoadedModel;

@@ -2,7 +2,6 @@
  * `npm run predict -- <run folder | weights.safetensors> <image | folder>... [flags]`: class probabilities
  * for image files, as CSV (file, predicted, p_<class>...) or JSON.
  */
-import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { initBackend } from '../lib/backend/index';
@@ -21,7 +20,7 @@ import {
   type SkippedInput,
 } from '../lib/train/evaluate';
 import type { TrainConfig } from '../lib/train/config';
-import { CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
+import { checkOutputFile, CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
 
 const SPEC: CliSpec = {
   command: 'npm run predict --',
@@ -88,12 +87,7 @@ async function main(): Promise<void> {
     throw new CliError(`flag --batch-size must be a positive integer, got ${batchSize}`);
   }
   const out = v.out as string;
-  if (
-    out &&
-    (out.endsWith('/') || out.endsWith(path.sep) || fs.statSync(out, { throwIfNoEntry: false })?.isDirectory())
-  ) {
-    throw new CliError(`flag --out names a folder (${out}); give a file name ending in .csv or .json`);
-  }
+  if (out) checkOutputFile('--out', out, 'a file name ending in .csv or .json');
   const kind = weightsTarget(target);
   const stop = stopOnSignals();
   await initBackend((v.backend as string) || undefined, { quiet: !v.out });

@@ -19,6 +19,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'faults-cli-'));
 const MODEL = ['--model', 'microscopic-mamba-t', '--model-config', '{"depths":[1,1,1,1],"dims":[32,64,128,256]}'];
 let weights = '';
 let images: string[] = [];
+let dataDir = '';
 
 before(async () => {
   await initBackend('wasm', { quiet: true });
@@ -29,6 +30,7 @@ before(async () => {
     perClass: { train: 1, val: 1, test: 3 },
     seed: 1,
   });
+  dataDir = dir;
   images = execFileSync('find', [path.join(dir, 'test'), '-name', '*.png'], { encoding: 'utf8' })
     .trim()
     .split('\n')
@@ -158,4 +160,28 @@ test('SIGINT stops predict between batches (exit 130, nothing written)', async (
   assert.equal(r.code, 130, r.err);
   assert.match(r.err, /SIGINT: stopped after \d+ of 400 image\(s\); nothing written/);
   assert.ok(!fs.existsSync(out));
+});
+
+test('evaluate prints its metrics before writing them: a full disk loses nothing shown', async (t) => {
+  // A full 64 KiB tmpfs as the --out folder (the write fails after the metrics are computed).
+  const disk = path.join(tmp, 'full');
+  fs.mkdirSync(disk);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', disk], { stdio: 'pipe' });
+  } catch {
+    t.skip('cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN)');
+    return;
+  }
+  try {
+    const st = fs.statfsSync(disk);
+    fs.writeFileSync(path.join(disk, 'filler'), new Uint8Array(st.bavail * st.bsize));
+    const args = [weights, ...MODEL, '--image-size', '32', '--normalize', 'official', '--data', dataDir];
+    const r = await run('evaluate.ts', [...args, '--bootstrap', '0', '--out', path.join(disk, 'metrics.json')]);
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.out, /on .* test .*6 images:[\s\S]*OA \(accuracy\)[\s\S]*confusion matrix/);
+    assert.match(r.err, /writing .*metrics\.json: .*ENOSPC.*; the previous version of the file is kept/);
+    assert.deepEqual(fs.readdirSync(disk), ['filler'], 'no temp file left');
+  } finally {
+    execFileSync('umount', [disk]);
+  }
 });
