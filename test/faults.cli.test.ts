@@ -96,14 +96,18 @@ test('download and make-synthetic: --help exits 0; --retries abc is an error nam
   assert.match(bad.err, /flag --retries needs a number, got 'abc'/);
 });
 
-test('predict/evaluate: bad flags and mistyped paths fail at once, before the model loads', async () => {
+test('predict/evaluate/train: bad flags and mistyped paths fail at once, before the model loads', async () => {
   const folderOut = path.join(tmp, 'outdir');
   fs.mkdirSync(folderOut);
-  const [batch0, outDir, evTypo, prTypo] = await Promise.all([
+  const runsDir = path.join(tmp, 'runs');
+  fs.mkdirSync(path.join(runsDir, 'malaria-cpu'), { recursive: true });
+  fs.writeFileSync(path.join(runsDir, 'malaria-cpu', 'run.json'), '{}');
+  const [batch0, outDir, evTypo, prTypo, resumeTypo] = await Promise.all([
     run('predict.ts', [weights, images[0], ...bare(), '--batch-size', '0']),
     run('predict.ts', [weights, images[0], ...bare(), '--out', folderOut]),
     run('evaluate.ts', [path.join(tmp, 'runs', 'malaria-cpuu')]),
     run('predict.ts', [path.join(tmp, 'runs', 'malaria-cpuu'), images[0]]),
+    run('train.ts', ['--resume', '--name', 'malaria-cpuu', '--runs-dir', runsDir]),
   ]);
   assert.equal(batch0.code, 2);
   assert.match(batch0.err, /flag --batch-size must be a positive integer, got 0/);
@@ -113,6 +117,9 @@ test('predict/evaluate: bad flags and mistyped paths fail at once, before the mo
     assert.equal(r.code, 1, r.err);
     assert.match(r.err, /malaria-cpuu: no such run or weights file/);
   }
+  assert.equal(resumeTypo.code, 1, resumeTypo.err);
+  assert.match(resumeTypo.err, /--resume: no run named 'malaria-cpuu' \(runs in .*: malaria-cpu\); check --name/);
+  assert.deepEqual(fs.readdirSync(runsDir), ['malaria-cpu'], 'no fresh run started');
 });
 
 test('predict never reads a FIFO (no hang); --skip-bad warns, goes on and lists the skipped files', async () => {

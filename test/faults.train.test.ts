@@ -87,20 +87,26 @@ test('train refuses a run folder another process writes to, and leaves its lock 
   assert.deepEqual(readLock(dir), holder);
 });
 
-test('--resume with a mistyped name lists the runs that exist and starts nothing', async () => {
+test('--resume (ifNoCheckpoint: error) with a mistyped name lists the runs that exist and starts nothing', async () => {
   const runsDir = path.join(tmp, 'runs-typo');
   for (const name of ['malaria-cpu', 'mhist-paper']) {
     fs.mkdirSync(path.join(runsDir, name), { recursive: true });
     fs.writeFileSync(path.join(runsDir, name, 'run.json'), '{}');
   }
   await assert.rejects(
-    trainRun(makeTrainConfig({ name: 'malaria-cppu', runsDir, resume: true }), { log: () => {} }),
+    trainRun(makeTrainConfig({ name: 'malaria-cppu', runsDir, resume: true }), {
+      log: () => {},
+      ifNoCheckpoint: 'error',
+    }),
     /--resume: no run named 'malaria-cppu' \(runs in .*runs-typo: malaria-cpu, mhist-paper\); check --name/,
   );
   assert.deepEqual(fs.readdirSync(runsDir).sort(), ['malaria-cpu', 'mhist-paper'], 'no new run folder');
   // A run folder that exists but stopped before its first checkpoint: say so (and still start nothing).
   await assert.rejects(
-    trainRun(makeTrainConfig({ name: 'mhist-paper', runsDir, resume: true }), { log: () => {} }),
+    trainRun(makeTrainConfig({ name: 'mhist-paper', runsDir, resume: true }), {
+      log: () => {},
+      ifNoCheckpoint: 'error',
+    }),
     /mhist-paper has no checkpoint yet .*start it again without --resume/,
   );
 });

@@ -249,6 +249,11 @@ export interface TrainRunOptions {
   progress?: 'auto' | 'tty' | 'plain' | 'off';
   /** Messages (default console.log). */
   log?: (line: string) => void;
+  /**
+   * `resume` with no checkpoint to resume: 'start' a new run (default; a notebook cell that re-runs safely) or
+   * 'error' listing the runs that exist (the `--resume` flag: a mistyped --name must not start a fresh run).
+   */
+  ifNoCheckpoint?: 'start' | 'error';
 }
 
 export interface TrainRunResult {
@@ -300,8 +305,8 @@ function checkResumable(runDir: string, runsDir: string): void {
 
 /**
  * Train per `config` (see the file doc for what lands in the run folder). With `config.resume` the run
- * continues from `runs/<name>/checkpoints/last.json` (a name without a checkpoint is an error listing the
- * runs that exist); `given` (the explicitly set options) is then checked against the saved config. Without
+ * continues from `runs/<name>/checkpoints/last.json` (without one: a new run, or with `ifNoCheckpoint: 'error'`
+ * an error listing the runs that exist); `given` (the explicitly set options) is then checked against the saved config. Without
  * it, an existing checkpoint is an error, never overwritten. The run folder is locked while this runs: a
  * second train/--resume on it is refused, naming the process that holds it.
  */
@@ -312,7 +317,7 @@ export async function trainRun(
 ): Promise<TrainRunResult> {
   const log = opts.log ?? ((l: string) => console.log(l));
   const runDir = path.resolve(config.runsDir, config.name || defaultRunName(config));
-  if (config.resume) checkResumable(runDir, path.resolve(config.runsDir));
+  if (config.resume && opts.ifNoCheckpoint === 'error') checkResumable(runDir, path.resolve(config.runsDir));
   const lock = acquireFolderLock(runDir, { command: config.resume ? 'train --resume' : 'train', warn: log });
   try {
     return await trainRunLocked(config, opts, given);
@@ -338,7 +343,7 @@ async function trainRunLocked(
       `${runDir} already holds a run (checkpoint at step ${resume.position.step}); pass --resume to continue it or --name for a new run`,
     );
   }
-  if (cfg.resume && !resume) throw new Error(`--resume: no checkpoint in ${shownPath(runDir)}`);
+  if (cfg.resume && !resume) log(`no checkpoint in ${shownPath(runDir)}: starting a new run`);
   if (resume) cfg = resumeConfig(resume.config, given, path.join(checkpointDir(runDir), 'last.json'));
   cfg = { ...cfg, name };
   if (resume && cfg.lr !== resume.config.lr)
