@@ -14,9 +14,29 @@ import { DataError } from '../lib/data/errors';
 import { downloadableNames, planDownload, runDownload } from '../lib/data/download';
 import { MEDMNIST } from '../lib/data/medmnist-info';
 import { defaultDataRoot } from '../lib/data/paths';
+import { CliError, parseArgs as parseFlags, type CliSpec } from './lib/cli';
 
 const USAGE = `usage: npm run download -- <name> [...] [--size 28|64|128|224] [--root DIR] [--base-url URL] [--retries N]
        npm run download -- --list`;
+
+export const DOWNLOAD_SPEC: CliSpec = {
+  command: 'npm run download --',
+  summary: 'Download and verify datasets (MedMNIST .npz, the NIH malaria cells); print instructions for the rest.',
+  positional: '<name>...',
+  backend: false,
+  flags: [
+    { key: 'size', type: 'number', default: 28, help: 'MedMNIST image size: 28 | 64 | 128 | 224' },
+    { key: 'root', type: 'string', default: '', help: 'data folder (default data/, or MSM_DATA_ROOT)' },
+    { key: 'baseUrl', type: 'string', default: '', help: 'download from this URL prefix instead (mirrors, tests)' },
+    { key: 'retries', type: 'number', default: 5, help: 'retries per file after a failed transfer' },
+    { key: 'list', type: 'boolean', default: false, help: 'list the names that can be downloaded' },
+  ],
+  epilog: [
+    'Names: MedMNIST flags (e.g. bloodmnist, pathmnist, tissuemnist), malaria (alias sars, nih-malaria);',
+    'mhist, medfm-colon and rpe need a request form: the command prints where to get them.',
+    'Transfers resume after an interruption (run the same command again); nothing unverified is kept.',
+  ].join('\n'),
+};
 
 interface Args {
   names: string[];
@@ -27,25 +47,21 @@ interface Args {
   list: boolean;
 }
 
+/** The command line as download options (`--help` prints the help and exits 0; bad flags throw). */
 export function parseArgs(argv: string[]): Args {
-  const args: Args = { names: [], root: defaultDataRoot(), list: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new DataError(`${a} needs a value\n${USAGE}`);
-      return v;
-    };
-    if (a === '--size') args.size = Number(value());
-    else if (a === '--root') args.root = path.resolve(value());
-    else if (a === '--base-url') args.baseUrl = value();
-    else if (a === '--retries') args.retries = Number(value());
-    else if (a === '--list') args.list = true;
-    else if (a === '--help' || a === '-h') throw new DataError(USAGE);
-    else if (a.startsWith('--')) throw new DataError(`unknown option ${a}\n${USAGE}`);
-    else args.names.push(a);
+  const { values: v, given, positional } = parseFlags(argv, DOWNLOAD_SPEC);
+  const retries = v.retries as number;
+  if (!(Number.isInteger(retries) && retries >= 0)) {
+    throw new CliError(`flag --retries must be an integer >= 0, got ${retries}`);
   }
-  return args;
+  return {
+    names: positional,
+    size: given.has('size') ? (v.size as number) : undefined,
+    root: v.root ? path.resolve(v.root as string) : defaultDataRoot(),
+    baseUrl: (v.baseUrl as string) || undefined,
+    retries: given.has('retries') ? retries : undefined,
+    list: v.list as boolean,
+  };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -53,7 +69,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     args = parseArgs(argv);
   } catch (e) {
-    console.error((e as Error).message);
+    console.error(`error: ${(e as Error).message}\n${USAGE}`);
     return 2;
   }
   if (args.list || args.names.length === 0) {

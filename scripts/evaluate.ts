@@ -9,7 +9,7 @@ import { atomicWriteJson } from '../lib/util/fs';
 import { prepareData } from '../lib/train/run';
 import {
   evaluateSplit,
-  isRunDir,
+  weightsTarget,
   loadRun,
   loadWeightsFile,
   normalizationByName,
@@ -18,7 +18,7 @@ import {
 import { classRows, metricRows } from '../lib/train/report';
 import type { SplitName } from '../lib/data/index';
 import type { TrainConfig } from '../lib/train/config';
-import { CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
+import { checkOutputFile, CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
 
 const SPEC: CliSpec = {
   command: 'npm run evaluate --',
@@ -67,11 +67,18 @@ async function main(): Promise<void> {
   const { values: v, positional } = parseArgs(process.argv.slice(2), SPEC);
   if (positional.length !== 1) throw new CliError('give exactly one run folder or weights file (see --help)');
   const target = path.resolve(positional[0]);
+  const batchSize = v.batchSize as number;
+  if (!(Number.isInteger(batchSize) && batchSize > 0)) {
+    throw new CliError(`flag --batch-size must be a positive integer, got ${batchSize}`);
+  }
+  const outFlag = v.out as string;
+  if (outFlag) checkOutputFile('--out', outFlag, 'a .json file name');
+  const kind = weightsTarget(positional[0]);
   await initBackend((v.backend as string) || undefined);
   let loaded: LoadedModel;
   let data = v.data as string;
   let dataKind = v.dataKind as string;
-  if (isRunDir(target)) {
+  if (kind === 'run') {
     loaded = loadRun(target, v.checkpoint as string);
     data ||= loaded.config!.data;
     if (!v.data) dataKind = loaded.config!.dataKind;
@@ -99,7 +106,7 @@ async function main(): Promise<void> {
       data,
       dataKind,
       split,
-      batchSize: v.batchSize as number,
+      batchSize,
       bootstrap: v.bootstrap as number,
       seed: v.seed as number,
     });
@@ -108,15 +115,6 @@ async function main(): Promise<void> {
       (loaded.runDir
         ? path.join(loaded.runDir, `eval-${r.dataset.name}-${split}.json`)
         : `${target.replace(/\.safetensors$/, '')}.eval-${r.dataset.name}-${split}.json`);
-    atomicWriteJson(out, {
-      weights: loaded.weights,
-      model: loaded.modelName,
-      dataset: r.dataset,
-      imageSize: loaded.imageSize,
-      normalization: loaded.normalization,
-      loss: r.eval.loss,
-      metrics: r.report,
-    });
     console.log(
       `\n${loaded.modelName} (${path.relative(process.cwd(), loaded.weights)}) on ${r.dataset.name} ${split}` +
         `${r.dataset.synthetic ? ' (SYNTHETIC data)' : ''}, ${r.report.n} images:`,
@@ -133,6 +131,16 @@ async function main(): Promise<void> {
         })),
       ),
     );
+    // Metrics are on the screen before the write is tried: a full disk or a bad --out loses nothing shown.
+    atomicWriteJson(out, {
+      weights: loaded.weights,
+      model: loaded.modelName,
+      dataset: r.dataset,
+      imageSize: loaded.imageSize,
+      normalization: loaded.normalization,
+      loss: r.eval.loss,
+      metrics: r.report,
+    });
     console.log(`\nmetrics JSON: ${out}`);
   } finally {
     loaded.model.dispose();

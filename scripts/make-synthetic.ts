@@ -9,41 +9,37 @@
 import * as path from 'path';
 import { defaultDataRoot } from '../lib/data/paths';
 import { SYNTHETIC_DEFAULTS, writeSyntheticDataset } from '../lib/data/synthetic';
+import { parseArgs, runMain, type CliSpec } from './lib/cli';
 
-function parse(argv: string[]) {
-  const o = {
-    root: defaultDataRoot(),
-    numClasses: SYNTHETIC_DEFAULTS.numClasses,
-    size: SYNTHETIC_DEFAULTS.size,
-    seed: SYNTHETIC_DEFAULTS.seed,
-    perClass: { ...SYNTHETIC_DEFAULTS.perClass },
-    force: false,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const num = () => {
-      const v = Number(argv[++i]);
-      if (!Number.isFinite(v)) throw new Error(`${a} needs a number`);
-      return v;
-    };
-    if (a === '--root') o.root = path.resolve(argv[++i]);
-    else if (a === '--classes') o.numClasses = num();
-    else if (a === '--size') o.size = num();
-    else if (a === '--seed') o.seed = num();
-    else if (a === '--train' || a === '--val' || a === '--test')
-      o.perClass[a.slice(2) as 'train' | 'val' | 'test'] = num();
-    else if (a === '--force') o.force = true;
-    else throw new Error(`unknown argument ${a}`);
-  }
-  return o;
-}
+export const MAKE_SYNTHETIC_SPEC: CliSpec = {
+  command: 'npm run make-synthetic --',
+  summary: 'Write the SYNTHETIC microscopy set (procedurally rendered cells, not real data) as an image folder.',
+  backend: false,
+  flags: [
+    { key: 'classes', type: 'number', default: SYNTHETIC_DEFAULTS.numClasses, help: 'number of classes (2..5)' },
+    { key: 'size', type: 'number', default: SYNTHETIC_DEFAULTS.size, help: 'image side in pixels' },
+    { key: 'train', type: 'number', default: SYNTHETIC_DEFAULTS.perClass.train, help: 'train images per class' },
+    { key: 'val', type: 'number', default: SYNTHETIC_DEFAULTS.perClass.val, help: 'validation images per class' },
+    { key: 'test', type: 'number', default: SYNTHETIC_DEFAULTS.perClass.test, help: 'test images per class' },
+    { key: 'seed', type: 'number', default: SYNTHETIC_DEFAULTS.seed, help: 'generator seed' },
+    { key: 'root', type: 'string', default: '', help: 'parent folder (default data/, or MSM_DATA_ROOT)' },
+    { key: 'force', type: 'boolean', default: false, help: 'rewrite an existing complete set' },
+  ],
+  epilog:
+    'Output: <root>/synthetic-microscopy-<N>cls-<size>px-seed<seed>/{train,val,test}/<class>/*.png; prints the folder.',
+};
 
 async function main() {
-  const o = parse(process.argv.slice(2));
+  const { values: v } = parseArgs(process.argv.slice(2), MAKE_SYNTHETIC_SPEC);
   const t0 = Date.now();
   let last = -1;
   const dir = await writeSyntheticDataset({
-    ...o,
+    root: v.root ? path.resolve(v.root as string) : defaultDataRoot(),
+    numClasses: v.classes as number,
+    size: v.size as number,
+    seed: v.seed as number,
+    perClass: { train: v.train as number, val: v.val as number, test: v.test as number },
+    force: v.force as boolean,
     onProgress: (done, total) => {
       const step = Math.floor((10 * done) / total);
       if (step !== last) {
@@ -58,7 +54,4 @@ async function main() {
   console.log(dir);
 }
 
-main().catch((e) => {
-  console.error((e as Error).message);
-  process.exitCode = 1;
-});
+if (require.main === module) runMain(main);

@@ -2,21 +2,25 @@
  * `npm run predict -- <run folder | weights.safetensors> <image | folder>... [flags]`: class probabilities
  * for image files, as CSV (file, predicted, p_<class>...) or JSON.
  */
+import * as os from 'os';
 import * as path from 'path';
 import { initBackend } from '../lib/backend/index';
 import { toCsv } from '../lib/report/table';
 import { atomicWriteFile, atomicWriteJson } from '../lib/util/fs';
 import {
-  isRunDir,
   listImages,
   loadRun,
   loadWeightsFile,
   normalizationByName,
   predictImages,
+  PredictionStopped,
+  weightsTarget,
   type LoadedModel,
+  type Prediction,
+  type SkippedInput,
 } from '../lib/train/evaluate';
 import type { TrainConfig } from '../lib/train/config';
-import { CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
+import { checkOutputFile, CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
 
 const SPEC: CliSpec = {
   command: 'npm run predict --',
@@ -27,6 +31,12 @@ const SPEC: CliSpec = {
     { key: 'format', type: 'string', default: 'csv', help: 'stdout format without --out', choices: ['csv', 'json'] },
     { key: 'checkpoint', type: 'string', default: 'best', help: 'run checkpoint: best | last | a weights file' },
     { key: 'batchSize', type: 'number', default: 32, help: 'images per forward pass' },
+    {
+      key: 'skipBad',
+      type: 'boolean',
+      default: false,
+      help: 'warn about unreadable / undecodable / non-regular files and go on (they are listed in the output)',
+    },
     { key: 'model', type: 'string', default: 'microscopic-mamba-t', help: 'bare weights: registered model name' },
     { key: 'modelConfig', type: 'string', default: '', help: 'bare weights: model options as JSON' },
     { key: 'imageSize', type: 'number', default: 224, help: 'bare weights: input size' },
@@ -54,13 +64,35 @@ const SPEC: CliSpec = {
   ].join('\n'),
 };
 
+/** SIGINT / SIGTERM: stop between batches (a second signal exits at once). */
+function stopOnSignals(): { signal: () => NodeJS.Signals | undefined } {
+  let got: NodeJS.Signals | undefined;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (got) process.exit(128 + os.constants.signals[sig]);
+      got = sig;
+      process.stderr.write(`${sig}: stopping after the current batch (again to stop at once)\n`);
+    });
+  }
+  return { signal: () => got };
+}
+
 async function main(): Promise<void> {
   const { values: v, positional } = parseArgs(process.argv.slice(2), SPEC);
   if (positional.length < 2) throw new CliError('give a run folder (or weights file) and at least one image or folder');
   const [target, ...inputs] = positional;
+  // Everything a user can get wrong is checked before the backend starts and the model loads.
+  const batchSize = v.batchSize as number;
+  if (!(Number.isInteger(batchSize) && batchSize > 0)) {
+    throw new CliError(`flag --batch-size must be a positive integer, got ${batchSize}`);
+  }
+  const out = v.out as string;
+  if (out) checkOutputFile('--out', out, 'a file name ending in .csv or .json');
+  const kind = weightsTarget(target);
+  const stop = stopOnSignals();
   await initBackend((v.backend as string) || undefined, { quiet: !v.out });
   let loaded: LoadedModel;
-  if (isRunDir(target)) loaded = loadRun(target, v.checkpoint as string);
+  if (kind === 'run') loaded = loadRun(target, v.checkpoint as string);
   else {
     const classes = (v.classes as string)
       .split(',')
@@ -80,17 +112,52 @@ async function main(): Promise<void> {
     });
   }
   try {
-    const files = listImages(inputs);
+    const skipBad = v.skipBad as boolean;
+    const skipped: SkippedInput[] = [];
+    const warn = (line: string) => process.stderr.write(`warning: ${line}\n`);
+    const files = listImages(inputs, skipBad ? skipped : undefined);
+    for (const s of skipped) warn(`skipped ${s.file}: ${s.problem}`);
     if (files.length === 0) throw new CliError(`no images found in ${inputs.join(', ')}`);
-    const preds = await predictImages(loaded, files, v.batchSize as number);
-    const rows = preds.map((p) => ({
-      file: p.file,
-      predicted: p.predicted,
-      ...Object.fromEntries(loaded.classes.map((c, i) => [`p_${c}`, p.probs[i]])),
-    }));
-    const out = v.out as string;
+    process.stderr.write(`predicting ${files.length} image(s), batches of ${batchSize} (Ctrl-C stops)\n`);
+    let preds: Prediction[];
+    try {
+      preds = await predictImages(loaded, files, {
+        batchSize,
+        skipBad,
+        skipped,
+        warn,
+        shouldStop: () => !!stop.signal(),
+      });
+    } catch (e) {
+      if (!(e instanceof PredictionStopped)) throw e;
+      const sig = stop.signal() as NodeJS.Signals;
+      process.stderr.write(`${sig}: stopped after ${e.done} of ${files.length} image(s); nothing written\n`);
+      process.exit(128 + os.constants.signals[sig]);
+    }
+    // Skipped files appear in the output too: in CSV as rows with an empty prediction and the problem.
+    const rows = [
+      ...preds.map((p) => ({
+        file: p.file,
+        predicted: p.predicted,
+        ...Object.fromEntries(loaded.classes.map((c, i) => [`p_${c}`, p.probs[i]])),
+        ...(skipBad ? { skipped: '' } : {}),
+      })),
+      ...skipped.map((s) => ({
+        file: s.file,
+        predicted: '',
+        ...Object.fromEntries(loaded.classes.map((c) => [`p_${c}`, ''])),
+        skipped: s.problem,
+      })),
+    ];
     const asJson = out ? out.toLowerCase().endsWith('.json') : v.format === 'json';
-    const json = { model: loaded.modelName, weights: loaded.weights, classes: loaded.classes, predictions: preds };
+    const json = {
+      model: loaded.modelName,
+      weights: loaded.weights,
+      classes: loaded.classes,
+      predictions: preds,
+      ...(skipBad ? { skipped } : {}),
+    };
+    if (skipped.length) warn(`${skipped.length} file(s) skipped (listed in the output)`);
     if (out) {
       if (asJson) atomicWriteJson(out, json);
       else atomicWriteFile(out, toCsv(rows));

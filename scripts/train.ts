@@ -53,7 +53,8 @@ async function main(): Promise<void> {
   const { values, given } = parseArgs(process.argv.slice(2), TRAIN_SPEC);
   const overrides = givenConfig(values, given);
   const config = makeTrainConfig(overrides);
-  const result = await trainRun(config, {}, overrides);
+  // --resume of a name with no checkpoint (a typo) is an error listing the runs, never a fresh run.
+  const result = await trainRun(config, { ifNoCheckpoint: 'error' }, overrides);
   if (result.test) {
     console.log(`\ntest metrics (${result.testCheckpoint}):`);
     console.log(tableText(metricRows(result.test)));

@@ -240,7 +240,7 @@ test('catalogue: MedMNIST URLs and MD5s from the medmnist package, manual sets p
   }
   const args = parseArgs(['bloodmnist', '--size', '64', '--root', tmp, '--base-url', base]);
   assert.deepEqual([args.names, args.size, args.root, args.baseUrl], [['bloodmnist'], 64, tmp, base]);
-  assert.throws(() => parseArgs(['--bogus']), /unknown option --bogus/);
+  assert.throws(() => parseArgs(['--bogus']), /unknown flag --bogus/);
 });
 
 test('a real MedMNIST name through a base-URL override: bytes that do not match its MD5 are refused', async () => {

@@ -104,9 +104,11 @@ test('resume: only run-control options may change; the rest must match the check
   assert.equal(ok.maxSteps, 10);
   assert.equal(ok.backend, 'cpu');
   assert.equal(ok.lr, saved.lr);
+  // The learning rate may change (e.g. lower after a divergence); the seed may not.
+  assert.equal(resumeConfig(saved, { lr: 1e-4 }, 'last.json').lr, 1e-4);
   assert.throws(
-    () => resumeConfig(saved, { lr: 0.1, seed: 5 }, 'last.json'),
-    /lr \(0\.001 in last\.json, 0\.1 given\), seed \(4 in last\.json, 5 given\) cannot change on resume/,
+    () => resumeConfig(saved, { lr: 0.1, seed: 5, batchSize: 8 }, 'last.json'),
+    /--resume: seed \(4 in last\.json, 5 given\), batchSize \(32 in last\.json, 8 given\) cannot change on resume/,
   );
 });
 

@@ -16,7 +16,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { atomicWriteJson } from '../util/fs';
+import { atomicWriteJson, writeFully } from '../util/fs';
 import type { RgbImage } from './decode';
 import { DataError, type SkippedItem } from './errors';
 import { pixelReader } from './pixels';
@@ -157,7 +157,7 @@ export async function buildCache(listing: SourceListing, opts: BuildOptions): Pr
             for (let p = 0; p < grey.length; p++) grey[p] = sized.data[3 * p]; // R = G = B for grey sources
             bytes = grey;
           }
-          fs.writeSync(fd, bytes, 0, sampleBytes, (splits[s].slotOffset + i) * sampleBytes);
+          writeFully(fd, bytes.subarray(0, sampleBytes), bin, (splits[s].slotOffset + i) * sampleBytes);
           if (s === 'train') hist.add(sized.data);
           ok[i] = 1;
         }

@@ -54,6 +54,8 @@ export interface CommonSpec {
   splitFile?: string;
   /** Replace a split file that no longer matches the files (default: refuse). */
   resplit?: boolean;
+  /** Folder sources in the split layout without a val folder: carve this fraction of train out as val. */
+  valSplit?: number;
 }
 
 export type DatasetSpec =
@@ -130,6 +132,7 @@ export async function openDataset(specOrPath: DatasetSpec | string): Promise<Dat
         name,
         // A synthetic set keeps its generator's class order (uninfected first), whichever way it is opened.
         classes: spec.classes ?? synth?.classes,
+        valSplit: spec.valSplit,
         splitFile: splitFileFor('folder', name, root, 'sample'),
         synthetic: synth !== undefined,
         description: synth?.description,

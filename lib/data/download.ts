@@ -23,6 +23,7 @@ import * as path from 'path';
 import { DataError, describeError } from './errors';
 import { MEDMNIST, MEDMNIST_RECORD_URL, MEDMNIST_SIZES } from './medmnist-info';
 import { ZipReader } from './zip';
+import { writeFully } from '../util/fs';
 
 export interface RemoteFile {
   url: string;
@@ -208,7 +209,14 @@ export async function downloadFile(remote: RemoteFile, opts: DownloadOptions = {
       try {
         await new Promise<void>((resolve, reject) => {
           res.on('data', (chunk: Buffer) => {
-            fs.writeSync(fd, chunk);
+            try {
+              writeFully(fd, chunk, part);
+            } catch (err) {
+              // A full disk: stop the transfer and report it (a throw here would crash the process).
+              res.destroy();
+              reject(err);
+              return;
+            }
             received += chunk.length;
             show(received, total);
           });
@@ -278,7 +286,7 @@ export async function extractZip(
       fs.mkdirSync(path.dirname(out), { recursive: true });
       const fd = fs.openSync(out, 'w');
       try {
-        for await (const chunk of zip.stream(entry)) fs.writeSync(fd, chunk);
+        for await (const chunk of zip.stream(entry)) writeFully(fd, chunk, out);
       } finally {
         fs.closeSync(fd);
       }

@@ -25,6 +25,8 @@ export {
   OFFICIAL_TRAIN_AUGMENT,
 } from './transforms';
 export type { AugmentConfig, ChannelStats, RandomResizedCropOptions } from './transforms';
+export { checkTrainingSplits } from './checks';
+export type { TrainingSplitChecks } from './checks';
 export { DataError } from './errors';
 export type { SkippedItem } from './errors';
 export { SPLIT_NAMES } from './types';

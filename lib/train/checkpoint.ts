@@ -7,19 +7,25 @@
  *   last.json                   everything else: config, position (epoch, batch, step), optimizer step and
  *                               hyper-parameters, every RNG state, metric history, tracker states, and the
  *                               names of the two tensor files above
- * Writes are atomic (temp file + rename) and ordered: tensors first, then the JSON that points to them, and
- * only then are older step files deleted. A process killed at any moment leaves a last.json whose files
- * exist and match it.
+ * Writes are atomic (temp file, every byte written, fsync, rename; lib/util/fs.ts) and ordered: tensors first,
+ * then the JSON that points to them, and only then are older step files deleted. A process killed at any
+ * moment, or a disk that fills up, leaves a last.json whose files exist, are complete and match it.
  *
  * The best model (by the configured validation metric) is kept separately as `best.safetensors` +
- * `best.json`.
+ * `best.json`; the pair is staged in full before either is renamed, and best.json records the weights'
+ * size and SHA-256, so a JSON never describes a missing, partial or different weights file.
+ *
+ * Weights are checked before they are written: a state dict holding NaN or ±Infinity is never saved
+ * (NonFiniteWeightsError), so the last checkpoint of a run that blew up is one from before the blow-up.
  */
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { type Module, readSafetensors, writeSafetensors } from '../nn/index';
-import { loadWeights, saveWeights } from '../models/weights';
-import { atomicWriteJson } from '../util/fs';
+import { type Module, readSafetensors, serializeSafetensors } from '../nn/index';
+import { loadWeights } from '../models/weights';
+import { atomicWriteFiles, atomicWriteJson, jsonText } from '../util/fs';
+import { checkFiniteWeights } from './divergence';
 import type { RngState } from '../util/random';
 import type { TrainConfig } from './config';
 import type { TrackerState } from './early-stopping';
@@ -76,9 +82,23 @@ export interface CheckpointJson {
   status: 'running' | 'finished' | 'early-stopped' | 'max-steps';
 }
 
-/** The model's state dict in PyTorch layout and names, as safetensors (`saveWeights`). */
+/**
+ * The model's state dict in PyTorch layout and names, serialised as safetensors (what `saveWeights` writes),
+ * after checking every value is finite (`where` labels the error).
+ */
+export function modelWeightBytes(model: Module, metadata: Record<string, string>, where: string): Uint8Array {
+  const sd = model.stateDict({ layout: 'pytorch' });
+  try {
+    checkFiniteWeights(sd, where);
+    return serializeSafetensors(sd, { format: 'pt', ...metadata });
+  } finally {
+    for (const t of sd.values()) t.dispose();
+  }
+}
+
+/** The model's state dict as safetensors at `file` (atomic; refuses non-finite weights). */
 export function writeModelWeights(model: Module, file: string, metadata: Record<string, string> = {}): void {
-  saveWeights(model, file, metadata);
+  atomicWriteFiles([{ file, data: modelWeightBytes(model, metadata, file) }]);
 }
 
 /** Load PyTorch-layout safetensors into the model, strictly (`loadWeights`); errors name the file and keys. */
@@ -102,11 +122,18 @@ export function saveCheckpoint(runDir: string, args: SaveCheckpointArgs): Checkp
   const tag = `step-${String(args.position.step).padStart(7, '0')}`;
   const weights = `${tag}.safetensors`;
   const optimizerFile = `${tag}.optim.safetensors`;
-  writeModelWeights(args.modelModule, path.join(dir, weights), {
-    model: args.model.name,
-    step: String(args.position.step),
-  });
-  writeSafetensors(path.join(dir, optimizerFile), args.optimizerTensors, { step: String(args.optimizer.step) });
+  const where = `step ${args.position.step} (checkpoint ${path.join(dir, weights)})`;
+  const weightBytes = modelWeightBytes(
+    args.modelModule,
+    { model: args.model.name, step: String(args.position.step) },
+    where,
+  );
+  checkFiniteWeights(args.optimizerTensors, `${where}, optimizer moments`);
+  const optimizerBytes = serializeSafetensors(args.optimizerTensors, { step: String(args.optimizer.step) });
+  atomicWriteFiles([
+    { file: path.join(dir, weights), data: weightBytes },
+    { file: path.join(dir, optimizerFile), data: optimizerBytes },
+  ]);
   const json: CheckpointJson = {
     format: CHECKPOINT_FORMAT,
     weights,
@@ -156,6 +183,8 @@ export function readOptimizerTensors(runDir: string, json: CheckpointJson): Map<
 }
 
 export interface BestJson {
+  /** The weights file this JSON describes (relative to the checkpoint folder), its size and SHA-256. */
+  weights?: { file: string; bytes: number; sha256: string };
   metric: string;
   value: number;
   epoch: number;
@@ -164,13 +193,50 @@ export interface BestJson {
   config: TrainConfig;
 }
 
-/** `best.safetensors` then `best.json` (both atomic). */
-export function saveBest(runDir: string, model: Module, info: BestJson): void {
+export const BEST_WEIGHTS = 'best.safetensors';
+
+/**
+ * `best.safetensors` + `best.json` as one unit: both are written in full (and fsync'd) before the weights
+ * and then the JSON are renamed into place, so a failed write (full disk) leaves the previous pair intact.
+ */
+export function saveBest(runDir: string, model: Module, info: BestJson): BestJson {
   const dir = checkpointDir(runDir);
-  writeModelWeights(model, path.join(dir, 'best.safetensors'), {
-    model: info.model.name,
-    [info.metric]: String(info.value),
-    epoch: String(info.epoch),
-  });
-  atomicWriteJson(path.join(dir, 'best.json'), info);
+  const file = path.join(dir, BEST_WEIGHTS);
+  const bytes = modelWeightBytes(
+    model,
+    { model: info.model.name, [info.metric]: String(info.value), epoch: String(info.epoch) },
+    `epoch ${info.epoch + 1}, step ${info.step} (${file})`,
+  );
+  const json: BestJson = { ...info, weights: { file: BEST_WEIGHTS, bytes: bytes.byteLength, sha256: sha256(bytes) } };
+  atomicWriteFiles([
+    { file, data: bytes },
+    { file: path.join(dir, 'best.json'), data: jsonText(json) },
+  ]);
+  return json;
+}
+
+/**
+ * best.json, checked against the weights file it names (size and SHA-256); undefined when there is none.
+ * An error names both files when they do not belong together.
+ */
+export function readBest(runDir: string): BestJson | undefined {
+  const dir = checkpointDir(runDir);
+  const jsonFile = path.join(dir, 'best.json');
+  if (!fs.existsSync(jsonFile)) return undefined;
+  const json = JSON.parse(fs.readFileSync(jsonFile, 'utf8')) as BestJson;
+  if (!json.weights) return json; // written before the pair was checksummed
+  const file = path.join(dir, json.weights.file);
+  if (!fs.existsSync(file)) throw new Error(`${jsonFile}: names ${json.weights.file}, which is missing`);
+  const bytes = fs.readFileSync(file);
+  if (bytes.byteLength !== json.weights.bytes || sha256(bytes) !== json.weights.sha256) {
+    throw new Error(
+      `${file} (${bytes.byteLength} bytes) is not the file ${jsonFile} describes (${json.weights.bytes} bytes, ` +
+        `sha256 ${json.weights.sha256.slice(0, 12)}…); use --checkpoint last or retrain`,
+    );
+  }
+  return json;
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }

@@ -54,6 +54,11 @@ export interface TrainConfig {
   vflip: boolean;
   /** Random 90° rotations. */
   rotate90: boolean;
+  /**
+   * Fraction of the train folder carved out (stratified, seeded, saved) as the validation split when the
+   * dataset has no val folder (0 = a missing val split is an error).
+   */
+  valSplit: number;
 
   // ---- model ----
   model: string;
@@ -123,6 +128,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   hflip: false,
   vflip: false,
   rotate90: false,
+  valSplit: 0,
   model: 'microscopic-mamba-t',
   modelConfig: '',
   init: '',
@@ -211,6 +217,7 @@ export const TRAIN_CONFIG_HELP: Record<keyof TrainConfig, string> = {
   hflip: 'random horizontal flips',
   vflip: 'random vertical flips',
   rotate90: 'random 90° rotations',
+  valSplit: 'no val folder: carve this fraction of train out as validation (stratified, seeded; 0 = error)',
   model: 'registered model name (npm run params -- --list)',
   modelConfig: 'model options as JSON, e.g. \'{"dropPathRate":0.2}\'',
   init: 'initial weights (.safetensors with PyTorch names), e.g. an official checkpoint',
@@ -294,6 +301,7 @@ export function validateTrainConfig(cfg: TrainConfig): void {
   if (!(cfg.rrcScaleMin > 0 && cfg.rrcScaleMin <= cfg.rrcScaleMax && cfg.rrcScaleMax <= 1)) {
     throw bad('rrcScaleMin', `must satisfy 0 < rrcScaleMin ≤ rrcScaleMax (${cfg.rrcScaleMax}) ≤ 1`);
   }
+  if (!(cfg.valSplit >= 0 && cfg.valSplit < 1)) throw bad('valSplit', 'must be in [0, 1)');
   if (cfg.modelConfig) parseModelConfig(cfg.modelConfig);
 }
 

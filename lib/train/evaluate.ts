@@ -21,6 +21,7 @@ import {
 } from '../data/index';
 import { classificationReport, type ClassificationReport } from '../metrics/index';
 import { readModelWeights } from './checkpoint';
+import { divergedText, EVALUATION_ADVICE } from './divergence';
 import { makeTrainConfig, type TrainConfig } from './config';
 import {
   asBatches,
@@ -51,6 +52,33 @@ export interface LoadedModel {
 /** Is `p` a run folder (has run.json)? */
 export function isRunDir(p: string): boolean {
   return fs.existsSync(path.join(p, 'run.json'));
+}
+
+/**
+ * What the first argument of evaluate/predict names: a run folder or a weights file. A path that is
+ * neither is an error saying so (a typo must not read as "a bare weights file needs --data").
+ */
+export function weightsTarget(p: string): 'run' | 'weights' {
+  if (isRunDir(p)) return 'run';
+  const st = fs.statSync(p, { throwIfNoEntry: false });
+  if (!st) {
+    const parent = path.dirname(path.resolve(p));
+    const near = fs.existsSync(parent)
+      ? fs
+          .readdirSync(parent)
+          .filter((n) => !n.startsWith('.'))
+          .slice(0, 12)
+      : [];
+    throw new Error(
+      `${p}: no such run or weights file` +
+        (near.length ? ` (${path.dirname(p) || '.'} holds: ${near.join(', ')})` : ''),
+    );
+  }
+  if (st.isDirectory())
+    throw new Error(`${p}: a folder but not a run (no run.json); give a run folder or a .safetensors file`);
+  if (!st.isFile())
+    throw new Error(`${p}: not a regular file (a FIFO, socket or device); give a run folder or a .safetensors file`);
+  return 'weights';
 }
 
 /**
@@ -153,23 +181,62 @@ export async function evaluateSplit(loaded: LoadedModel, opts: EvaluateSplitOpti
   }
 }
 
-/** Image files under the given paths (folders are searched recursively, files sorted by path). */
-export function listImages(inputs: string[]): string[] {
+/**
+ * Image files under the given paths (folders are searched recursively, files sorted by path). Only regular
+ * files are ever listed: reading a FIFO or a device would block forever. A non-regular input is an error,
+ * or, with `skipped`, recorded there and left out.
+ */
+export function listImages(inputs: string[], skipped?: SkippedInput[]): string[] {
   const out: string[] = [];
+  const bad = (file: string, problem: string) => {
+    if (!skipped) throw new Error(`${file}: ${problem}`);
+    skipped.push({ file, problem });
+  };
   const walk = (p: string) => {
     const st = fs.statSync(p, { throwIfNoEntry: false });
-    if (!st) throw new Error(`${p}: no such file or folder`);
+    if (!st) return bad(p, 'no such file or folder');
     if (st.isDirectory()) {
       for (const e of fs.readdirSync(p).sort()) if (!e.startsWith('.')) walk(path.join(p, e));
-    } else if (IMAGE_EXTENSIONS.includes(path.extname(p).toLowerCase())) out.push(p);
+    } else if (IMAGE_EXTENSIONS.includes(path.extname(p).toLowerCase())) {
+      if (st.isFile()) out.push(p);
+      else bad(p, 'not a regular file (a FIFO, socket or device); not read');
+    }
   };
   for (const p of inputs) {
     const st = fs.statSync(p, { throwIfNoEntry: false });
     if (st?.isFile())
       out.push(p); // named explicitly: try it whatever its extension
+    else if (st && !st.isDirectory()) bad(p, 'not a regular file (a FIFO, socket or device); not read');
     else walk(p);
   }
   return out;
+}
+
+/** An input predict left out (with skipBad), and why. */
+export interface SkippedInput {
+  file: string;
+  problem: string;
+}
+
+export interface PredictOptions {
+  /** Images per forward pass (default 32). */
+  batchSize?: number;
+  /** Leave out files that cannot be read or decoded (recorded in `skipped`) instead of failing. */
+  skipBad?: boolean;
+  /** Where left-out files are recorded (with skipBad). */
+  skipped?: SkippedInput[];
+  /** Told about each left-out file (default: nothing). */
+  warn?: (line: string) => void;
+  /** Checked between batches; true stops the loop with PredictionStopped. */
+  shouldStop?: () => boolean;
+}
+
+/** Thrown between batches when `shouldStop` says so (e.g. after SIGINT). */
+export class PredictionStopped extends Error {
+  constructor(readonly done: number) {
+    super(`stopped after ${done} image(s)`);
+    this.name = 'PredictionStopped';
+  }
 }
 
 export interface Prediction {
@@ -184,22 +251,51 @@ export interface Prediction {
  * Class probabilities for image files: decode, resize to s×s (PIL bilinear, as the evaluation transform),
  * normalise with the model's statistics, forward in eval mode in batches.
  */
-export async function predictImages(loaded: LoadedModel, files: string[], batchSize = 32): Promise<Prediction[]> {
+export async function predictImages(
+  loaded: LoadedModel,
+  files: string[],
+  options: number | PredictOptions = {},
+): Promise<Prediction[]> {
+  const opts: PredictOptions = typeof options === 'number' ? { batchSize: options } : options;
+  const batchSize = opts.batchSize ?? 32;
+  if (!(Number.isInteger(batchSize) && batchSize > 0)) {
+    throw new RangeError(`batch size must be a positive integer, got ${batchSize}`);
+  }
   const s = loaded.imageSize;
   const per = s * s * 3;
   const lut = normalizationTable(loaded.normalization);
   loaded.model.eval();
   const out: Prediction[] = [];
   for (let i = 0; i < files.length; i += batchSize) {
-    const chunk = files.slice(i, i + batchSize);
-    const host = new Float32Array(chunk.length * per);
-    for (let j = 0; j < chunk.length; j++) {
-      const img = await decodeImage(chunk[j]);
+    // Let signal handlers run between batches (a forward pass is synchronous).
+    await new Promise((r) => setImmediate(r));
+    if (opts.shouldStop?.()) throw new PredictionStopped(out.length);
+    const chunk: string[] = [];
+    const host = new Float32Array(Math.min(batchSize, files.length - i) * per);
+    for (const file of files.slice(i, i + batchSize)) {
+      let img;
+      try {
+        // Re-checked here: a FIFO or device would block the read forever.
+        const st = fs.statSync(file, { throwIfNoEntry: false });
+        if (!st?.isFile())
+          throw new Error(`${file}: ${st ? 'not a regular file (a FIFO, socket or device)' : 'no such file'}`);
+        img = await decodeImage(file);
+      } catch (e) {
+        if (!opts.skipBad) throw e;
+        const problem = (e as Error).message.startsWith(file)
+          ? (e as Error).message.slice(file.length + 2)
+          : (e as Error).message;
+        opts.skipped?.push({ file, problem });
+        opts.warn?.(`skipped ${file}: ${problem}`);
+        continue;
+      }
       const resized = img.width === s && img.height === s ? img : resizeBilinear(img, s, s);
-      normalizeInto(host, j * per, resized.data, lut);
+      normalizeInto(host, chunk.length * per, resized.data, lut);
+      chunk.push(file);
     }
+    if (chunk.length === 0) continue;
     const probs = tf.tidy(() => {
-      const x = tf.tensor4d(host, [chunk.length, s, s, 3]); // [b, s, s, 3]
+      const x = tf.tensor4d(host.subarray(0, chunk.length * per), [chunk.length, s, s, 3]); // [b, s, s, 3]
       return tf.softmax(loaded.model.forward(x, { training: false })); // [b, k]
     });
     const p = probs.dataSync() as Float32Array;
@@ -207,6 +303,9 @@ export async function predictImages(loaded: LoadedModel, files: string[], batchS
     const k = loaded.classes.length;
     chunk.forEach((file, j) => {
       const row = Array.from(p.subarray(j * k, (j + 1) * k));
+      const bad = row.find((v) => !Number.isFinite(v));
+      if (bad !== undefined)
+        throw new Error(`${divergedText('output', bad, `image ${file} of prediction`)}; ${EVALUATION_ADVICE}`);
       let arg = 0;
       for (let c = 1; c < k; c++) if (row[c] > row[arg]) arg = c;
       out.push({ file, predicted: loaded.classes[arg], probs: row });

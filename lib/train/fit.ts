@@ -23,6 +23,7 @@ import {
   type TrainPosition,
 } from './checkpoint';
 import type { TrainConfig } from './config';
+import { checkFiniteWeights, NonFiniteWeightsError } from './divergence';
 import { BestTracker, EarlyStopping, metricMode } from './early-stopping';
 import { RunLog } from './logs';
 import { createOptimizer } from './optim';
@@ -150,7 +151,10 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
 
   if (opts.resume) {
     const ck = opts.resume;
-    readModelWeights(model, path.join(checkpointDir(runDir), ck.weights));
+    const weightsFile = path.join(checkpointDir(runDir), ck.weights);
+    readModelWeights(model, weightsFile);
+    // The live variables (layout 'tfjs'): checked in place, not disposed.
+    checkFiniteWeights(model.stateDict(), `the checkpoint to resume from (${weightsFile})`);
     const tensors = readOptimizerTensors(runDir, ck);
     try {
       optimizer.setState(ck.optimizer, tensors, path.join(checkpointDir(runDir), ck.optimizerFile));
@@ -166,7 +170,11 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
     history = ck.history.filter((r) => r.epoch < pos.epoch);
   }
   const log = new RunLog(runDir, opts.resume ? pos : undefined);
-  log.event(opts.resume ? 'resume' : 'start', pos.step, { epoch: pos.epoch, batch: pos.batch });
+  // A resumed run may change the learning rate (e.g. after a divergence); the log says so.
+  const lrChange =
+    opts.resume && opts.resume.config.lr !== cfg.lr ? { lr: cfg.lr, previous_lr: opts.resume.config.lr } : {};
+  log.event(opts.resume ? 'resume' : 'start', pos.step, { epoch: pos.epoch, batch: pos.batch, ...lrChange });
+  let lastCheckpointStep: number | undefined = opts.resume?.position.step;
 
   const checkpoint = (status: CheckpointJson['status'], at: TrainPosition, epochSums: EpochSums) => {
     const { meta, tensors } = optimizer.getState();
@@ -184,6 +192,7 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
       status,
     });
     log.event('checkpoint', at.step, { epoch: at.epoch, batch: at.batch, file: json.weights });
+    lastCheckpointStep = at.step;
   };
 
   // A run whose loop already ended is not trained further (the caller may still test and report it).
@@ -313,8 +322,21 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
       }
     }
   } catch (e) {
-    if (e instanceof NonFiniteLossError)
-      log.event('diverged', e.step, { epoch: e.epoch, batch: e.batch, value: String(e.value) });
+    if (e instanceof NonFiniteLossError || e instanceof NonFiniteWeightsError) {
+      const kept = lastCheckpointStep === undefined ? 'none yet' : `step ${lastCheckpointStep}`;
+      if (e instanceof NonFiniteLossError)
+        log.event('diverged', e.step, {
+          epoch: e.epoch,
+          batch: e.batch,
+          value: String(e.value),
+          kept_checkpoint: kept,
+        });
+      else log.event('diverged', pos.step, { tensor: e.tensor, value: String(e.value), kept_checkpoint: kept });
+      e.message +=
+        lastCheckpointStep === undefined
+          ? ' (No checkpoint was written before it.)'
+          : ` Kept checkpoint: step ${lastCheckpointStep}; continue with --resume --lr <smaller>.`;
+    }
     throw e;
   } finally {
     optimizer.dispose();

@@ -10,6 +10,7 @@
  *                    `evaluate` and `predict` need to use the weights without the training data
  *   log.jsonl        one line per step / epoch / event;  steps.csv, epochs.csv
  *   checkpoints/     last.json + step-*.safetensors (resume), best.safetensors + best.json
+ *   .lock            while a process writes the folder (lib/util/lock.ts): a second writer is refused
  *   metrics.json     test metrics (reproducible: no timings)
  *   summary.json     status, wall time, images/s, load average (not reproducible)
  *   report.html      curves, confusion matrix, ROC, tables
@@ -19,13 +20,21 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { currentBackend, initBackend } from '../backend/index';
-import { openDataset, OFFICIAL_STATS, type DatasetSpec, type DataLoader, type PreparedDataset } from '../data/index';
+import {
+  checkTrainingSplits,
+  openDataset,
+  OFFICIAL_STATS,
+  type DatasetSpec,
+  type DataLoader,
+  type PreparedDataset,
+} from '../data/index';
 import type { AugmentConfig } from '../data/index';
 import { classificationReport, type ClassificationReport } from '../metrics/index';
 import { countParameters } from '../nn/index';
 import { createModel } from '../models/registry';
 import { atomicWriteJson } from '../util/fs';
-import { checkpointDir, readCheckpoint, readModelWeights, type CheckpointJson } from './checkpoint';
+import { acquireFolderLock } from '../util/lock';
+import { checkpointDir, readBest, readCheckpoint, readModelWeights, type CheckpointJson } from './checkpoint';
 import { makeTrainConfig, parseModelConfig, type TrainConfig } from './config';
 import { fit, runRngs, type EpochSource, type FitResult } from './fit';
 import { writeRunReport } from './report';
@@ -88,9 +97,13 @@ export function machineInfo(): MachineInfo {
 }
 
 /** The `openDataset` spec a config names. */
-export function datasetSpec(cfg: Pick<TrainConfig, 'data' | 'dataKind'>): DatasetSpec | string {
+export function datasetSpec(cfg: Pick<TrainConfig, 'data' | 'dataKind'> & { valSplit?: number }): DatasetSpec | string {
   if (cfg.data === 'synthetic' || cfg.dataKind === 'synthetic') {
     return cfg.data === 'synthetic' ? { kind: 'synthetic' } : { kind: 'synthetic', root: cfg.data };
+  }
+  const valSplit = cfg.valSplit ?? 0;
+  if (valSplit > 0 && (cfg.dataKind === 'folder' || (cfg.dataKind === '' && !/\.npz$/i.test(cfg.data)))) {
+    return { kind: 'folder', root: cfg.data, valSplit };
   }
   switch (cfg.dataKind) {
     case '':
@@ -108,9 +121,16 @@ export function datasetSpec(cfg: Pick<TrainConfig, 'data' | 'dataKind'>): Datase
   }
 }
 
-/** Open and decode (or reuse the cache of) the dataset at the run's image size. */
-export async function prepareData(cfg: Pick<TrainConfig, 'data' | 'dataKind' | 'imageSize'>): Promise<PreparedDataset> {
+/**
+ * Open and decode (or reuse the cache of) the dataset at the run's image size. With `forTraining`, the
+ * splits are checked first (checkTrainingSplits), before anything is decoded.
+ */
+export async function prepareData(
+  cfg: Pick<TrainConfig, 'data' | 'dataKind' | 'imageSize'> & { valSplit?: number },
+  forTraining?: { needTest: boolean },
+): Promise<PreparedDataset> {
   const ds = await openDataset(datasetSpec(cfg));
+  if (forTraining) checkTrainingSplits(ds.info, forTraining);
   return ds.prepare({ size: cfg.imageSize });
 }
 
@@ -187,6 +207,8 @@ export function buildModel(cfg: Pick<TrainConfig, 'model' | 'modelConfig' | 'see
 /** Options that may change when a run is resumed; any other difference would break exact continuation. */
 export const RESUMABLE_OVERRIDES: ReadonlyArray<keyof TrainConfig> = [
   'resume',
+  // A lower learning rate after a divergence; the schedule keeps its shape, the log records the change.
+  'lr',
   'maxSteps',
   'evalTest',
   'testCheckpoint',
@@ -227,6 +249,11 @@ export interface TrainRunOptions {
   progress?: 'auto' | 'tty' | 'plain' | 'off';
   /** Messages (default console.log). */
   log?: (line: string) => void;
+  /**
+   * `resume` with no checkpoint to resume: 'start' a new run (default; a notebook cell that re-runs safely) or
+   * 'error' listing the runs that exist (the `--resume` flag: a mistyped --name must not start a fresh run).
+   */
+  ifNoCheckpoint?: 'start' | 'error';
 }
 
 export interface TrainRunResult {
@@ -246,15 +273,63 @@ export function defaultRunName(cfg: TrainConfig): string {
   return `${cfg.model}-${ds}-${cfg.recipe || 'custom'}`.replace(/[^A-Za-z0-9._-]+/g, '_');
 }
 
+/** Run folders under `runsDir` (those with a run.json or a checkpoint), sorted. */
+export function listRuns(runsDir: string): string[] {
+  if (!fs.existsSync(runsDir)) return [];
+  return fs
+    .readdirSync(runsDir, { withFileTypes: true })
+    .filter(
+      (d) =>
+        d.isDirectory() &&
+        (fs.existsSync(path.join(runsDir, d.name, 'run.json')) ||
+          fs.existsSync(path.join(checkpointDir(path.join(runsDir, d.name)), 'last.json'))),
+    )
+    .map((d) => d.name)
+    .sort();
+}
+
+/** `--resume` of a run that has nothing to resume: an error that lists the runs there are (never a new run). */
+function checkResumable(runDir: string, runsDir: string): void {
+  if (fs.existsSync(path.join(checkpointDir(runDir), 'last.json'))) return;
+  const runs = listRuns(runsDir);
+  const known = runs.length
+    ? `runs in ${shownPath(runsDir)}: ${runs.join(', ')}`
+    : `${shownPath(runsDir)} holds no runs`;
+  if (fs.existsSync(runDir)) {
+    throw new Error(
+      `--resume: ${shownPath(runDir)} has no checkpoint yet (it stopped before the first one); start it again without --resume`,
+    );
+  }
+  throw new Error(`--resume: no run named '${path.basename(runDir)}' (${known}); check --name and --runs-dir`);
+}
+
 /**
  * Train per `config` (see the file doc for what lands in the run folder). With `config.resume` the run
- * continues from `runs/<name>/checkpoints/last.json`; `given` (the explicitly set options) is then checked
- * against the saved config. Without it, an existing checkpoint is an error, never overwritten.
+ * continues from `runs/<name>/checkpoints/last.json` (without one: a new run, or with `ifNoCheckpoint: 'error'`
+ * an error listing the runs that exist); `given` (the explicitly set options) is then checked against the saved config. Without
+ * it, an existing checkpoint is an error, never overwritten. The run folder is locked while this runs: a
+ * second train/--resume on it is refused, naming the process that holds it.
  */
 export async function trainRun(
   config: TrainConfig,
   opts: TrainRunOptions = {},
   given: Partial<TrainConfig> = {},
+): Promise<TrainRunResult> {
+  const log = opts.log ?? ((l: string) => console.log(l));
+  const runDir = path.resolve(config.runsDir, config.name || defaultRunName(config));
+  if (config.resume && opts.ifNoCheckpoint === 'error') checkResumable(runDir, path.resolve(config.runsDir));
+  const lock = acquireFolderLock(runDir, { command: config.resume ? 'train --resume' : 'train', warn: log });
+  try {
+    return await trainRunLocked(config, opts, given);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainRunLocked(
+  config: TrainConfig,
+  opts: TrainRunOptions,
+  given: Partial<TrainConfig>,
 ): Promise<TrainRunResult> {
   const log = opts.log ?? ((l: string) => console.log(l));
   const t0 = Date.now();
@@ -271,10 +346,12 @@ export async function trainRun(
   if (cfg.resume && !resume) log(`no checkpoint in ${shownPath(runDir)}: starting a new run`);
   if (resume) cfg = resumeConfig(resume.config, given, path.join(checkpointDir(runDir), 'last.json'));
   cfg = { ...cfg, name };
+  if (resume && cfg.lr !== resume.config.lr)
+    log(`--resume: learning rate ${resume.config.lr} → ${cfg.lr} (recorded in log.jsonl)`);
 
   const backend = await initBackend(cfg.backend || undefined, { quiet: true });
   log(`run ${shownPath(runDir)}\nbackend ${backend.name} (tfjs ${backend.tfjsVersion})`);
-  const data = await prepareData(cfg);
+  const data = await prepareData(cfg, { needTest: cfg.evalTest });
   const info = data.dataset.info;
   log(data.dataset.report());
   if (info.synthetic)
@@ -417,7 +494,10 @@ export async function trainRun(
 export function pickTestCheckpoint(runDir: string, which: 'best' | 'last'): string {
   const dir = checkpointDir(runDir);
   const best = path.join(dir, 'best.safetensors');
-  if (which === 'best' && fs.existsSync(best)) return best;
+  if (which === 'best' && fs.existsSync(best)) {
+    readBest(runDir); // best.json must describe this very file (size, SHA-256)
+    return best;
+  }
   const last = readCheckpoint(runDir);
   if (!last) throw new Error(`${runDir}: no checkpoint to evaluate`);
   return path.join(dir, last.weights);

@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardContext, Module } from '../nn/index';
 import type { Rng } from '../util/random';
+import { divergedText, EVALUATION_ADVICE, TRAINING_ADVICE } from './divergence';
 import { clipByGlobalNorm, crossEntropy, globalNorm } from './loss';
 import type { Adam } from './optim';
 import { lrFactor, type LrScheduleOptions } from './schedule';
@@ -44,10 +45,26 @@ export class NonFiniteLossError extends Error {
     what = 'loss',
   ) {
     super(
-      `training diverged: ${what} is ${value} at epoch ${epoch + 1}, batch ${batch + 1} (optimizer step ${step + 1}); ` +
-        'the weights were not updated and the last good checkpoint is kept. Try a lower --lr, --clip-grad-norm, or more warm-up.',
+      `${divergedText(what, value, `epoch ${epoch + 1}, batch ${batch + 1} (optimizer step ${step + 1}) of training`)}; ` +
+        TRAINING_ADVICE,
     );
     this.name = 'NonFiniteLossError';
+  }
+}
+
+/** Thrown when an evaluation batch's loss is not finite (same wording as in training). */
+export class NonFiniteEvalError extends Error {
+  constructor(
+    readonly batch: number,
+    readonly firstImage: number,
+    readonly lastImage: number,
+    readonly value: number,
+  ) {
+    super(
+      `${divergedText('loss', value, `batch ${batch + 1} (images ${firstImage + 1}–${lastImage}) of evaluation`)}; ` +
+        EVALUATION_ADVICE,
+    );
+    this.name = 'NonFiniteEvalError';
   }
 }
 
@@ -165,6 +182,7 @@ export async function evaluateModel(
   let n = 0;
   let k = 0;
   let hits = 0;
+  let batchIndex = 0;
   for await (const batch of batches) {
     try {
       const b = batch.x.shape[0];
@@ -176,8 +194,12 @@ export async function evaluateModel(
       const pa = p.dataSync() as Float32Array;
       const ya = Int32Array.from(batch.y.dataSync());
       k = p.shape[1]!;
-      lossSum += l.dataSync()[0];
+      const batchLoss = l.dataSync()[0];
       tf.dispose([p, l]);
+      // NaN logits would otherwise surface later as an opaque metrics error ('probs[0][0] = NaN').
+      if (!Number.isFinite(batchLoss)) throw new NonFiniteEvalError(batchIndex, n, n + b, batchLoss / b);
+      lossSum += batchLoss;
+      batchIndex++;
       for (let i = 0; i < b; i++) {
         let arg = 0;
         for (let c = 1; c < k; c++) if (pa[i * k + c] > pa[i * k + arg]) arg = c;

@@ -8,6 +8,9 @@
  *   --                               everything after it is positional
  */
 
+import * as fs from 'fs';
+import * as path from 'path';
+
 export type FlagType = 'string' | 'number' | 'boolean';
 
 export interface FlagDef {
@@ -28,6 +31,8 @@ export interface CliSpec {
   flags: FlagDef[];
   /** Extra paragraphs after the flag table (examples, notes). */
   epilog?: string;
+  /** false for scripts that run no model (download, make-synthetic): no `--backend` flag is added. */
+  backend?: false;
 }
 
 export interface ParsedArgs {
@@ -82,7 +87,8 @@ export const BACKEND_FLAG: FlagDef = {
  * names the flag (with a suggestion for a misspelt one).
  */
 export function parseArgs(argv: string[], spec: CliSpec): ParsedArgs {
-  const flags = spec.flags.some((f) => f.key === 'backend') ? spec.flags : [...spec.flags, BACKEND_FLAG];
+  const flags =
+    spec.backend === false || spec.flags.some((f) => f.key === 'backend') ? spec.flags : [...spec.flags, BACKEND_FLAG];
   const byFlag = new Map(flags.map((f) => [kebab(f.key), f]));
   const values: Record<string, string | number | boolean> = {};
   for (const f of flags) values[f.key] = f.default;
@@ -189,6 +195,27 @@ function editDistance(a: string, b: string): number {
     }
   }
   return d[a.length][b.length];
+}
+
+/**
+ * Check an output-file flag before any work: it must not name a folder, and every existing part of its path
+ * above the file must be a folder. `what` says what the file should be (e.g. 'a .csv or .json file name').
+ */
+export function checkOutputFile(flag: string, file: string, what: string): void {
+  if (file.endsWith('/') || file.endsWith(path.sep))
+    throw new CliError(`flag ${flag} names a folder (${file}); give ${what}`);
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(file, { throwIfNoEntry: false });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CliError(
+      code === 'ENOTDIR'
+        ? `flag ${flag}: a part of ${file} above the file is not a folder; give ${what}`
+        : `flag ${flag}: cannot use ${file} (${(e as Error).message})`,
+    );
+  }
+  if (st?.isDirectory()) throw new CliError(`flag ${flag} names a folder (${file}); give ${what}`);
 }
 
 /**

@@ -15,7 +15,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { IMAGE_EXTENSIONS, isIgnorableName } from '../decode';
 import { DataError, ProblemSink, describeError } from '../errors';
-import { DEFAULT_RATIOS, loadOrMakeSplit } from '../split';
+import { DEFAULT_RATIOS, loadOrMakeSplit, stratifiedSplit } from '../split';
 import {
   SPLIT_ALIASES,
   SPLIT_NAMES,
@@ -157,6 +157,26 @@ export function scanImageFolder(root: string, sink: ProblemSink, classes?: strin
     }
   }
 
+  if (layout === 'split' && !classes) {
+    // A class folder under val/ or test/ only would become an extra class (ImageFolder takes the union) that
+    // the model never trains on, and shift the label of every class sorted after it.
+    const inTrain = new Set(classDirs.filter((c) => c.split === 'train').map((c) => c.className));
+    const orphans = classDirs.filter((c) => c.split !== 'train' && !inTrain.has(c.className));
+    if (orphans.length > 0) {
+      const o = orphans[0];
+      throw new DataError(
+        `class folder '${o.className}' exists under ${splitDirs.get(o.split as SplitName)}/ but not under ` +
+          `${splitDirs.get('train')}/ (classes come from the train folder; add ${splitDirs.get('train')}/${o.className} or remove it)` +
+          (orphans.length > 1
+            ? `; also: ${orphans
+                .slice(1)
+                .map((c) => path.relative(root, c.dir))
+                .join(', ')}`
+            : ''),
+        o.dir,
+      );
+    }
+  }
   const classNames = classes ? [...classes] : [...new Set(classDirs.map((c) => c.className))].sort(byString);
   if (classes) {
     for (const c of classDirs) {
@@ -263,6 +283,8 @@ export interface FolderSourceOptions {
   resplit?: boolean;
   /** Group rule for seeded splits of class layouts (e.g. RPE source image); by sample when absent. */
   groupBy?: { name: string; of: (relPath: string) => string };
+  /** Split layout without a val folder: carve this fraction of train out as validation (default 0 = none). */
+  valSplit?: number;
   synthetic?: boolean;
   description?: string;
 }
@@ -279,6 +301,23 @@ export function folderSource(root: string, opts: FolderSourceOptions): SourceLis
     splits = { train: [], val: [], test: [] };
     for (const f of files) splits[f.split as SplitName].push(toRef(f, labelOf(f)));
     provenance = { method: 'folders' };
+    const valSplit = opts.valSplit ?? 0;
+    if (splits.val.length === 0 && valSplit > 0) {
+      // No val folder: carve a stratified, seeded fraction of train out (depends only on seed + file names).
+      const train = splits.train;
+      const ratios = { train: 1 - valSplit, val: valSplit, test: 0 };
+      const assigned = stratifiedSplit(
+        train.map((r) => ({ key: path.relative(root, r.path), label: r.label })),
+        ratios,
+        opts.seed,
+      );
+      splits.train = train.filter((_, i) => assigned[i] === 'train');
+      splits.val = train.filter((_, i) => assigned[i] === 'val');
+      provenance = { method: 'mixed', seed: opts.seed, ratios, by: 'sample' };
+      scan.notes.push(
+        `no val folder: ${splits.val.length} of ${train.length} train images carved out as validation (--val-split ${valSplit}, seed ${opts.seed})`,
+      );
+    }
   } else {
     const by = opts.groupBy?.name ?? 'sample';
     const groupOf = opts.groupBy
