@@ -35,16 +35,46 @@ export const STUDY_SPEC: CliSpec = {
   positional: '<studies/NAME.json>',
   backend: false,
   flags: [
-    { key: 'dryRun', type: 'boolean', default: false, help: "print each cell's estimated time (probed step times) and the total; train nothing" },
-    { key: 'cell', type: 'number', default: -1, help: 'run only this cell (0-based; Slurm array tasks use it) and do not aggregate' },
-    { key: 'jobs', type: 'number', default: 1, help: 'cells side by side (each its own process, the cores split between them)' },
+    {
+      key: 'dryRun',
+      type: 'boolean',
+      default: false,
+      help: "print each cell's estimated time (probed step times) and the total; train nothing",
+    },
+    {
+      key: 'cell',
+      type: 'number',
+      default: -1,
+      help: 'run only this cell (0-based; Slurm array tasks use it) and do not aggregate',
+    },
+    {
+      key: 'jobs',
+      type: 'number',
+      default: 1,
+      help: 'cells side by side (each its own process, the cores split between them)',
+    },
     { key: 'executor', type: 'string', default: 'local', choices: ['local', 'slurm'], help: 'where the cells run' },
-    { key: 'slurmArgs', type: 'string', default: '', help: "extra sbatch options, e.g. '--partition=gpu --time=04:00:00 --mem=16G --gres=gpu:1'" },
-    { key: 'probeSteps', type: 'number', default: 2, help: '--dry-run: timed training steps per distinct configuration (after 1 warm-up step)' },
-    { key: 'slurmTimeout', type: 'number', default: 0, help: 'stop following the Slurm job after this many seconds (0 = wait until it ends)' },
+    {
+      key: 'slurmArgs',
+      type: 'string',
+      default: '',
+      help: "extra sbatch options, e.g. '--partition=gpu --time=04:00:00 --mem=16G --gres=gpu:1'",
+    },
+    {
+      key: 'probeSteps',
+      type: 'number',
+      default: 2,
+      help: '--dry-run: timed training steps per distinct configuration (after 1 warm-up step)',
+    },
+    {
+      key: 'slurmTimeout',
+      type: 'number',
+      default: 0,
+      help: 'stop following the Slurm job after this many seconds (0 = wait until it ends)',
+    },
   ],
   epilog: [
-    'Outputs: run folders under runs/studies/NAME/ (or the study\'s runsDir), studies/NAME/cells/<arm>-s<seed>/cell.json',
+    "Outputs: run folders under runs/studies/NAME/ (or the study's runsDir), studies/NAME/cells/<arm>-s<seed>/cell.json",
     '(commit these), studies/NAME/results.json, results.md and report.html. Backend: MSM_BACKEND (default wasm).',
   ].join('\n'),
 };
@@ -60,9 +90,29 @@ function printPlanHeader(study: Study): void {
 async function dryRun(study: Study, probeSteps: number): Promise<void> {
   printPlanHeader(study);
   const est = await estimateStudy(study, { probeSteps, log: (l) => console.log(l) });
-  if (est.counts) console.log(`dataset: ${Object.entries(est.counts).map(([k, v]) => `${k} ${v}`).join(', ')} images`);
-  console.log(`step times probed on ${est.backend} (${probeSteps} timed steps after 1 warm-up, median)\n`);
-  console.log(['cell', 'arm', 'seed', 'model', 'size', 'batch', 'epochs', 'steps', 's/step', 'estimate', 'status'].join('\t'));
+  if (est.counts)
+    console.log(
+      `dataset: ${Object.entries(est.counts)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')} images`,
+    );
+  console.log(
+    `step times probed on ${est.backend} (${probeSteps} timed steps after 1 warm-up, median), load average ` +
+      `${est.load.average.toFixed(1)} on ${est.load.cores} cores`,
+  );
+  if (est.calibration) {
+    const c = est.calibration;
+    console.log(
+      `calibrated by ${c.source}: ${c.benchSecondsPerStep.toFixed(3)} s/step measured there vs ${c.probeSecondsPerStep.toFixed(3)} probed now ` +
+        `(every estimate × ${c.factor.toFixed(2)})`,
+    );
+  } else if (est.load.average > est.load.cores) {
+    console.log(`WARNING: the machine is busy (load above the core count): the estimates overstate an idle run`);
+  }
+  console.log('');
+  console.log(
+    ['cell', 'arm', 'seed', 'model', 'size', 'batch', 'epochs', 'steps', 's/step', 'estimate', 'status'].join('\t'),
+  );
   for (const e of est.cells) {
     const c = e.cell;
     console.log(
@@ -98,7 +148,9 @@ function aggregate(study: Study): boolean {
     return false;
   }
   const out = writeStudyResults(study, aggregateStudy(study, cells));
-  console.log(`\n${finished} of ${study.cells.length} cells aggregated: ${[out.md, out.json, out.html].map((f) => path.relative(process.cwd(), f)).join(', ')}`);
+  console.log(
+    `\n${finished} of ${study.cells.length} cells aggregated: ${[out.md, out.json, out.html].map((f) => path.relative(process.cwd(), f)).join(', ')}`,
+  );
   return finished === study.cells.length;
 }
 
@@ -113,8 +165,11 @@ async function runSlurm(study: Study, slurmArgs: string[], timeoutSeconds: numbe
     onPoll: (counts) => {
       const done = study.cells.filter((c) => readCell(c)).length;
       console.log(
-        `job ${jobId} after ${formatDuration((Date.now() - t0) / 1000)}: ${Object.entries(counts).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(', ') || 'no tasks listed'}; ` +
-          `${done} of ${study.cells.length} cells done`,
+        `job ${jobId} after ${formatDuration((Date.now() - t0) / 1000)}: ${
+          Object.entries(counts)
+            .map(([s, n]) => `${n} ${s.toLowerCase()}`)
+            .join(', ') || 'no tasks listed'
+        }; ` + `${done} of ${study.cells.length} cells done`,
       );
     },
   });
@@ -132,7 +187,8 @@ async function runSlurm(study: Study, slurmArgs: string[], timeoutSeconds: numbe
 
 async function main(): Promise<void> {
   const { values, positional } = parseArgs(process.argv.slice(2), STUDY_SPEC);
-  if (positional.length !== 1) throw new CliError('give one study file, e.g. npm run study -- studies/ablations-malaria.json');
+  if (positional.length !== 1)
+    throw new CliError('give one study file, e.g. npm run study -- studies/ablations-malaria.json');
   const file = positional[0];
   const study = loadStudy(file);
   const jobs = values.jobs as number;
@@ -141,9 +197,12 @@ async function main(): Promise<void> {
 
   const cellIndex = values.cell as number;
   if (cellIndex !== -1) {
-    if (!Number.isInteger(cellIndex) || cellIndex < 0) throw new CliError(`--cell must be a cell index ≥ 0 (got ${cellIndex})`);
+    if (!Number.isInteger(cellIndex) || cellIndex < 0)
+      throw new CliError(`--cell must be a cell index ≥ 0 (got ${cellIndex})`);
     const cell = cellByIndex(study, cellIndex);
-    console.log(`cell ${cell.index} of ${study.def.name}: ${cell.arm.label}, seed ${cell.seed} → ${path.relative(process.cwd(), cell.runDir)}`);
+    console.log(
+      `cell ${cell.index} of ${study.def.name}: ${cell.arm.label}, seed ${cell.seed} → ${path.relative(process.cwd(), cell.runDir)}`,
+    );
     const outcome = await runCell(study, cell, { progress: 'plain' });
     console.log(`cell ${cell.index}: ${outcome === 'skipped' ? 'already finished (cell.json exists)' : outcome}`);
     return;
@@ -163,7 +222,9 @@ async function main(): Promise<void> {
   }
   aggregate(study);
   if (failed.length) {
-    console.error(`${failed.length} cell(s) failed: ${failed.join(', ')}; run the same command again to retry them (finished cells are kept)`);
+    console.error(
+      `${failed.length} cell(s) failed: ${failed.join(', ')}; run the same command again to retry them (finished cells are kept)`,
+    );
     process.exitCode = 1;
   }
 }

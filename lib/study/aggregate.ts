@@ -26,12 +26,6 @@ import {
 
 export type StudyMetric = 'accuracy' | 'auc' | 'f1' | 'balancedAccuracy';
 export const STUDY_METRICS: readonly StudyMetric[] = ['accuracy', 'auc', 'f1', 'balancedAccuracy'];
-const METRIC_NAMES: Record<StudyMetric, string> = {
-  accuracy: 'OA',
-  auc: 'AUC',
-  f1: 'F1 (weighted)',
-  balancedAccuracy: 'balanced acc.',
-};
 
 export interface ArmResult {
   label: string;
@@ -92,10 +86,14 @@ export function aggregateStudy(study: Study, cells: ReadonlyArray<CellRecord | u
       imageSize: all[0].cell.config.imageSize,
       seeds: done.map((c) => c.seed),
       missingSeeds: all.filter((x) => !x.rec).map((x) => x.cell.seed),
-      metrics: Object.fromEntries(STUDY_METRICS.map((m) => [m, done.length ? summaryOf(m) : null])) as ArmResult['metrics'],
+      metrics: Object.fromEntries(
+        STUDY_METRICS.map((m) => [m, done.length ? summaryOf(m) : null]),
+      ) as ArmResult['metrics'],
       params: done[0]?.params.total ?? NaN,
       macs: done[0]?.macs ?? null,
-      wallSeconds: done.length ? summarize(done.map((c) => c.training.wallSeconds)) : { n: 0, mean: NaN, sd: null, low: null, high: null },
+      wallSeconds: done.length
+        ? summarize(done.map((c) => c.training.wallSeconds))
+        : { n: 0, mean: NaN, sd: null, low: null, high: null },
       ...(arm.paper ? { paper: arm.paper } : {}),
     };
   });
@@ -119,7 +117,10 @@ export function aggregateStudy(study: Study, cells: ReadonlyArray<CellRecord | u
       ) as PairedResult['perSeed'];
       const sameImages =
         pairs.length > 0 &&
-        pairs.every((p) => sameLabels(p.a.test.labels, pairs[0].r.test.labels) && sameLabels(p.r.test.labels, pairs[0].r.test.labels));
+        pairs.every(
+          (p) =>
+            sameLabels(p.a.test.labels, pairs[0].r.test.labels) && sameLabels(p.r.test.labels, pairs[0].r.test.labels),
+        );
       const boot = Object.fromEntries(
         PREDICTION_METRICS.map((m) => {
           if (!sameImages) return [m, null];
@@ -182,11 +183,15 @@ export function resultsMarkdown(r: StudyResults): string {
   const ds = r.dataset;
   lines.push(
     `Dataset: ${ds ? `${ds.name}${ds.synthetic ? ' (SYNTHETIC: says nothing about real microscopy)' : ''}` : '–'}` +
-      (ds ? ` (${Object.entries(ds.counts).map(([k, v]) => `${k} ${v.reduce((a, b) => a + b, 0)}`).join(', ')} images)` : '') +
+      (ds
+        ? ` (${Object.entries(ds.counts)
+            .map(([k, v]) => `${k} ${v.reduce((a, b) => a + b, 0)}`)
+            .join(', ')} images)`
+        : '') +
       `; recipe ${r.recipe}; seeds ${r.seeds.join(', ')}; ${r.cells.finished} of ${r.cells.total} cells finished.`,
     '',
     'Test metrics in %: mean ± sd over seeds [95 % t interval]. F1 is weighted (the official test.py). ' +
-      'Params in millions, MACs in G (ptflops convention) for one image at the arm\'s size; wall time per cell in minutes.',
+      "Params in millions, MACs in G (ptflops convention) for one image at the arm's size; wall time per cell in minutes.",
     '',
   );
   lines.push('| arm | model | size | seeds | OA | AUC | F1 | balanced acc. | params (M) | GMACs | wall (min) |');
@@ -202,9 +207,9 @@ export function resultsMarkdown(r: StudyResults): string {
   const withPaper = r.arms.filter((a) => a.paper);
   if (withPaper.length) {
     lines.push(
-      '## The paper\'s numbers for the same arms',
+      "## The paper's numbers for the same arms",
       '',
-      'A DIFFERENT dataset and recipe (the paper\'s own, 224 px, 200 epochs): shown for orientation, not comparable number for number.',
+      "A DIFFERENT dataset and recipe (the paper's own, 224 px, 200 epochs): shown for orientation, not comparable number for number.",
       '',
       '| arm | paper source | paper OA | paper AUC | paper F1 | paper params (M) | kit OA (this study) |',
       '|---|---|---|---|---|---|---|',
@@ -237,7 +242,9 @@ export function resultsMarkdown(r: StudyResults): string {
       };
       const bs = (m: PredictionMetric) => {
         const b = p.bootstrap[m];
-        return b ? `${signedPct(b.estimate)} [${signedPct(b.low)}, ${signedPct(b.high)}]${b.containsZero ? ' °' : ''}` : '–';
+        return b
+          ? `${signedPct(b.estimate)} [${signedPct(b.low)}, ${signedPct(b.high)}]${b.containsZero ? ' °' : ''}`
+          : '–';
       };
       lines.push(
         `| ${p.arm} | ${p.seeds.join(', ') || '–'} | ${ps('accuracy')} | ${ps('auc')} | ${ps('f1')} | ${ps('balancedAccuracy')} | ` +
@@ -282,8 +289,12 @@ export function accuracyFigure(r: StudyResults, cost: 'params' | 'macs'): Figure
       error_y: {
         type: 'data',
         symmetric: false,
-        array: mine.map((a) => (a.metrics.accuracy!.high === null ? 0 : 100 * (a.metrics.accuracy!.high - a.metrics.accuracy!.mean))),
-        arrayminus: mine.map((a) => (a.metrics.accuracy!.low === null ? 0 : 100 * (a.metrics.accuracy!.mean - a.metrics.accuracy!.low))),
+        array: mine.map((a) =>
+          a.metrics.accuracy!.high === null ? 0 : 100 * (a.metrics.accuracy!.high - a.metrics.accuracy!.mean),
+        ),
+        arrayminus: mine.map((a) =>
+          a.metrics.accuracy!.low === null ? 0 : 100 * (a.metrics.accuracy!.mean - a.metrics.accuracy!.low),
+        ),
       },
     };
   });

@@ -79,9 +79,15 @@ function finishedRun(runDir: string) {
     wallSeconds: number;
     backend?: string;
   }>(path.join(runDir, 'summary.json'));
-  const metrics = readJson<{ metrics: { n: number; accuracy: number; balancedAccuracy: number; auc: { headline: number | null }; f1: { weighted: number } } }>(
-    path.join(runDir, 'metrics.json'),
-  );
+  const metrics = readJson<{
+    metrics: {
+      n: number;
+      accuracy: number;
+      balancedAccuracy: number;
+      auc: { headline: number | null };
+      f1: { weighted: number };
+    };
+  }>(path.join(runDir, 'metrics.json'));
   const predictions = readJson<TestPredictions>(path.join(runDir, 'test-predictions.json'));
   const run = readJson<RunInfo>(path.join(runDir, 'run.json'));
   const config = readJson<TrainConfig>(path.join(runDir, 'config.json'));
@@ -106,7 +112,10 @@ function cellMacs(config: TrainConfig, numClasses: number): { paper: number; ful
 /** cell.json's record from a finished run folder. */
 export function collectCell(study: Study, cell: Cell): CellRecord {
   const f = finishedRun(cell.runDir);
-  if (!f) throw new Error(`${cell.runDir}: the run has not finished (no summary.json, metrics.json or test-predictions.json)`);
+  if (!f)
+    throw new Error(
+      `${cell.runDir}: the run has not finished (no summary.json, metrics.json or test-predictions.json)`,
+    );
   const family = listModels().find((m) => m.name === cell.arm.model)?.family ?? 'unknown';
   return {
     study: study.def.name,

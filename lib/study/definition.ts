@@ -115,7 +115,9 @@ export function loadStudy(file: string): Study {
   try {
     raw = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such study file' : (e as Error).message}`);
+    throw new Error(
+      `${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such study file' : (e as Error).message}`,
+    );
   }
   const def = checkDefinition(raw, file);
   const outDir = path.resolve(path.dirname(file), def.name);
@@ -160,7 +162,10 @@ export function loadStudy(file: string): Study {
   const byRun = new Map<string, string>();
   for (const c of cells) {
     const other = byRun.get(c.runDir);
-    if (other) throw new Error(`${file}: arms '${other}' and '${c.arm.label}' train the same run (${c.config.name}); make them differ`);
+    if (other)
+      throw new Error(
+        `${file}: arms '${other}' and '${c.arm.label}' train the same run (${c.config.name}); make them differ`,
+      );
     byRun.set(c.runDir, c.arm.label);
   }
   return { file, def, outDir, runsDir, cells };
@@ -170,8 +175,21 @@ function checkDefinition(raw: unknown, file: string): StudyDefinition {
   const bad = (field: string, why: string) => new Error(`${file}: ${field} ${why}`);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('the file', 'must hold a JSON object');
   const d = raw as Record<string, unknown>;
-  const known = ['name', 'description', 'data', 'dataKind', 'recipe', 'train', 'seeds', 'reference', 'arms', 'runsDir', 'bootstrap'];
-  for (const k of Object.keys(d)) if (!known.includes(k)) throw bad(`'${k}'`, `is not a study field (known: ${known.join(', ')})`);
+  const known = [
+    'name',
+    'description',
+    'data',
+    'dataKind',
+    'recipe',
+    'train',
+    'seeds',
+    'reference',
+    'arms',
+    'runsDir',
+    'bootstrap',
+  ];
+  for (const k of Object.keys(d))
+    if (!known.includes(k)) throw bad(`'${k}'`, `is not a study field (known: ${known.join(', ')})`);
   if (typeof d.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(d.name))
     throw bad('name', 'must be a file-name-safe string (letters, digits, . _ -)');
   if (typeof d.data !== 'string' || !d.data) throw bad('data', "must name a dataset (a folder, a .npz or 'synthetic')");
@@ -183,7 +201,8 @@ function checkDefinition(raw: unknown, file: string): StudyDefinition {
   if (new Set(d.seeds).size !== d.seeds.length) throw bad('seeds', 'must not repeat a seed');
   const checkTrain = (t: unknown, where: string) => {
     if (t === undefined) return;
-    if (typeof t !== 'object' || t === null || Array.isArray(t)) throw bad(where, 'must be an object of training options');
+    if (typeof t !== 'object' || t === null || Array.isArray(t))
+      throw bad(where, 'must be an object of training options');
     for (const k of Object.keys(t)) {
       if (!(k in DEFAULT_TRAIN_CONFIG)) throw bad(where, `has an unknown training option '${k}'`);
       if (STUDY_OWNED.includes(k as keyof TrainConfig))
@@ -203,12 +222,18 @@ function checkDefinition(raw: unknown, file: string): StudyDefinition {
     if (labels.has(safeName(arm.label))) throw bad(`${where}.label`, `'${arm.label}' is used twice`);
     labels.add(safeName(arm.label));
     if (typeof arm.model !== 'string' || !arm.model) throw bad(`${where}.model`, 'must name a registered model');
-    if (arm.options !== undefined && (typeof arm.options !== 'object' || arm.options === null || Array.isArray(arm.options)))
+    if (
+      arm.options !== undefined &&
+      (typeof arm.options !== 'object' || arm.options === null || Array.isArray(arm.options))
+    )
       throw bad(`${where}.options`, 'must be an object of model options');
     checkTrain(arm.train, `${where}.train`);
   });
   if (typeof d.reference !== 'string' || !(d.arms as StudyArm[]).some((a) => a.label === d.reference))
-    throw bad('reference', `must be the label of one of the arms (${(d.arms as StudyArm[]).map((a) => a.label).join(', ')})`);
+    throw bad(
+      'reference',
+      `must be the label of one of the arms (${(d.arms as StudyArm[]).map((a) => a.label).join(', ')})`,
+    );
   if (d.bootstrap !== undefined) {
     const b = d.bootstrap as Record<string, unknown>;
     if (!(Number.isInteger(b.samples) && (b.samples as number) > 0 && Number.isInteger(b.seed)))
@@ -221,6 +246,8 @@ function checkDefinition(raw: unknown, file: string): StudyDefinition {
 export function cellByIndex(study: Study, index: number): Cell {
   const cell = study.cells[index];
   if (!cell)
-    throw new Error(`--cell ${index}: ${study.file} has cells 0–${study.cells.length - 1} (${study.def.arms.length} arms × ${study.def.seeds.length} seeds)`);
+    throw new Error(
+      `--cell ${index}: ${study.file} has cells 0–${study.cells.length - 1} (${study.def.arms.length} arms × ${study.def.seeds.length} seeds)`,
+    );
   return cell;
 }

@@ -10,7 +10,15 @@
  * where steps = epochs × ceil(train images / batch) (or maxSteps) and a forward-only evaluation image
  * costs about a third of a training image (forward + backward ≈ 3 forwards). The train/val/test counts
  * come from the dataset's listing (no images are decoded). Early stopping can only make a cell shorter.
+ *
+ * A probe of a few steps measures this machine *now*: on a busy machine (load above the core count) it
+ * overstates an idle run. When benchmarks/results.json holds a finished run of a probed configuration
+ * (same model, model options, size and batch), its measured time per step (training minutes / steps, on an
+ * idle machine) calibrates every probe by the same factor, and the estimates say so.
  */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend/index';
 import { openDataset } from '../data/index';
@@ -35,18 +43,74 @@ export interface CellEstimate {
   problem?: string;
 }
 
+export interface Calibration {
+  /** The benchmark run, e.g. 'benchmarks/results.json bench-malaria-cpu (2026-11-26)'. */
+  source: string;
+  benchSecondsPerStep: number;
+  probeSecondsPerStep: number;
+  /** Every probe's step time is multiplied by this. */
+  factor: number;
+}
+
 export interface StudyEstimate {
   counts: Record<string, number> | null;
   cells: CellEstimate[];
   totalSeconds: number;
   backend: string;
   probeSteps: number;
+  /** 1-minute load average while probing, and the core count. */
+  load: { average: number; cores: number };
+  calibration?: Calibration;
+}
+
+interface BenchRecord {
+  name: string;
+  date: string;
+  model: string;
+  steps: number;
+  trainMinutes: number;
+  status: string;
+  settings: Partial<TrainConfig>;
+}
+
+/** A finished benchmarks/results.json run with this configuration's model, options, size and batch. */
+export function findBenchmark(
+  cfg: TrainConfig,
+  file = path.resolve('benchmarks', 'results.json'),
+): BenchRecord | undefined {
+  if (!fs.existsSync(file)) return undefined;
+  let results: BenchRecord[];
+  try {
+    results = (JSON.parse(fs.readFileSync(file, 'utf8')) as { results?: BenchRecord[] }).results ?? [];
+  } catch {
+    return undefined;
+  }
+  return results.find(
+    (r) =>
+      r.status === 'finished' &&
+      r.model === cfg.model &&
+      r.steps > 0 &&
+      r.settings?.imageSize === cfg.imageSize &&
+      (r.settings?.batchSize ?? 32) === cfg.batchSize &&
+      sameOptions(r.settings?.modelConfig ?? '', cfg.modelConfig),
+  );
+}
+
+function sameOptions(a: string, b: string): boolean {
+  const pa = a ? (JSON.parse(a) as Record<string, unknown>) : {};
+  const pb = b ? (JSON.parse(b) as Record<string, unknown>) : {};
+  const keys = new Set([...Object.keys(pa), ...Object.keys(pb)]);
+  return [...keys].every((k) => JSON.stringify(pa[k]) === JSON.stringify(pb[k]));
 }
 
 const probeKey = (c: TrainConfig) => JSON.stringify([c.model, c.modelConfig, c.imageSize, c.batchSize]);
 
 /** Median seconds per training step of `cfg`'s model at its size and batch on the current backend. */
-export function probeStepTime(cfg: TrainConfig, numClasses: number, opts: { warmup?: number; steps?: number } = {}): ProbeResult {
+export function probeStepTime(
+  cfg: TrainConfig,
+  numClasses: number,
+  opts: { warmup?: number; steps?: number } = {},
+): ProbeResult {
   const warmup = opts.warmup ?? 1;
   const steps = opts.steps ?? 2;
   const model = buildModel(cfg, numClasses);
@@ -125,6 +189,30 @@ export async function estimateStudy(
     const seconds = steps * probe.secondsPerStep + (evalImages * probe.secondsPerStep) / (cfg.batchSize * 3);
     cells.push({ cell, steps, secondsPerStep: probe.secondsPerStep, seconds });
   }
+  const load = { average: os.loadavg()[0], cores: os.cpus().length };
+  // Calibrate against the first probed configuration a benchmark run measured (see the file doc).
+  let calibration: Calibration | undefined;
+  for (const cell of study.cells) {
+    const bench = findBenchmark(cell.config);
+    const probe = probes.get(probeKey(cell.config));
+    if (bench && probe && !(probe instanceof Error)) {
+      const benchSecondsPerStep = (bench.trainMinutes * 60) / bench.steps;
+      calibration = {
+        source: `benchmarks/results.json ${bench.name} (${bench.date.slice(0, 10)})`,
+        benchSecondsPerStep,
+        probeSecondsPerStep: probe.secondsPerStep,
+        factor: benchSecondsPerStep / probe.secondsPerStep,
+      };
+      break;
+    }
+  }
+  if (calibration) {
+    const f = calibration.factor;
+    for (const c of cells) {
+      if (c.secondsPerStep !== null) c.secondsPerStep *= f;
+      if (c.seconds !== null) c.seconds *= f;
+    }
+  }
   const totalSeconds = cells.reduce((s, c) => s + (c.seconds ?? 0), 0);
-  return { counts, cells, totalSeconds, backend: backend.name, probeSteps: opts.probeSteps ?? 2 };
+  return { counts, cells, totalSeconds, backend: backend.name, probeSteps: opts.probeSteps ?? 2, load, calibration };
 }

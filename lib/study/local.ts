@@ -127,7 +127,9 @@ function runChild(cell: Cell, opts: LocalOptions, jobs: number, log: (l: string)
     child.stderr.on('data', relay);
     child.on('error', reject);
     child.on('close', (code, signal) =>
-      code === 0 ? resolve() : reject(new Error(`exited with ${signal ?? `code ${code}`} (see the lines prefixed ${prefix.trim()})`)),
+      code === 0
+        ? resolve()
+        : reject(new Error(`exited with ${signal ?? `code ${code}`} (see the lines prefixed ${prefix.trim()})`)),
     );
   });
 }

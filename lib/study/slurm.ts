@@ -31,7 +31,8 @@ export function splitSlurmArgs(text: string): string[] {
   const re = /"([^"]*)"|'([^']*)'|(\S+)/g;
   for (let m = re.exec(text); m; m = re.exec(text)) out.push(m[1] ?? m[2] ?? m[3]);
   for (const a of out)
-    if (!a.startsWith('-')) throw new Error(`--slurm-args: '${a}' is not an sbatch option (write e.g. --partition=gpu --time=02:00:00)`);
+    if (!a.startsWith('-'))
+      throw new Error(`--slurm-args: '${a}' is not an sbatch option (write e.g. --partition=gpu --time=02:00:00)`);
   return out;
 }
 
@@ -39,7 +40,7 @@ export function splitSlurmArgs(text: string): string[] {
 export function arraySpec(indices: number[]): string {
   const s = [...new Set(indices)].sort((a, b) => a - b);
   const parts: string[] = [];
-  for (let i = 0; i < s.length; ) {
+  for (let i = 0; i < s.length;) {
     let j = i;
     while (j + 1 < s.length && s[j + 1] === s[j] + 1) j++;
     parts.push(i === j ? `${s[i]}` : `${s[i]}-${s[j]}`);
@@ -56,7 +57,8 @@ export function slurmScript(study: Study, opts: SlurmScriptOptions): string {
   const root = path.resolve(opts.repoRoot ?? process.cwd());
   const logDir = path.join(study.runsDir, 'slurm');
   const task =
-    opts.taskCommand ?? `npm run -s study -- ${shellQuote(path.relative(root, path.resolve(study.file)) || study.file)}`;
+    opts.taskCommand ??
+    `npm run -s study -- ${shellQuote(path.relative(root, path.resolve(study.file)) || study.file)}`;
   return [
     '#!/bin/bash',
     `# Study ${study.def.name}: one array task per cell (written by npm run study -- ${path.relative(root, study.file)} --executor slurm).`,
@@ -78,7 +80,8 @@ function slurmCmd(cmd: string, args: string[], timeoutMs = 30000): string {
     return execFileSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs, stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     const err = e as { code?: string; stderr?: string; message: string };
-    if (err.code === 'ENOENT') throw new Error(`${cmd} not found: --executor slurm needs the Slurm client commands on PATH`);
+    if (err.code === 'ENOENT')
+      throw new Error(`${cmd} not found: --executor slurm needs the Slurm client commands on PATH`);
     throw new Error(`${cmd} ${args.join(' ')} failed: ${(err.stderr || err.message).trim().split('\n')[0]}`);
   }
 }

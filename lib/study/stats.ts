@@ -19,8 +19,8 @@ import { Rng } from '../util/random';
 /** Two-sided 97.5 % quantiles of Student's t for 1–30 degrees of freedom (then the normal 1.960 is within 1.5 %). */
 const T_975 = [
   12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139, 2.200985,
-  2.178813, 2.160369, 2.144787, 2.13145, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873,
-  2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.04523, 2.042272,
+  2.178813, 2.160369, 2.144787, 2.13145, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658,
+  2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.04523, 2.042272,
 ];
 
 /** t(0.975, df); the normal quantile beyond the table. */
@@ -103,7 +103,9 @@ export function pairedBootstrap(
   const n = labels.length;
   const seeds = arm.length;
   if (seeds === 0 || seeds !== reference.length)
-    throw new Error(`pairedBootstrap: ${seeds} arm and ${reference.length} reference prediction sets (need equal, ≥ 1)`);
+    throw new Error(
+      `pairedBootstrap: ${seeds} arm and ${reference.length} reference prediction sets (need equal, ≥ 1)`,
+    );
   for (const p of [...arm, ...reference])
     if (p.length !== n) throw new Error(`pairedBootstrap: ${p.length} predictions for ${n} test labels`);
   const samples = opts.samples ?? 1000;
