@@ -86,14 +86,21 @@ test('a tiny study trains its cells, aggregates them, and re-aggregates from cel
   const lines: string[] = [];
   const r = await runLocal(study, { log: (l) => lines.push(l), progress: 'off' });
   assert.deepEqual(r.failed, []);
-  assert.ok(lines.some((l) => /study tiny: 4 done, 0 running, 0 left/.test(l)), 'progress line');
-  assert.ok(lines.some((l) => /study tiny: 1 done, 0 running, 3 left; ETA \d+ s/.test(l)), 'ETA after the first cell');
+  assert.ok(
+    lines.some((l) => /study tiny: 4 done, 0 running, 0 left/.test(l)),
+    'progress line',
+  );
+  assert.ok(
+    lines.some((l) => /study tiny: 1 done, 0 running, 3 left; ETA \d+ s/.test(l)),
+    'ETA after the first cell',
+  );
   const cells = study.cells.map((c) => readCell(c));
   assert.ok(cells.every((c) => c));
   // Run names carry the seed and the options hash; the two arms and two seeds never collide.
   const runs = cells.map((c) => c!.run);
   assert.equal(new Set(runs).size, 4);
-  for (const c of cells) assert.match(c!.run, new RegExp(`^microscopic-mamba-t-synthetic-cpu-s${c!.seed}-[0-9a-f]{8}$`));
+  for (const c of cells)
+    assert.match(c!.run, new RegExp(`^microscopic-mamba-t-synthetic-cpu-s${c!.seed}-[0-9a-f]{8}$`));
   // The effective configuration is written in full: every training option, the merged model options, the
   // model's resolved options.
   const runDir = study.cells[1].runDir;
@@ -155,10 +162,16 @@ test('a study killed mid-cell and restarted ends with the same numbers as an uni
   const lines: string[] = [];
   const r = await runLocal(study, { log: (l) => lines.push(l), progress: 'off' });
   assert.deepEqual(r.failed, []);
-  assert.ok(lines.some((l) => /taking over the stale lock/.test(l)), 'the dead process left its lock; it was taken over');
+  assert.ok(
+    lines.some((l) => /taking over the stale lock/.test(l)),
+    'the dead process left its lock; it was taken over',
+  );
   const log = fs.readFileSync(path.join(first.runDir, 'log.jsonl'), 'utf8');
   assert.match(log, /"event":"resume"/, 'cell 0 resumed from its checkpoint');
-  const again = aggregateStudy(study, study.cells.map((c) => readCell(c)));
+  const again = aggregateStudy(
+    study,
+    study.cells.map((c) => readCell(c)),
+  );
   assert.deepEqual(numbers(again), numbers(reference));
 });
 
@@ -179,9 +192,19 @@ test('study files: errors name the field', () => {
     fs.writeFileSync(f, JSON.stringify(def));
     return f;
   };
-  const ok = { name: 'x', data: 'synthetic', recipe: 'cpu', seeds: [0], reference: 'a', arms: [{ label: 'a', model: 'microscopic-mamba-t' }] };
+  const ok = {
+    name: 'x',
+    data: 'synthetic',
+    recipe: 'cpu',
+    seeds: [0],
+    reference: 'a',
+    arms: [{ label: 'a', model: 'microscopic-mamba-t' }],
+  };
   assert.equal(loadStudy(write('ok', ok)).cells.length, 1);
-  assert.throws(() => loadStudy(write('r', { ...ok, reference: 'b' })), /reference must be the label of one of the arms \(a\)/);
+  assert.throws(
+    () => loadStudy(write('r', { ...ok, reference: 'b' })),
+    /reference must be the label of one of the arms \(a\)/,
+  );
   assert.throws(() => loadStudy(write('s', { ...ok, seeds: [0, 0] })), /seeds must not repeat a seed/);
   assert.throws(() => loadStudy(write('f', { ...ok, epochs: 3 })), /'epochs' is not a study field/);
   assert.throws(() => loadStudy(write('o', { ...ok, train: { seed: 3 } })), /train may not set 'seed'/);
@@ -198,7 +221,9 @@ test('Slurm executor: a 4-cell array job on a real single-node Slurm aggregates 
   const wasRunning = spawnSync('bash', [script, 'status'], { encoding: 'utf8' }).status === 0;
   const start = spawnSync('bash', [script, 'start'], { encoding: 'utf8', timeout: 60_000 });
   if (start.status !== 0) {
-    return t.skip(`Slurm cannot start here: ${(start.stderr || start.stdout || `exit ${start.status}`).trim().split('\n').pop()}`);
+    return t.skip(
+      `Slurm cannot start here: ${(start.stderr || start.stdout || `exit ${start.status}`).trim().split('\n').pop()}`,
+    );
   }
   try {
     const file = tinyStudy('slurm');
@@ -213,7 +238,10 @@ test('Slurm executor: a 4-cell array job on a real single-node Slurm aggregates 
     assert.match(sbatch, /#SBATCH --time=00:10:00/);
     assert.match(sbatch, /npm run -s study -- .*tiny\.json --cell "\$SLURM_ARRAY_TASK_ID"/);
     const study = loadStudy(file);
-    const viaSlurm = aggregateStudy(study, study.cells.map((c) => readCell(c)));
+    const viaSlurm = aggregateStudy(
+      study,
+      study.cells.map((c) => readCell(c)),
+    );
     assert.deepEqual(numbers(viaSlurm), numbers(reference));
   } finally {
     if (!wasRunning) execFileSync('bash', [script, 'stop'], { stdio: 'ignore', timeout: 60_000 });

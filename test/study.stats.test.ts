@@ -69,7 +69,10 @@ test('paired bootstrap over test images: hand-computed cases', () => {
   const two = pairedBootstrap('accuracy', y, 2, [arm, arm], [ref, Int32Array.from([1, 0, 1, 0])]);
   assert.equal(two.estimate, 0.625);
   // The same seed gives the same resamples.
-  assert.deepEqual(pairedBootstrap('f1', y, 2, [arm], [ref], { seed: 3 }), pairedBootstrap('f1', y, 2, [arm], [ref], { seed: 3 }));
+  assert.deepEqual(
+    pairedBootstrap('f1', y, 2, [arm], [ref], { seed: 3 }),
+    pairedBootstrap('f1', y, 2, [arm], [ref], { seed: 3 }),
+  );
   assert.throws(() => pairedBootstrap('accuracy', y, 2, [arm], []), /1 arm and 0 reference/);
   assert.throws(() => pairedBootstrap('accuracy', y, 2, [arm.subarray(1)], [ref]), /3 predictions for 4 test labels/);
 });

@@ -219,7 +219,7 @@ export const TRAIN_CONFIG_HELP: Record<keyof TrainConfig, string> = {
   rotate90: 'random 90° rotations',
   valSplit: 'no val folder: carve this fraction of train out as validation (stratified, seeded; 0 = error)',
   model: 'registered model name (npm run params -- --list)',
-  modelConfig: 'model options as JSON, e.g. \'{"dropPathRate":0.2}\', merged key by key over the recipe\'s',
+  modelConfig: "model options as JSON, e.g. '{\"dropPathRate\":0.2}', merged key by key over the recipe's",
   init: 'initial weights (.safetensors with PyTorch names), e.g. an official checkpoint',
   epochs: 'epochs (the LR schedule spans them)',
   batchSize: 'training batch size',
@@ -277,7 +277,8 @@ export function makeTrainConfig(overrides: Partial<TrainConfig> = {}): TrainConf
   const cfg: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...(recipe ? RECIPES[recipe] : {}), ...defined, recipe };
   // Model options merge per key (the given ones win): '{"mifa":false}' over the cpu recipe keeps its
   // dropPathRate 0 instead of silently returning to the model's default (an ablation must change one thing).
-  if (typeof defined.modelConfig === 'string') cfg.modelConfig = mergeModelConfig(baseModelConfig(recipe), defined.modelConfig);
+  if (typeof defined.modelConfig === 'string')
+    cfg.modelConfig = mergeModelConfig(baseModelConfig(recipe), defined.modelConfig);
   validateTrainConfig(cfg);
   return cfg;
 }
