@@ -234,14 +234,17 @@ test('planner: refuses with the estimate, the limit and the flags that fit', () 
     () => planMemory(planInput({ microBatch: 32, checkpointing: 'on' })),
     (e: unknown) =>
       e instanceof MemoryPlanError &&
-      /out of memory before training: a training step \(batch 58, --micro-batch 32, --checkpointing on\) needs ~[\d.]+ GiB at 224 px, more than 4\.00 GiB/.test(
+      /out of memory before training: a training step \(batch 58, --micro-batch 32, --checkpointing on\) needs ~[\d.]+ GiB at 224 px, more than the wasm heap maximum \(4\.00 GiB\)/.test(
         e.message,
       ) &&
       /Flags that fit: --micro-batch \d+ --checkpointing on( --eval-micro-batch \d+)? /.test(e.message),
   );
   assert.throws(
-    () => planMemory(planInput({ limit: { bytes: 200 * MiB, what: 'tiny' } })),
-    (e: unknown) => e instanceof MemoryPlanError && /smaller --image-size/.test(e.message) && /200 MiB/.test(e.message),
+    () => planMemory(planInput({ limit: { bytes: 200 * MiB, what: '--memory-limit-mb 200' } })),
+    (e: unknown) =>
+      e instanceof MemoryPlanError &&
+      /smaller --image-size/.test(e.message) &&
+      /more than --memory-limit-mb 200 \(plans stay under 180 MiB\)/.test(e.message),
   );
 });
 

@@ -341,7 +341,7 @@ export function planMemory(inp: PlanInput): MemoryPlan {
 }
 
 function refusal(inp: PlanInput, full: number, budget: number, trainFails: boolean, evalOk: boolean): string {
-  const lim = `${gib(inp.limit.bytes ?? Infinity)} (${inp.limit.what}; plans stay under ${gib(budget)})`;
+  const lim = `${inp.limit.what} (plans stay under ${gib(budget)})`;
   // Flags that would fit, found by asking the planner itself without the user's constraints.
   const free = { ...inp, microBatch: 0, evalMicroBatch: 0, checkpointing: 'auto' as const };
   let hint = '';
@@ -418,9 +418,11 @@ export function memoryError(
   const heap = wasmHeapBytes();
   return new OutOfMemoryError(
     `out of memory on the ${ctx.backend} backend during ${ctx.where}${plan}: the likely cause is that ${limit} is full ` +
-      `${heap ? `(heap at ${gib(heap)}) ` : ''}— "${raw}". Restart (the last checkpoint is kept; --resume continues) ` +
-      'with a smaller --micro-batch or --eval-micro-batch, --checkpointing on, a smaller --image-size, or --memory-limit-mb ' +
-      'below the limit so that the planner leaves more room.',
+      `${heap ? `(heap at ${gib(heap)}) ` : ''}— "${raw}". ` +
+      (/^(training|validation)/.test(ctx.where)
+        ? 'Restart (the last checkpoint is kept; --resume continues) with a smaller --micro-batch or --eval-micro-batch, ' +
+          '--checkpointing on, a smaller --image-size, or a --memory-limit-mb below the limit so that the planner leaves more room.'
+        : 'Restart with smaller batches (--batch-size), a smaller image size, or another backend.'),
     e,
   );
 }
