@@ -63,8 +63,8 @@ export const STUDY_SPEC: CliSpec = {
     {
       key: 'probeSteps',
       type: 'number',
-      default: 2,
-      help: '--dry-run: timed training steps per distinct configuration (after 1 warm-up step)',
+      default: 3,
+      help: '--dry-run: timed training steps per distinct configuration (after 1 warm-up step; the fastest counts)',
     },
     {
       key: 'slurmTimeout',
@@ -97,7 +97,7 @@ async function dryRun(study: Study, probeSteps: number): Promise<void> {
         .join(', ')} images`,
     );
   console.log(
-    `step times probed on ${est.backend} (${probeSteps} timed steps after 1 warm-up, median), load average ` +
+    `step times probed on ${est.backend} (${probeSteps} timed steps after 1 warm-up, fastest), load average ` +
       `${est.load.average.toFixed(1)} on ${est.load.cores} cores`,
   );
   if (est.calibration) {

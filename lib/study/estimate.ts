@@ -3,7 +3,8 @@
  *
  * A short probe per distinct (model, options, size, batch): build the model, run `warmup` training steps
  * (not timed: the first compiles wasm kernels and allocates) and then `steps` timed training steps on a
- * random batch, on this machine's backend. A cell's estimate is
+ * random batch, on this machine's backend; the fastest timed step counts (other processes only ever add
+ * time, so on a shared machine the minimum is the steadiest estimate of the step itself). A cell's estimate is
  *
  *   steps × t_step  +  (epochs × val images + test images) × t_step / (batch × 3)
  *
@@ -105,14 +106,14 @@ function sameOptions(a: string, b: string): boolean {
 
 const probeKey = (c: TrainConfig) => JSON.stringify([c.model, c.modelConfig, c.imageSize, c.batchSize]);
 
-/** Median seconds per training step of `cfg`'s model at its size and batch on the current backend. */
+/** Fastest of `steps` timed training steps (seconds) of `cfg`'s model at its size and batch on the current backend. */
 export function probeStepTime(
   cfg: TrainConfig,
   numClasses: number,
   opts: { warmup?: number; steps?: number } = {},
 ): ProbeResult {
   const warmup = opts.warmup ?? 1;
-  const steps = opts.steps ?? 2;
+  const steps = opts.steps ?? 3;
   const model = buildModel(cfg, numClasses);
   const optimizer = createOptimizer(namedTrainable(model), { kind: cfg.optimizer, lr: cfg.lr });
   const trainer = new Trainer(model, optimizer, {
@@ -132,8 +133,7 @@ export function probeStepTime(
       trainer.trainStep({ x, y }, i);
       if (i >= warmup) times.push((performance.now() - t0) / 1000);
     }
-    times.sort((a, b) => a - b);
-    return { secondsPerStep: times[Math.floor(times.length / 2)], steps };
+    return { secondsPerStep: Math.min(...times), steps };
   } finally {
     x.dispose();
     y.dispose();
@@ -214,5 +214,5 @@ export async function estimateStudy(
     }
   }
   const totalSeconds = cells.reduce((s, c) => s + (c.seconds ?? 0), 0);
-  return { counts, cells, totalSeconds, backend: backend.name, probeSteps: opts.probeSteps ?? 2, load, calibration };
+  return { counts, cells, totalSeconds, backend: backend.name, probeSteps: opts.probeSteps ?? 3, load, calibration };
 }
