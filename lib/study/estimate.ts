@@ -175,7 +175,7 @@ export async function estimateStudy(
     }
     const probe = probes.get(key)!;
     if (probe instanceof Error) {
-      cells.push({ cell, steps: null, secondsPerStep: null, seconds: null, problem: probe.message.split('\n')[0] });
+      cells.push({ cell, steps: null, secondsPerStep: null, seconds: null, problem: probe.message.split(/\n|\. /)[0] });
       continue;
     }
     if (!counts) {
