@@ -18,7 +18,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { type Module, readSafetensors, writeSafetensors } from '../nn/index';
-import { loadWeights, saveWeights } from '../models/weights';
+import { loadWeights, saveWeights } from '../models/index';
 import { atomicWriteJson } from '../util/fs';
 import type { RngState } from '../util/random';
 import type { TrainConfig } from './config';

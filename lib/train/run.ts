@@ -23,13 +23,13 @@ import { openDataset, OFFICIAL_STATS, type DatasetSpec, type DataLoader, type Pr
 import type { AugmentConfig } from '../data/index';
 import { classificationReport, type ClassificationReport } from '../metrics/index';
 import { countParameters } from '../nn/index';
-import { createModel } from '../models/registry';
+import { type ClassifierModel, createModel, modelMeta } from '../models/index';
 import { atomicWriteJson } from '../util/fs';
 import { checkpointDir, readCheckpoint, readModelWeights, type CheckpointJson } from './checkpoint';
 import { makeTrainConfig, parseModelConfig, type TrainConfig } from './config';
 import { fit, runRngs, type EpochSource, type FitResult } from './fit';
 import { writeRunReport } from './report';
-import { type TrainBatch, type Classifier, evaluateModel, type EvalResult } from './trainer';
+import { type TrainBatch, evaluateModel, type EvalResult } from './trainer';
 
 /** ImageNet channel statistics (torchvision's usual constants), for `--normalize imagenet`. */
 export const IMAGENET_STATS = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } as const;
@@ -178,10 +178,30 @@ export function evalLoader(
 }
 
 /** Build the model a config names; its initialisation seed is the run seed's 'init' fork. */
-export function buildModel(cfg: Pick<TrainConfig, 'model' | 'modelConfig' | 'seed'>, numClasses: number): Classifier {
+/**
+ * Build the model a config names; its initialisation seed is the run seed's 'init' fork. The model gets
+ * the training size as its shared `imageSize` option (architectures whose shape depends on it, e.g. ViT's
+ * position embedding, are built for it) unless `modelConfig` sets one, and the size is checked against
+ * the model's input rules here, before any data is read (without `imageSize`: neither).
+ */
+export function buildModel(
+  cfg: Pick<TrainConfig, 'model' | 'modelConfig' | 'seed'> & { imageSize?: number },
+  numClasses: number,
+): ClassifierModel {
   const options = parseModelConfig(cfg.modelConfig);
   const seed = runRngs(cfg.seed).init.nextUint32();
-  return createModel(cfg.model, { ...options, numClasses, seed }) as Classifier;
+  const model = createModel(cfg.model, { imageSize: cfg.imageSize, ...options, numClasses, seed });
+  if (cfg.imageSize === undefined) return model;
+  try {
+    model.checkInput([1, cfg.imageSize, cfg.imageSize, 3], 'float32');
+  } catch (e) {
+    model.dispose();
+    const input = JSON.stringify(modelMeta(cfg.model).input);
+    throw new Error(
+      `--image-size ${cfg.imageSize} does not fit ${cfg.model} (input rules ${input}): ${(e as Error).message}`,
+    );
+  }
+  return model;
 }
 
 /** Options that may change when a run is resumed; any other difference would break exact continuation. */
