@@ -66,7 +66,10 @@ export function macsOf(fn: () => tf.TensorContainer, inputShape: number[] = []):
       const into = category === 'paper' ? paper : extra;
       into.set(kind, (into.get(kind) ?? 0) + macs);
     },
-    () => tf.tidy(fn),
+    () =>
+      tf.tidy(() => {
+        fn(); // its tensors, the result included, are released by the tidy
+      }),
   );
   const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
   return {

@@ -70,6 +70,13 @@ export interface ModelMeta {
   defaultSize: number;
   /** Parameter count as the reference defines it, at 1000 classes (checked in tests). */
   referenceParams?: number;
+  /**
+   * A small configuration with the full structure (every block type and branch present, e.g. one block
+   * per stage, narrow widths) and an input size it takes: what the contract test
+   * (test/models.contract.test.ts) checks gradients, round trips, taps and leaks at, to keep CI time bounded.
+   * Without it the test uses the default options at the smallest size the input rules allow.
+   */
+  reducedConfig?: { options: ModelOptions; size: number };
 }
 
 /** A classifier of the zoo. Parameter names are the reference's state-dict keys. */

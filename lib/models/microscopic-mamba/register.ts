@@ -53,5 +53,6 @@ for (const variant of Object.keys(VARIANTS) as MicroscopicMambaVariant[]) {
     input: { multipleOf: 32, minSize: 32, square: true },
     defaultSize: 224,
     referenceParams: REFERENCE_PARAMS[variant],
+    reducedConfig: { options: { depths: [1, 1, 1, 1], dims: [32, 64, 128, 256] }, size: 32 },
   });
 }
