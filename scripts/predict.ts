@@ -27,7 +27,12 @@ const SPEC: CliSpec = {
     { key: 'format', type: 'string', default: 'csv', help: 'stdout format without --out', choices: ['csv', 'json'] },
     { key: 'checkpoint', type: 'string', default: 'best', help: 'run checkpoint: best | last | a weights file' },
     { key: 'batchSize', type: 'number', default: 32, help: 'images per forward pass' },
-    { key: 'model', type: 'string', default: 'microscopic-mamba-t', help: 'bare weights: registered model name' },
+    {
+      key: 'model',
+      type: 'string',
+      default: 'microscopic-mamba-t',
+      help: 'bare weights: registered model name (npm run params -- --list)',
+    },
     { key: 'modelConfig', type: 'string', default: '', help: 'bare weights: model options as JSON' },
     { key: 'imageSize', type: 'number', default: 224, help: 'bare weights: input size' },
     { key: 'classes', type: 'string', default: '', help: 'bare weights: class names, comma-separated, in label order' },

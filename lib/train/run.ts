@@ -177,12 +177,11 @@ export function evalLoader(
   return data.loader(split, { batchSize: cfg.evalBatchSize, shuffle: false, augment: false, stats: norm, prefetch: 1 });
 }
 
-/** Build the model a config names; its initialisation seed is the run seed's 'init' fork. */
 /**
  * Build the model a config names; its initialisation seed is the run seed's 'init' fork. The model gets
  * the training size as its shared `imageSize` option (architectures whose shape depends on it, e.g. ViT's
  * position embedding, are built for it) unless `modelConfig` sets one, and the size is checked against
- * the model's input rules here, before any data is read (without `imageSize`: neither).
+ * the model's own input rules (`checkInput`) here, with one error naming the flag (without `imageSize`: neither).
  */
 export function buildModel(
   cfg: Pick<TrainConfig, 'model' | 'modelConfig' | 'seed'> & { imageSize?: number },
