@@ -6,5 +6,5 @@ export * from './contract';
 export * from './registry';
 export * from './weights';
 export * from './complexity';
-export * from './checkpoint';
 export * from './microscopic-mamba/index';
+export * from './checkpoint';
