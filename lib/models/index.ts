@@ -1,4 +1,8 @@
-/** The kit's models: the registry, weight I/O, complexity counts and Microscopic-Mamba itself. */
+/**
+ * The kit's models: the contract, the registry, weight I/O, complexity counts, and every model folder.
+ * Import models through this file (or lib/index.ts): each folder's index.ts registers its models here.
+ */
+export * from './contract';
 export * from './registry';
 export * from './weights';
 export * from './complexity';
