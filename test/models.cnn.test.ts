@@ -8,6 +8,8 @@
  *   counts        full-size parameter counts at 2 and 1000 classes = issue 14's table, exactly
  *   reparam       MobileOne's inference form = its training form in eval mode (≤ 1e-4), full size and reduced
  *   gradients     every trainable parameter gets a non-zero gradient (reduced sizes, training mode)
+ *   MACs          the MAC walk at 224 px = ptflops' module-hook rules applied to the reference definitions
+ *                 (make-cnn-fixtures.py --macs), for the training and the fused form
  *   contract      forwardHead(forwardFeatures(x)) = forward(x); stage taps in `stageNames` order; no leaks;
  *                 options are validated; dropRate / dropPathRate act in training only
  */
@@ -19,7 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
 import { type ClassifierModel, createModel, listModels, loadWeights, type ModelOptions } from '../lib/models/index';
 import { MobileOne } from '../lib/models/mobileone/index';
-import { countParameters } from '../lib/nn/index';
+import { Conv2d, countMacsWhile, countParameters } from '../lib/nn/index';
 import { Rng } from '../lib/util/random';
 import { PARITY_DIR, parityDiff, readParityMeta } from './parity.helpers';
 
@@ -112,6 +114,57 @@ function listModelsMeta(name: string): { referenceParams?: number } {
   assert.ok(entry, `${name} is registered`);
   return entry;
 }
+
+/** Do lib/nn's leaf layers report MACs (zoo-core's reports in Conv2d, Linear, BatchNorm2d, ...)? */
+function leafLayersReportMacs(): boolean {
+  const conv = new Conv2d(1, 1, 1);
+  const x = tf.zeros([1, 1, 1, 1]);
+  let reported = false;
+  countMacsWhile(
+    () => (reported = true),
+    () => conv.forward(x).dispose(),
+  );
+  tf.dispose(x);
+  conv.dispose();
+  return reported;
+}
+
+test('MACs at 224 px equal ptflops’ module-hook rules on the reference definitions', (t) => {
+  if (!leafLayersReportMacs()) {
+    t.skip("lib/nn's Conv2d reports no MACs on this branch (zoo-core adds the leaf layers' reports)");
+    return;
+  }
+  // scripts/fixtures/make-cnn-fixtures.py --macs (1000 classes, batch 1, 224 px).
+  const table: Array<[string, ModelOptions, number, number?]> = [
+    ['resnet18', {}, 1_822_177_768],
+    ['convnext-atto', {}, 550_557_720],
+    ['convnext-tiny', {}, 4_466_856_520],
+    ['mobileone-s0', {}, 1_092_252_648, 282_738_152],
+  ];
+  const x = tf.zeros([1, 224, 224, 3]);
+  const macsOf = (m: ClassifierModel) => {
+    let paper = 0;
+    countMacsWhile(
+      (_kind, n, category) => (paper += category === 'paper' ? n : 0),
+      () => m.forward(x, { training: false }).dispose(),
+    );
+    return paper;
+  };
+  for (const [name, opts, want, wantFused] of table) {
+    const model = createModel(name, opts);
+    model.eval();
+    const got = macsOf(model);
+    t.diagnostic(`${name}: ${got.toLocaleString('en')} MACs`);
+    assert.equal(got, want, name);
+    if (wantFused !== undefined) {
+      const fused = (model as MobileOne).reparameterize();
+      assert.equal(macsOf(fused), wantFused, `${name} reparameterized`);
+      fused.dispose();
+    }
+    model.dispose();
+  }
+  x.dispose();
+});
 
 /** Eval-mode max |Δ| between a MobileOne and its reparameterized form on `x`. */
 function reparamDiff(model: ClassifierModel, x: tf.Tensor): number {
