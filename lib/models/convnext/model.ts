@@ -1,7 +1,7 @@
 /**
  * ConvNeXt (Liu et al. 2022, arXiv 2201.03545) as the official repository defines it:
  * zs1314/Microscopic-Mamba `baseline_other/CNN/convnext.py` (commit 8df9997; Meta's ConvNeXt code, "FB
- * naming"): `Block` L16–51, `ConvNeXt` L54–120, `LayerNorm` L123–149, `convnext_tiny` L166. State-dict
+ * naming"): `Block` L16–52, `ConvNeXt` L55–121, `LayerNorm` L124–150, `convnext_tiny` L166. State-dict
  * names are that file's (`downsample_layers.0.1.weight`, `stages.2.5.pwconv1.weight`, `stages.0.0.gamma`,
  * `norm.weight`, `head.bias`).
  *
@@ -22,7 +22,7 @@
  * reports no MACs for that reason, and the pooling is the functional `x.mean([-2, -1])` (not counted).
  * In NHWC both data formats are a LayerNorm over the last axis.
  *
- * Initialisation (`_init_weights`, L111–114): conv and linear weights trunc_normal(std 0.02, cut at ±2),
+ * Initialisation (`_init_weights`, L107–110): conv and linear weights trunc_normal(std 0.02, cut at ±2),
  * biases 0; `head_init_scale` 1. `dropRate` (dropout before the head) is a switch beyond the file
  * (default 0 = the file); `dropPathRate` is its `drop_path_rate` (linspace over blocks).
  */
@@ -59,7 +59,7 @@ export interface ConvNeXtConfig {
 }
 
 /**
- * The file's own `LayerNorm` (L123–149), eps 1e-6: over the channel axis, which is the last axis in NHWC
+ * The file's own `LayerNorm` (L124–150), eps 1e-6: over the channel axis, which is the last axis in NHWC
  * for both of its data formats. Not nn.LayerNorm, so it reports no MACs (ptflops has no hook for it).
  */
 export class ConvNeXtLayerNorm extends Layer {
@@ -80,7 +80,7 @@ export class ConvNeXtLayerNorm extends Layer {
   }
 }
 
-/** ConvNeXt `Block` (L16–51), the "(2)" form: dwconv → LN → Linear → GELU → Linear → γ·, + residual. */
+/** ConvNeXt `Block` (L16–52), the "(2)" form: dwconv → LN → Linear → GELU → Linear → γ·, + residual. */
 export class ConvNeXtBlock extends Layer {
   readonly dwconv: Conv2d;
   readonly norm: ConvNeXtLayerNorm;
@@ -130,9 +130,9 @@ export class ConvNeXt extends Layer implements ClassifierModel {
     const dims = cfg.dims;
     this.numClasses = cfg.numClasses;
     const downsample = [
-      // Stem: conv first, then the norm (L76–80).
+      // Stem: conv first, then the norm (L77–81).
       new Sequential(new Conv2d(3, dims[0], 4, { stride: 4, rng }), new ConvNeXtLayerNorm(dims[0], 1e-6)),
-      // Downsampling: norm first, then the conv (L82–86).
+      // Downsampling: norm first, then the conv (L82–87).
       ...[1, 2, 3].map(
         (i) =>
           new Sequential(
@@ -163,7 +163,7 @@ export class ConvNeXt extends Layer implements ClassifierModel {
     this.initWeights(rng, cfg.headInitScale);
   }
 
-  /** `_init_weights` (L111–114) over every Conv2d and Linear, then the head scaled by head_init_scale. */
+  /** `_init_weights` (L107–110) over every Conv2d and Linear, then the head scaled by head_init_scale. */
   private initWeights(rng: Rng, headInitScale: number): void {
     for (const [, m] of this.namedModules()) {
       if (m instanceof Conv2d || m instanceof Linear) {
@@ -194,7 +194,7 @@ export class ConvNeXt extends Layer implements ClassifierModel {
     });
   }
 
-  /** features [b, h, w, C4] → mean over h, w → norm → (dropout) → head → logits [b, K] (L116–120). */
+  /** features [b, h, w, C4] → mean over h, w → norm → (dropout) → head → logits [b, K] (L112–120). */
   forwardHead(features: tf.Tensor, ctx?: ModelForwardContext): tf.Tensor2D {
     const c = ctx ?? { training: this.training };
     return tf.tidy(() => {

@@ -1,8 +1,8 @@
 /**
  * MobileOne's building block (Vasu et al. 2023, arXiv 2206.04040) as the official repository defines it:
  * zs1314/Microscopic-Mamba `baseline_other/CNN/mobileone.py` (commit 8df9997; Apple's ml-mobileone code):
- * `SEBlock` L16–52, `MobileOneBlock` L55–270 (forward L132–152, reparameterize L154–187,
- * _get_kernel_bias L189–223, _fuse_bn_tensor L225–260, _conv_bn L262–277).
+ * `SEBlock` L16–52, `MobileOneBlock` L55–276 (forward L131–153, reparameterize L155–183,
+ * _get_kernel_bias L185–217, _fuse_bn_tensor L219–256, _conv_bn L258–276).
  *
  * Shapes (NHWC):  b batch   h, w  input size   Ci, Co  in / out channels   k kernel size   s stride
  *

@@ -1,7 +1,7 @@
 /**
  * MobileOne (Vasu et al. 2023, arXiv 2206.04040) as the official repository defines it:
- * zs1314/Microscopic-Mamba `baseline_other/CNN/mobileone.py` (commit 8df9997): `MobileOne` L280–389,
- * `PARAMS` L392–401, `mobileone(variant)` L404–418, `reparameterize_model` L421–436. Names are the file's
+ * zs1314/Microscopic-Mamba `baseline_other/CNN/mobileone.py` (commit 8df9997): `MobileOne` L279–381,
+ * `PARAMS` L384–393, `mobileone(variant)` L395–405, `reparameterize_model` L408–421. Names are the file's
  * state-dict keys (`stage0.rbr_conv.0.conv.weight`, `stage2.3.rbr_skip.running_var`, `linear.weight`; in
  * inference form `stage1.0.reparam_conv.weight`).
  *
@@ -77,7 +77,7 @@ export class MobileOne extends Layer implements ClassifierModel {
         groups: 1,
         inferenceMode: cfg.inferenceMode,
         useSe: false,
-        numConvBranches: 1, // not passed in the file (L319–321): the default 1
+        numConvBranches: 1, // not passed in the file (L310–312): the default 1
         rng,
       }),
     );
@@ -91,7 +91,7 @@ export class MobileOne extends Layer implements ClassifierModel {
       for (let ix = 0; ix < nb[s]; ix++) {
         const useSe = ix >= nb[s] - seBlocks[s];
         const common = { inferenceMode: cfg.inferenceMode, useSe, numConvBranches: cfg.numConvBranches, rng };
-        // Depthwise 3×3 (stride 2 opens the stage), then pointwise 1×1 to the stage width (L350–372).
+        // Depthwise 3×3 (stride 2 opens the stage), then pointwise 1×1 to the stage width (L347–367).
         blocks.push(
           new MobileOneBlock(inPlanes, inPlanes, 3, {
             stride: ix === 0 ? 2 : 1,

@@ -1,6 +1,6 @@
 /**
  * ResNet-18 (He et al. 2016, arXiv 1512.03385) as torchvision 0.14 defines it (`torchvision.models.resnet18`,
- * torchvision/models/resnet.py: `BasicBlock` L59–106, `ResNet.__init__` L166–225, `_make_layer` L227–265,
+ * torchvision/models/resnet.py: `BasicBlock` L59–106, `ResNet.__init__` L167–223, `_make_layer` L225–264,
  * `_forward_impl` L266–282), with its state-dict names (`conv1.weight`, `layer2.0.downsample.0.weight`,
  * `fc.bias`, ...).
  *
@@ -12,7 +12,7 @@
  *     → adaptive average pool → [b, C4] → (dropout) → fc → logits [b, K]
  *
  * `stem: 'cifar'` is the stem of the official repository's `baseline_other/CNN/resnet.py` (commit 8df9997,
- * `ResNet.__init__` L94–100: Conv2d(3, 64, 3, padding=1, bias=False) → BN → ReLU, no max-pool; "we use a
+ * `ResNet.__init__` L88–99: Conv2d(3, 64, 3, padding=1, bias=False) → BN → ReLU, no max-pool; "we use a
  * different inputsize than the original paper"). The rest of that file's ResNet-18 is torchvision's
  * network under other names (`conv2_x.0.residual_function.0.weight` for `layer1.0.conv1.weight`,
  * `shortcut` for `downsample`, `fc` kept), so the kit keeps torchvision's names for both stems; an
@@ -144,7 +144,7 @@ export class ResNet extends Layer implements ClassifierModel {
     this.initWeights(rng);
   }
 
-  /** torchvision L205–211: conv weights kaiming_normal(fan_out, relu); BN γ 1, β 0 (construction); fc keeps nn.Linear's default. */
+  /** torchvision L208–213: conv weights kaiming_normal(fan_out, relu); BN γ 1, β 0 (construction); fc keeps nn.Linear's default. */
   private initWeights(rng: Rng): void {
     for (const [, m] of this.namedModules()) {
       if (m instanceof Conv2d) {
