@@ -13,15 +13,33 @@ const VARIANTS = {
     depths: [2, 2, 6, 2],
     dims: [40, 80, 160, 320],
     params: 3_695_520,
+    reduced: { depths: [1, 1, 2, 1], dims: [4, 8, 8, 8] },
     description: 'ConvNeXt-atto: the official ConvNeXt definition at depths 2-2-6-2, dims 40-80-160-320',
   },
   'convnext-tiny': {
     depths: [3, 3, 9, 3],
     dims: [96, 192, 384, 768],
     params: 28_589_128,
+    reduced: { depths: [1, 1, 1, 1], dims: [4, 4, 8, 8] },
     description: 'ConvNeXt-tiny: the official convnext_tiny (depths 3-3-9-3, dims 96-192-384-768), a Table I row',
   },
 };
+
+/**
+ * Registry metadata. `reducedConfig` (the contract test's small build) is contract metadata zoo-core adds
+ * to ModelMeta; returned from a function so this file also compiles against a ModelMeta without it.
+ */
+function meta(v: (typeof VARIANTS)[keyof typeof VARIANTS]) {
+  return {
+    description: v.description,
+    family: 'cnn' as const,
+    source: SOURCE,
+    input: { minSize: 32 },
+    defaultSize: 224,
+    referenceParams: v.params,
+    reducedConfig: { options: v.reduced, size: 32 },
+  };
+}
 
 for (const [name, v] of Object.entries(VARIANTS)) {
   registerModel(
@@ -52,13 +70,6 @@ for (const [name, v] of Object.entries(VARIANTS)) {
         name,
       );
     },
-    {
-      description: v.description,
-      family: 'cnn',
-      source: SOURCE,
-      input: { minSize: 32 },
-      defaultSize: 224,
-      referenceParams: v.params,
-    },
+    meta(v),
   );
 }

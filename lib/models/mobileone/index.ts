@@ -7,6 +7,25 @@ import { MobileOne } from './model';
 export * from './block';
 export * from './model';
 
+/**
+ * Registry metadata. `reducedConfig` (the contract test's small build: every branch kind, skip BNs, stride-2
+ * blocks) is contract metadata zoo-core adds to ModelMeta; kept in a variable so this file also compiles
+ * against a ModelMeta without it.
+ */
+const META = {
+  description: 'MobileOne-S0 in training form (4 conv branches per block); reparameterize() fuses it for inference',
+  family: 'cnn' as const,
+  source:
+    'zs1314/Microscopic-Mamba baseline_other/CNN/mobileone.py (8df9997) mobileone(variant="s0"), Vasu et al. 2023 (arXiv 2206.04040)',
+  input: { minSize: 32 },
+  defaultSize: 224,
+  referenceParams: 5_293_272,
+  reducedConfig: {
+    options: { numBlocksPerStage: [1, 2, 1, 1], widthMultipliers: [0.125, 0.125, 0.0625, 0.03125] },
+    size: 32,
+  },
+};
+
 registerModel(
   'mobileone-s0',
   (opts) => {
@@ -52,13 +71,5 @@ registerModel(
       name,
     );
   },
-  {
-    description: 'MobileOne-S0 in training form (4 conv branches per block); reparameterize() fuses it for inference',
-    family: 'cnn',
-    source:
-      'zs1314/Microscopic-Mamba baseline_other/CNN/mobileone.py (8df9997) mobileone(variant="s0"), Vasu et al. 2023 (arXiv 2206.04040)',
-    input: { minSize: 32 },
-    defaultSize: 224,
-    referenceParams: 5_293_272,
-  },
+  META,
 );

@@ -6,6 +6,22 @@ import { ResNet, type ResNetStem } from './model';
 
 export * from './model';
 
+/**
+ * Registry metadata. `reducedConfig` (the contract test's small build: both block kinds, the stem's
+ * max-pool on an odd map) is contract metadata zoo-core adds to ModelMeta; kept in a variable so this
+ * file also compiles against a ModelMeta without it.
+ */
+const META = {
+  description: "ResNet-18 (torchvision); stem: 'cifar' gives the official repo's 3×3 stride-1 stem without max-pool",
+  family: 'cnn' as const,
+  source:
+    'torchvision 0.14 torchvision.models.resnet18 (He et al. 2016); cifar stem: zs1314/Microscopic-Mamba baseline_other/CNN/resnet.py (8df9997)',
+  input: { minSize: 32 },
+  defaultSize: 224,
+  referenceParams: 11_689_512,
+  reducedConfig: { options: { widths: [4, 8, 8, 8], depths: [2, 1, 1, 1] }, size: 40 },
+};
+
 registerModel(
   'resnet18',
   (opts) => {
@@ -30,13 +46,5 @@ registerModel(
       dropPathRate: o.dropPathRate,
     });
   },
-  {
-    description: "ResNet-18 (torchvision); stem: 'cifar' gives the official repo's 3×3 stride-1 stem without max-pool",
-    family: 'cnn',
-    source:
-      'torchvision 0.14 torchvision.models.resnet18 (He et al. 2016); cifar stem: zs1314/Microscopic-Mamba baseline_other/CNN/resnet.py (8df9997)',
-    input: { minSize: 32 },
-    defaultSize: 224,
-    referenceParams: 11_689_512,
-  },
+  META,
 );
