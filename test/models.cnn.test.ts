@@ -5,6 +5,9 @@
  *   parity        each fixture of scripts/fixtures/make-cnn-fixtures.py (reference PyTorch at reduced
  *                 width, perturbed weights) reproduced on wasm and cpu to max |Δlogit| ≤ 1e-4 (or 20× the
  *                 reference's own float32-vs-float64 spread, at most 2e-3, where that is larger)
+ *   train step    one training-mode step on each fixture (train_step.json): logits, BatchNorm running
+ *                 statistics after it and per-parameter gradient statistics equal PyTorch's (BN batch
+ *                 statistics, momentum updates and autodiff through every branch)
  *   counts        full-size parameter counts at 2 and 1000 classes = issue 14's table, exactly
  *   reparam       MobileOne's inference form = its training form in eval mode (≤ 1e-4), full size and reduced
  *   gradients     every trainable parameter gets a non-zero gradient (reduced sizes, training mode)
@@ -21,9 +24,14 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
 import { type ClassifierModel, createModel, listModels, loadWeights, type ModelOptions } from '../lib/models/index';
 import { MobileOne } from '../lib/models/mobileone/index';
-import { Conv2d, countMacsWhile, countParameters } from '../lib/nn/index';
+import { Conv2d, countMacsWhile, countParameters, toTorchLayout } from '../lib/nn/index';
 import { Rng } from '../lib/util/random';
 import { PARITY_DIR, parityDiff, readParityMeta } from './parity.helpers';
+
+function readF32(file: string): Float32Array {
+  const buf = fs.readFileSync(file);
+  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+}
 
 before(async () => {
   await initBackend('wasm', { quiet: true });
@@ -63,6 +71,104 @@ for (const backend of ['wasm', 'cpu'] as const) {
             `reference f32-vs-f64 spread ${meta.logits_f64_max_abs_diff.toExponential(2)})`,
         );
         assert.ok(diff <= tol, `${name} on ${backend}: max |Δlogit| ${diff} > ${tol}`);
+      }
+    } finally {
+      await initBackend('wasm', { quiet: true });
+    }
+  });
+}
+
+interface TrainStep {
+  probe: number[][];
+  logits: number[];
+  /** [Σ v, Σ |v|, Σ v_i·cos(i)] of each running statistic after the step, PyTorch layout. */
+  running_after: Record<string, [number, number, number]>;
+  /** The same three numbers of each parameter's gradient of sum(logits · probe). */
+  grad_stats: Record<string, [number, number, number]>;
+  /** How far float64 moves the gradient statistics (measured like statsDiff): the float32 spread. */
+  grad_stats_f64_spread: number;
+  logits_f64_max_abs_diff: number;
+}
+
+function stats(v: ArrayLike<number>): [number, number, number] {
+  let sum = 0;
+  let abs = 0;
+  let cos = 0;
+  for (let i = 0; i < v.length; i++) {
+    sum += v[i];
+    abs += Math.abs(v[i]);
+    cos += v[i] * Math.cos(i);
+  }
+  return [sum, abs, cos];
+}
+
+/**
+ * Largest |ours − reference| of the three statistics, relative to max(the reference's Σ|v|, `floor`).
+ * The floor matters for gradients that are float32 noise by nature: a depthwise 1×1 conv followed by a
+ * training-mode BatchNorm (MobileOne's scale branch) is scale-invariant per channel, so its true weight
+ * gradient is 0 and both frameworks return rounding residue (Σ|g| ~1e-3 against ~1e3 for the stem).
+ */
+function statsDiff(ours: [number, number, number], ref: [number, number, number], floor = 1e-6): number {
+  return Math.max(...ours.map((o, i) => Math.abs(o - ref[i]))) / Math.max(ref[1], floor);
+}
+
+for (const backend of ['wasm', 'cpu'] as const) {
+  test(`one training-mode step equals the reference's on ${backend} (logits, running statistics, gradients)`, async (t) => {
+    await initBackend(backend, { quiet: true });
+    try {
+      for (const name of FIXTURES) {
+        const dir = path.join(PARITY_DIR, name);
+        const file = path.join(dir, 'train_step.json');
+        if (!fs.existsSync(file)) continue; // the reparam fixture: the reference's fused weights are detached
+        const ref = JSON.parse(fs.readFileSync(file, 'utf8')) as TrainStep;
+        const meta = readParityMeta(dir);
+        const model = fixtureModel(name);
+        loadWeights(model, path.join(dir, 'weights.safetensors'), { from: 'pytorch' });
+        model.train();
+        const named = model.namedParameters().filter(([, p]) => p.trainable && !p.dead);
+        const before = tf.memory().numTensors;
+        let logits: Float32Array = new Float32Array();
+        const x = tf.tensor4d(readF32(path.join(dir, 'input_nhwc.f32')), meta.input_shape_nhwc);
+        const probe = tf.tensor2d(ref.probe);
+        const { value, grads } = tf.variableGrads(
+          () => {
+            const y = model.forward(x, { training: true });
+            logits = y.dataSync() as Float32Array;
+            return tf.sum(tf.mul(y, probe)) as tf.Scalar;
+          },
+          named.map(([, p]) => p.variable),
+        );
+        const dLogits = Math.max(...Array.from(logits, (v, i) => Math.abs(v - ref.logits[i])));
+        // Gradients smaller than 1e-4 of the model's largest (by Σ|g|) are compared at that scale.
+        const gradFloor = 1e-4 * Math.max(...Object.values(ref.grad_stats).map((v) => v[1]));
+        let dGrad = 0;
+        for (const [key, p] of named) {
+          const g = tf.tidy(() => toTorchLayout(grads[p.variable.name], p.layout, p.torchShape).dataSync());
+          dGrad = Math.max(dGrad, statsDiff(stats(g), ref.grad_stats[key], gradFloor));
+        }
+        let dRunning = 0;
+        for (const [key, b] of model.namedBuffers()) {
+          if (ref.running_after[key])
+            dRunning = Math.max(dRunning, statsDiff(stats(b.dataSync()), ref.running_after[key]));
+        }
+        assert.deepEqual(
+          Object.keys(ref.grad_stats).sort(),
+          named.map(([k]) => k).sort(),
+          `${name}: the same trainable parameters`,
+        );
+        tf.dispose([value, x, probe, ...Object.values(grads)]);
+        assert.equal(tf.memory().numTensors, before, `${name}: the step leaks no tensors`);
+        model.dispose();
+        t.diagnostic(
+          `${name}: logits ${dLogits.toExponential(2)}, gradient stats ${dGrad.toExponential(2)} (relative, floor ` +
+            `${gradFloor.toExponential(1)}; reference f32-vs-f64 ${ref.grad_stats_f64_spread.toExponential(2)}), ` +
+            `running stats ${dRunning.toExponential(2)} (relative)`,
+        );
+        const tolLogits = tolerance(ref.logits_f64_max_abs_diff);
+        const tolGrad = tolerance(ref.grad_stats_f64_spread);
+        assert.ok(dLogits <= tolLogits, `${name}: training-mode logits differ by ${dLogits} > ${tolLogits}`);
+        assert.ok(dGrad <= tolGrad, `${name}: gradient statistics differ by ${dGrad} > ${tolGrad} (relative)`);
+        assert.ok(dRunning <= 1e-5, `${name}: running statistics differ by ${dRunning} (relative)`);
       }
     } finally {
       await initBackend('wasm', { quiet: true });
