@@ -8,3 +8,6 @@ export * from './weights';
 export * from './complexity';
 export * from './microscopic-mamba/index';
 export * from './checkpoint';
+import './resnet/index';
+import './convnext/index';
+import './mobileone/index';
