@@ -4,3 +4,5 @@ export * from './layers';
 export * from './init';
 export * from './safetensors';
 export * from './macs';
+export * from './batchnorm1d';
+export * from './layer-scale';
