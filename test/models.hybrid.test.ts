@@ -99,8 +99,14 @@ test('RepViT: fused inference form equals the training form in eval mode (≤ 1e
   const model = modelFor(fixture) as RepViT;
   loadWeights(model, path.join(PARITY_DIR, fixture, 'weights.safetensors'), { from: 'pytorch' });
   model.eval();
+  const tensorsBefore = tf.memory().numTensors;
   const fused = model.fusedForInference();
   assert.equal(fused.training, false, 'the fused model comes in eval mode');
+  assert.equal(
+    tf.memory().numTensors - tensorsBefore,
+    fused.namedParameters().length + fused.namedBuffers().length,
+    'fusing allocates only the fused model',
+  );
   // Keys are the reference's fused state dict (make-hybrid-fixtures.py saved it beside).
   const fusedKeys = Object.keys(readParityMeta(path.join(PARITY_DIR, `${fixture}-fused`)).state_keys as object).sort();
   assert.deepEqual([...fused.stateDict().keys()].sort(), fusedKeys);
@@ -115,11 +121,13 @@ test('RepViT: fused inference form equals the training form in eval mode (≤ 1e
   assert.throws(() => fused.fusedForInference(), /already in its fused inference form/);
   tf.dispose([x, a, b]);
   // The training model is unchanged by fusing.
-  const again = model.forward(inputOf(fixture), { training: false });
-  const c = fused.forward(inputOf(fixture), { training: false });
+  const x2 = inputOf(fixture, 6);
+  const again = model.forward(x2, { training: false });
+  const c = fused.forward(x2, { training: false });
   assert.ok(maxAbsDiff(again, c) <= 1e-4);
-  tf.dispose([again, c]);
+  tf.dispose([x2, again, c]);
   fused.dispose();
+  assert.equal(tf.memory().numTensors, tensorsBefore, 'fuse + forward + dispose leaks nothing');
   model.dispose();
 });
 
@@ -189,6 +197,35 @@ test('RepViT with dropPathRate drops channel mixers per sample in training only;
   tf.dispose([x, a, b, e1, e2]);
   fused.dispose();
   model.dispose();
+});
+
+test('dropRate: dropout on the pooled features in training only (both families)', async () => {
+  await initBackend('wasm', { quiet: true });
+  for (const fixture of ['repvit-m1.0-small', 'swiftformer-xs-small']) {
+    const kit = readParityMeta(path.join(PARITY_DIR, fixture)).kit as KitMeta;
+    const plain = createModel(kit.model, kit.options);
+    const dropped = createModel(kit.model, { ...kit.options, dropRate: 0.5 });
+    for (const m of [plain, dropped])
+      loadWeights(m, path.join(PARITY_DIR, fixture, 'weights.safetensors'), { from: 'pytorch' });
+    const x = inputOf(fixture);
+    const evalDiff = tf.tidy(() =>
+      maxAbsDiff(plain.forward(x, { training: false }), dropped.forward(x, { training: false })),
+    );
+    assert.equal(evalDiff, 0, `${fixture}: dropout is the identity in eval mode`);
+    plain.eval(); // BN in eval for both, so only the dropout differs in the training-mode pass below
+    dropped.eval();
+    const ctx = { training: true, rng: new Rng(3) };
+    const trainDiff = tf.tidy(() =>
+      maxAbsDiff(
+        plain.forwardHead(plain.forwardFeatures(x, { training: false }), { training: false }),
+        dropped.forwardHead(dropped.forwardFeatures(x, { training: false }), ctx),
+      ),
+    );
+    assert.ok(trainDiff > 0, `${fixture}: dropout changes training-mode logits`);
+    x.dispose();
+    plain.dispose();
+    dropped.dispose();
+  }
 });
 
 test('BatchNorm1d: PyTorch training statistics and MACs (numel·2); LayerScale reports extra MACs', async () => {
