@@ -7,10 +7,20 @@
  */
 import { resolveOptions, type ModelOptions } from '../contract';
 import { registerModel } from '../registry';
-import { checkCfgs, REPVIT_M1_0_CFGS, RepViT } from './model';
+import { checkCfgs, REPVIT_M1_0_CFGS, RepViT, type RepViTBlockCfg } from './model';
 
 export * from './layers';
 export * from './model';
+
+/** A reduced RepViT with every block type (make-hybrid-fixtures.py's REPVIT_SMALL_CFGS). */
+export const REPVIT_REDUCED_CFGS: RepViTBlockCfg[] = [
+  [3, 2, 8, 1, 0, 1],
+  [3, 2, 8, 0, 0, 1],
+  [3, 2, 16, 0, 0, 2],
+  [3, 2, 16, 1, 1, 1],
+  [3, 2, 24, 1, 1, 2],
+  [3, 2, 24, 0, 1, 1],
+];
 
 /** Build `repvit-m1.0` (or a reduced RepViT through `cfgs`); `fused: true` gives the inference form. */
 export function createRepViT(opts: ModelOptions = {}, name = 'repvit-m1.0'): RepViT {
@@ -32,14 +42,23 @@ export function createRepViT(opts: ModelOptions = {}, name = 'repvit-m1.0'): Rep
   return fused.train();
 }
 
-registerModel('repvit-m1.0', (opts) => createRepViT(opts), {
+/**
+ * Registry metadata. `reducedConfig` (zoo-core's ModelMeta field: a small configuration with every block
+ * type, for the contract test) is the structure of the parity fixture: stride-1 blocks with and without
+ * SqueezeExcite, stride-2 blocks with and without it. Kept in a variable so this branch type-checks before
+ * zoo-core's ModelMeta (which declares the field) is merged.
+ */
+const META = {
   description:
     'RepViT-M1.0 (CVPR 2024): re-parameterisable mobile CNN with a ViT-style macro design; fuse for inference',
-  family: 'cnn',
+  family: 'cnn' as const,
   source:
     'Wang et al., arXiv 2307.09283; github.com/zs1314/Microscopic-Mamba baseline_other/CNN/repvit.py ' +
     'repvit_m1_0(distillation=False) (8df9997)',
   input: {},
   defaultSize: 224,
   referenceParams: 6_852_900,
-});
+  reducedConfig: { options: { cfgs: REPVIT_REDUCED_CFGS }, size: 32 },
+};
+
+registerModel('repvit-m1.0', (opts) => createRepViT(opts), META);

@@ -61,24 +61,31 @@ const META = {
     referenceParams: 3_254_360,
     fn: 'SwiftFormer_XS',
     what: 'XS (widths 48-56-112-220, depths 3-3-6-4)',
+    reduced: { layers: [2, 1, 2, 1], embedDims: [8, 16, 16, 24] }, // make-hybrid-fixtures.py SWIFT_SMALL
   },
   'swiftformer-s': {
     referenceParams: 5_867_128,
     fn: 'SwiftFormer_S',
     what: 'S (widths 48-64-168-224, depths 3-3-9-6)',
+    reduced: { layers: [1, 2, 1, 2], embedDims: [8, 8, 16, 24] },
   },
 } as const;
 
 for (const variant of Object.keys(SWIFTFORMER_VARIANTS) as SwiftFormerVariant[]) {
   const m = META[variant];
-  registerModel(variant, (opts) => createSwiftFormer(variant, opts), {
+  // `reducedConfig` (zoo-core's ModelMeta field, for the contract test): the parity fixture's structure,
+  // ConvEncoders and a SwiftFormerEncoder in the stages. A variable, so this branch type-checks before
+  // zoo-core's ModelMeta (which declares the field) is merged.
+  const meta = {
     description: `SwiftFormer-${m.what} (ICCV 2023): conv stages with efficient additive attention`,
-    family: 'hybrid',
+    family: 'hybrid' as const,
     source:
       'Shaker et al., arXiv 2303.15446; github.com/zs1314/Microscopic-Mamba ' +
       `baseline_other/cnn_tran_hybird/Swiftformer.py ${m.fn}(distillation=False) (8df9997)`,
     input: {},
     defaultSize: 224,
     referenceParams: m.referenceParams,
-  });
+    reducedConfig: { options: { layers: [...m.reduced.layers], embedDims: [...m.reduced.embedDims] }, size: 32 },
+  };
+  registerModel(variant, (opts) => createSwiftFormer(variant, opts), meta);
 }
