@@ -265,3 +265,15 @@ test('BatchNorm1d: PyTorch training statistics and MACs (numel·2); LayerScale r
   tf.dispose([x, y, gamma, scaled]);
   bn.dispose();
 });
+
+test('model-specific options are validated with one clear error', () => {
+  assert.throws(() => createModel('repvit-m1.0', { cfgs: [[3, 2, 16, 1, 0, 3]] }), /cfgs\[0\].*stride|1\|2/);
+  assert.throws(() => createModel('repvit-m1.0', { cfgs: [] }), /option cfgs must be a non-empty array/);
+  assert.throws(() => createModel('repvit-m1.0', { fused: 'yes' }), /option fused must be true or false/);
+  assert.throws(
+    () => createModel('swiftformer-xs', { layers: [1, 1, 1, 1], embedDims: [8, 16, 24] }),
+    /embedDims must be 4 positive integers/,
+  );
+  assert.throws(() => createModel('swiftformer-s', { layers: [1, 0, 1, 1] }), /option layers must be/);
+  assert.throws(() => createModel('swiftformer-s', { vitNum: 0 }), /option vitNum must be/);
+});

@@ -133,11 +133,12 @@ export class RepViT extends Layer implements ClassifierModel {
     } else {
       this.fused = false;
       const rng = new Rng(config.seed);
-      const c0 = config.cfgs[0][2];
+      const c0 = config.cfgs[0][2]; // the stem takes the first row's channels as given (not rounded to 8)
+      const half = Math.floor(c0 / 2); // input_channel // 2
       const stem = new Sequential(
-        new Conv2dBN(3, c0 / 2, { kernelSize: 3, stride: 2, padding: 1, rng }),
+        new Conv2dBN(3, half, { kernelSize: 3, stride: 2, padding: 1, rng }),
         new GELU(),
-        new Conv2dBN(c0 / 2, c0, { kernelSize: 3, stride: 2, padding: 1, rng }),
+        new Conv2dBN(half, c0, { kernelSize: 3, stride: 2, padding: 1, rng }),
       );
       const blocks: RepViTBlock[] = [];
       let inputChannels = c0;

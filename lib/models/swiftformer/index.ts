@@ -37,11 +37,12 @@ export function createSwiftFormer(variant: SwiftFormerVariant, opts: ModelOption
   );
   const layers = positiveInts(variant, 'layers', o.layers);
   const embedDims = positiveInts(variant, 'embedDims', o.embedDims, layers.length);
-  if (embedDims[0] % 2 !== 0)
+  const vitNum = o.vitNum;
+  if (typeof vitNum !== 'number' || !Number.isInteger(vitNum) || vitNum < 1) {
     throw new Error(
-      `${variant}: embedDims[0] must be even (the stem's first conv has half of it), got ${embedDims[0]}`,
+      `${variant}: option vitNum must be a positive integer (SwiftFormerEncoders per stage), got ${JSON.stringify(vitNum)}`,
     );
-  const vitNum = positiveInts(variant, 'vitNum', [o.vitNum])[0];
+  }
   return new SwiftFormer(
     {
       layers,
