@@ -11,3 +11,5 @@ export * from './checkpoint';
 import './resnet/index';
 import './convnext/index';
 import './mobileone/index';
+import './repvit/index';
+import './swiftformer/index';

@@ -6,3 +6,5 @@ export * from './safetensors';
 export * from './macs';
 export * from './pooling';
 export * from './dropout';
+export * from './batchnorm1d';
+export * from './layer-scale';
