@@ -4,3 +4,5 @@ export * from './weights';
 export * from './complexity';
 export * from './microscopic-mamba/index';
 export * from './checkpoint';
+import './vit/index';
+import './medmamba/index';

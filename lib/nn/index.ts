@@ -4,3 +4,5 @@ export * from './layers';
 export * from './init';
 export * from './safetensors';
 export * from './macs';
+export * from './dropout';
+export * from './attention';

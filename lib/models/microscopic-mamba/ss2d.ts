@@ -32,6 +32,8 @@ export interface SS2DOptions {
   /** Create the unused out_proj anyway (official, counted in the totals). */
   keepDeadParams: boolean;
   scanImpl: ScanImpl;
+  /** Add the input back (official L840, default); MedMamba's SS2D returns out_proj(y) alone. */
+  addInput?: boolean;
 }
 
 const K = 4; // scan directions: row-major, column-major, and both reversed
@@ -105,7 +107,7 @@ export class SS2D extends Layer {
       ); // [b, h, w, e]
       const y = tf.mul(this.out_norm.forward(ys), silu(z)); // [b, h, w, e]
       const out = this.PSFFN ? this.PSFFN.forward(y) : this.out_proj!.forward(y); // [b, ·, ·, d]
-      return tf.add(out, x); // [b, h, w, d]
+      return this.opts.addInput === false ? out : tf.add(out, x); // [b, h, w, d]
     });
   }
 
