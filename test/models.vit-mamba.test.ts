@@ -212,3 +212,27 @@ test('input and option errors are one clear line', async () => {
   mm.dispose();
   assert.throws(() => createModel('medmamba-s', { dims: [8, 24] }), /dims must be/);
 });
+
+test('medmamba useCheckpoint recomputes blocks without changing the gradients', async () => {
+  await initBackend('wasm', { quiet: true });
+  const opts = { numClasses: 2, dims: [8, 16], depths: [1, 1], dState: 2, dropPathRate: 0 };
+  const x = input(2, 16, 16, 5);
+  const gradsOf = (useCheckpoint: boolean): Float32Array[] => {
+    const model = createModel('medmamba-t', { ...opts, useCheckpoint });
+    const vars = model.trainableVariables();
+    const { grads, value } = tf.variableGrads(
+      () => tf.sum(tf.square(model.forward(x, { training: true, rng: new Rng(0) }))) as tf.Scalar,
+      vars,
+    );
+    const out = vars.map((v) => grads[v.name].dataSync() as Float32Array);
+    tf.dispose([value, ...Object.values(grads)]);
+    model.dispose();
+    return out;
+  };
+  const plain = gradsOf(false);
+  const recomputed = gradsOf(true);
+  let diff = 0;
+  plain.forEach((g, i) => g.forEach((v, j) => (diff = Math.max(diff, Math.abs(v - recomputed[i][j])))));
+  assert.ok(diff <= 1e-6, `checkpointed gradients differ by ${diff}`);
+  x.dispose();
+});
