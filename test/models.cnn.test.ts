@@ -1,6 +1,6 @@
 /**
- * The CNN baselines of the zoo (issue 14): resnet18 (+ stem 'cifar'), convnext-atto, convnext-tiny,
- * mobileone-s0 (+ reparameterize).
+ * The CNN baselines of the zoo (docs/architecture.md §Baselines): resnet18 (+ stem 'cifar'), convnext-atto,
+ * convnext-tiny, mobileone-s0 (+ reparameterize).
  *
  *   parity        each fixture of scripts/fixtures/make-cnn-fixtures.py (reference PyTorch at reduced
  *                 width, perturbed weights) reproduced on wasm and cpu to max |Δlogit| ≤ 1e-4 (or 20× the
@@ -8,7 +8,7 @@
  *   train step    one training-mode step on each fixture (train_step.json): logits, BatchNorm running
  *                 statistics after it and per-parameter gradient statistics equal PyTorch's (BN batch
  *                 statistics, momentum updates and autodiff through every branch)
- *   counts        full-size parameter counts at 2 and 1000 classes = issue 14's table, exactly
+ * counts full-size parameter counts at 2 and 1000 classes = the table in docs/architecture.md §Baselines, exactly
  *   reparam       MobileOne's inference form = its training form in eval mode (≤ 1e-4), full size and reduced
  *   gradients     every trainable parameter gets a non-zero gradient (reduced sizes, training mode)
  *   MACs          the MAC walk at 224 px = ptflops' module-hook rules applied to the reference definitions
@@ -185,10 +185,10 @@ test('fixtures stay within the CNN group budget (≤ 600 KB)', () => {
   assert.ok(bytes <= 600 * 1024, `CNN fixtures take ${bytes} bytes`);
 });
 
-test('full-size parameter counts equal issue 14 (2 and 1000 classes)', () => {
+test('full-size parameter counts equal docs/architecture.md §Baselines (2 and 1000 classes)', () => {
   const table: Array<[string, ModelOptions, number, number, number?, number?]> = [
     ['resnet18', {}, 11_177_538, 11_689_512],
-    ['resnet18', { stem: 'cifar' }, 11_169_858, 11_681_832], // spec §4.4: the official resnet.py's counts
+    ['resnet18', { stem: 'cifar' }, 11_169_858, 11_681_832], // docs/architecture.md §Baselines: the official resnet.py's counts
     ['convnext-atto', {}, 3_375_162, 3_695_520],
     ['convnext-tiny', {}, 27_821_666, 28_589_128],
     ['mobileone-s0', {}, 4_270_322, 5_293_272, 1_055_554, 2_078_504],

@@ -1,8 +1,8 @@
 /**
- * The zoo's RepViT and SwiftFormer ports (issue 14): parity with the official definitions on reduced-width
- * fixtures (scripts/fixtures/make-hybrid-fixtures.py) on wasm and cpu, full-size parameter counts equal to
- * issue 14's table, RepViT's fused inference form equal to its training form, the features/head split,
- * gradients to every trainable parameter, and the MACs reported by BatchNorm1d and LayerScale.
+ * The zoo's RepViT and SwiftFormer ports (docs/architecture.md §Baselines): parity with the official definitions on
+ * reduced-width fixtures (scripts/fixtures/make-hybrid-fixtures.py) on wasm and cpu, full-size parameter counts equal
+ * to the table in docs/architecture.md §Baselines, RepViT's fused inference form equal to its training form, the
+ * features/head split, gradients to every trainable parameter, and the MACs reported by BatchNorm1d and LayerScale.
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -38,7 +38,10 @@ function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
-/** Tolerance of issue 14: 1e-4, or 20× the reference's own float32-vs-float64 spread where that is larger (≤ 2e-3). */
+/**
+ * Tolerance (docs/contributing.md §Parity fixtures): 1e-4, or 20× the reference's own float32-vs-float64 spread where
+ * that is larger (≤ 2e-3).
+ */
 function tolerance(spread: number): number {
   return Math.min(2e-3, Math.max(1e-4, 20 * spread));
 }
@@ -67,7 +70,7 @@ for (const backend of ['wasm', 'cpu'] as const) {
   });
 }
 
-test('full-size parameter counts equal issue 14 (2 and 1000 classes; RepViT fused too)', async (t) => {
+test('full-size parameter counts equal docs/architecture.md §Baselines (2 and 1000 classes; RepViT fused too)', async (t) => {
   await initBackend('wasm', { quiet: true });
   const table: Array<[string, number, number]> = [
     ['repvit-m1.0', 6_404_798, 6_852_900],

@@ -13,3 +13,5 @@ import './convnext/index';
 import './mobileone/index';
 import './repvit/index';
 import './swiftformer/index';
+import './vit/index';
+import './medmamba/index';

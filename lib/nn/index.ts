@@ -8,3 +8,4 @@ export * from './pooling';
 export * from './dropout';
 export * from './batchnorm1d';
 export * from './layer-scale';
+export * from './attention';

@@ -14,13 +14,12 @@
  *   Block(C): y = dwconv 7×7 (pad 3, groups C) → LN → pwconv1 Linear(C, 4C) → GELU → pwconv2 Linear(4C, C)
  *             → γ·y (LayerScale, γ initialised to 1e-6) ;  out = x + DropPath(y)
  *
- * Pitfalls (spec §4.4): every LayerNorm has eps 1e-6; the stem's norm comes AFTER its conv while each
- * later downsampling layer normalises BEFORE its conv; the final norm acts on the pooled vector (there is
- * no norm on the last map); LayerScale's γ is a parameter named `gamma` of each block (no own module).
- * The file's `LayerNorm` class (channels_first in the stem/downsampling, channels_last in blocks) is not
- * `nn.LayerNorm`, so ptflops does not count it; only the final `norm` is — ConvNeXtLayerNorm below
- * reports no MACs for that reason, and the pooling is the functional `x.mean([-2, -1])` (not counted).
- * In NHWC both data formats are a LayerNorm over the last axis.
+ * Pitfalls (docs/architecture.md §Baselines): every LayerNorm has eps 1e-6; the stem's norm comes AFTER its conv while
+ * each later downsampling layer normalises BEFORE its conv; the final norm acts on the pooled vector (there is no norm
+ * on the last map); LayerScale's γ is a parameter named `gamma` of each block (no own module). The file's `LayerNorm`
+ * class (channels_first in the stem/downsampling, channels_last in blocks) is not `nn.LayerNorm`, so ptflops does not
+ * count it; only the final `norm` is — ConvNeXtLayerNorm below reports no MACs for that reason, and the pooling is the
+ * functional `x.mean([-2, -1])` (not counted). In NHWC both data formats are a LayerNorm over the last axis.
  *
  * Initialisation (`_init_weights`, L107–110): conv and linear weights trunc_normal(std 0.02, cut at ±2),
  * biases 0; `head_init_scale` 1. `dropRate` (dropout before the head) is a switch beyond the file

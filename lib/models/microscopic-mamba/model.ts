@@ -29,7 +29,7 @@ export class VSSLayer extends Layer {
   readonly downsample?: PatchMerging2D;
 
   constructor(
-    blocks: MicroscopicMambaBlock[],
+    blocks: Layer[], // MicroscopicMambaBlock here; medmamba/ reuses the stage with its own blocks
     downsample: PatchMerging2D | undefined,
     readonly useCheckpoint = false,
   ) {

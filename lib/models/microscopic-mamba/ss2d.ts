@@ -29,13 +29,15 @@ export interface SS2DOptions {
   rng: Rng;
   /** PSFFN replaces out_proj (official). */
   psffn: boolean;
-  /** PSFFN's partial ratio (official 0.25). */
-  psffnRatio: number;
+  /** PSFFN's partial ratio (official 0.25; only read when `psffn` is set). */
+  psffnRatio?: number;
   /** Reproduce the official H/W transpose of PSFFN's output (quirk Q1). */
   transposeHW: boolean;
   /** Create the unused out_proj anyway (official, counted in the totals). */
   keepDeadParams: boolean;
   scanImpl: ScanImpl;
+  /** Add the input back (official L840, default); MedMamba's SS2D returns out_proj(y) alone. */
+  addInput?: boolean;
 }
 
 const K = 4; // scan directions: row-major, column-major, and both reversed
@@ -81,7 +83,8 @@ export class SS2D extends Layer {
     if (!opts.psffn || opts.keepDeadParams) {
       this.out_proj = this.addModule('out_proj', new Linear(e, d, { bias: false, rng, dead: opts.psffn }));
     }
-    if (opts.psffn) this.PSFFN = this.addModule('PSFFN', new PSFFN(e, d, rng, opts.transposeHW, opts.psffnRatio));
+    if (opts.psffn)
+      this.PSFFN = this.addModule('PSFFN', new PSFFN(e, d, rng, opts.transposeHW, opts.psffnRatio ?? 0.25));
   }
 
   /** x [b, h, w, d] → [b, h, w, d] (with the transpose quirk the first term is [b, w, h, d]; h = w). */
@@ -111,7 +114,7 @@ export class SS2D extends Layer {
       ); // [b, h, w, e]
       const y = tf.mul(this.out_norm.forward(ys), silu(z)); // [b, h, w, e]
       const out = this.PSFFN ? this.PSFFN.forward(y) : this.out_proj!.forward(y); // [b, ·, ·, d]
-      return tf.add(out, x); // [b, h, w, d]
+      return this.opts.addInput === false ? out : tf.add(out, x); // [b, h, w, d]
     });
   }
 }
