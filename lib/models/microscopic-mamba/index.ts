@@ -9,3 +9,4 @@ export * from './mifa';
 export * from './block';
 export * from './init';
 export * from './model';
+export * from './taps';

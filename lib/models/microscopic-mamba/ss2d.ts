@@ -24,6 +24,7 @@ import { Rng } from '../../util/random';
 import { crossScanSSM, ScanImpl } from '../../ops/selective-scan/index';
 import { MacCounter } from '../complexity';
 import { PSFFN } from './psffn';
+import { innerTap, type InnerTapContext } from './taps';
 
 export interface SS2DOptions {
   dState: number;
@@ -52,6 +53,8 @@ export class SS2D extends Layer {
   readonly out_norm: LayerNorm;
   readonly out_proj?: Linear;
   readonly PSFFN?: PSFFN;
+  /** Prefix of this module's inner tap (`<path>.scan_input`); set by the model. */
+  tapName = 'SS2D';
 
   constructor(
     readonly dModel: number,
@@ -83,8 +86,11 @@ export class SS2D extends Layer {
     if (opts.psffn) this.PSFFN = this.addModule('PSFFN', new PSFFN(e, d, rng, opts.transposeHW));
   }
 
-  /** x [b, h, w, d] → [b, h, w, d] (with the transpose quirk the first term is [b, w, h, d]; h = w). */
-  forward(x: tf.Tensor): tf.Tensor {
+  /**
+   * x [b, h, w, d] → [b, h, w, d] (with the transpose quirk the first term is [b, w, h, d]; h = w).
+   * `ctx.tapInner` sees (and may replace) the cross-scan's input xc as `<tapName>.scan_input`.
+   */
+  forward(x: tf.Tensor, ctx?: InnerTapContext): tf.Tensor {
     return tf.tidy(() => {
       const [b, h, w, d] = x.shape;
       const e = this.dInner;
@@ -94,7 +100,7 @@ export class SS2D extends Layer {
       const x2 = x.reshape([-1, d]); // [b·h·w, d]
       const xi = tf.matMul(x2, wx).reshape([b, h, w, e]); // [b, h, w, e]
       const z = tf.matMul(x2, wz).reshape([b, h, w, e]); // [b, h, w, e]
-      const xc = silu(this.conv2d.forward(xi)) as tf.Tensor4D; // [b, h, w, e]
+      const xc = innerTap(ctx, `${this.tapName}.scan_input`, silu(this.conv2d.forward(xi))) as tf.Tensor4D; // [b, h, w, e]
       const ys = crossScanSSM(
         xc,
         {
