@@ -41,7 +41,7 @@ export function headlessFlags(): string[] {
 }
 
 export interface FigurePngOptions {
-  /** Width in CSS pixels when the layout sets none (default 800). */
+  /** Width in CSS pixels when the layout sets none (default 960, about a notebook output area). */
   width?: number;
   /** Height when the layout sets none (default 450). */
   height?: number;
@@ -56,7 +56,7 @@ export function figurePng(fig: Figure, opts: FigurePngOptions = {}): Buffer {
   const chromium = opts.chromium ?? findChromium();
   if (!chromium) throw new Error('figurePng: no Chromium found: apt-get install chromium (or set MSM_CHROMIUM)');
   const layout = { ...(fig.layout ?? {}) };
-  const width = Math.round((layout.width as number | undefined) ?? opts.width ?? 800);
+  const width = Math.round((layout.width as number | undefined) ?? opts.width ?? 960);
   const height = Math.round((layout.height as number | undefined) ?? opts.height ?? 450);
   layout.width = width;
   layout.height = height;
