@@ -86,6 +86,20 @@ export interface TrainConfig {
   /** Stop after this many optimizer steps in total (0 = run all epochs); the schedule still spans `epochs`. */
   maxSteps: number;
 
+  // ---- memory (lib/train/memory.ts) ----
+  /**
+   * Split each training batch into micro-batches of at most this many images and accumulate their
+   * gradients (same optimizer update for the mean loss; BatchNorm statistics per micro-batch). 0 = auto:
+   * only when the batch does not fit the backend's memory. A run records the value it used.
+   */
+  microBatch: number;
+  /** Evaluate in chunks of at most this many images (0 = auto); results do not depend on it. */
+  evalMicroBatch: number;
+  /** Activation checkpointing (recompute each block's forward in the backward pass): auto | on | off. */
+  checkpointing: 'auto' | 'on' | 'off';
+  /** Memory the planner may use, in MiB (0 = the backend's limit: 4 GiB heap on wasm, RAM on cpu). */
+  memoryLimitMb: number;
+
   // ---- model selection ----
   /** Save `best.safetensors` when this validation metric strictly improves (official: val_acc). */
   bestMetric: MonitorMetric;
@@ -147,6 +161,10 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   labelSmoothing: 0,
   clipGradNorm: 0,
   maxSteps: 0,
+  microBatch: 0,
+  evalMicroBatch: 0,
+  checkpointing: 'auto',
+  memoryLimitMb: 0,
   bestMetric: 'val_acc',
   earlyStopMetric: 'val_loss',
   patience: 30,
@@ -236,6 +254,11 @@ export const TRAIN_CONFIG_HELP: Record<keyof TrainConfig, string> = {
   labelSmoothing: 'cross-entropy label smoothing ε',
   clipGradNorm: 'clip the global gradient norm (0 = off)',
   maxSteps: 'stop after n optimizer steps (0 = all epochs)',
+  microBatch:
+    "gradient accumulation: micro-batches of at most n images per batch (0 = auto, from a memory probe against the backend's limit)",
+  evalMicroBatch: 'evaluate in chunks of at most n images (0 = auto)',
+  checkpointing: 'activation checkpointing: auto (when it lets a larger micro-batch fit) | on | off',
+  memoryLimitMb: "memory the planner may use in MiB (0 = the backend's: 4 GiB wasm heap, RAM on cpu)",
   bestMetric: `metric for best.safetensors: ${MONITOR_METRICS.join(' | ')}`,
   earlyStopMetric: `metric early stopping watches: ${MONITOR_METRICS.join(' | ')}`,
   patience: 'early-stopping patience in epochs (0 = never stop early)',
@@ -259,6 +282,7 @@ export const TRAIN_CONFIG_CHOICES: Partial<Record<keyof TrainConfig, readonly st
   bestMetric: MONITOR_METRICS,
   earlyStopMetric: MONITOR_METRICS,
   testCheckpoint: ['best', 'last'],
+  checkpointing: ['auto', 'on', 'off'],
 };
 
 /**
@@ -288,7 +312,15 @@ export function validateTrainConfig(cfg: TrainConfig): void {
   const positiveInts: Array<keyof TrainConfig> = ['imageSize', 'epochs', 'batchSize', 'evalBatchSize'];
   for (const key of positiveInts)
     if (!(Number.isInteger(cfg[key]) && (cfg[key] as number) > 0)) throw bad(key, 'must be a positive integer');
-  const nonNegInts: Array<keyof TrainConfig> = ['maxSteps', 'patience', 'ckptEvery', 'bootstrap'];
+  const nonNegInts: Array<keyof TrainConfig> = [
+    'maxSteps',
+    'patience',
+    'ckptEvery',
+    'bootstrap',
+    'microBatch',
+    'evalMicroBatch',
+    'memoryLimitMb',
+  ];
   for (const key of nonNegInts)
     if (!(Number.isInteger(cfg[key]) && (cfg[key] as number) >= 0)) throw bad(key, 'must be an integer ≥ 0');
   if (!(cfg.lr > 0)) throw bad('lr', 'must be > 0');

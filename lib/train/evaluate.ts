@@ -34,6 +34,7 @@ import {
   type RunInfo,
 } from './run';
 import { evaluateModel, type Classifier, type EvalResult } from './trainer';
+import { memoryError } from './memory';
 
 /** A model with its weights loaded and everything needed to feed it. */
 export interface LoadedModel {
@@ -147,6 +148,8 @@ export interface EvaluateSplitOptions {
   bootstrap?: number;
   seed?: number;
   onBatch?: (done: number) => void;
+  /** Forward in chunks of at most this many images (default: the chunk the run's memory plan chose). */
+  microBatch?: number;
 }
 
 export interface SplitEvaluation {
@@ -169,7 +172,13 @@ export async function evaluateSplit(loaded: LoadedModel, opts: EvaluateSplitOpti
     }
     const loader = evalLoader(data, opts.split, { evalBatchSize: opts.batchSize ?? 64 }, loaded.normalization);
     if (loader.length === 0) throw new Error(`${opts.data}: the ${opts.split} split is empty`);
-    const r = await evaluateModel(loaded.model, asBatches(loader.epoch(0)), opts.onBatch);
+    const microBatch = opts.microBatch ?? (loaded.config?.evalMicroBatch || undefined);
+    let r: EvalResult;
+    try {
+      r = await evaluateModel(loaded.model, asBatches(loader.epoch(0)), opts.onBatch, { microBatch });
+    } catch (e) {
+      throw memoryError(e, { backend: tf.getBackend(), where: `the evaluation of the ${opts.split} split` });
+    }
     const report = classificationReport(r.labels, r.probs, {
       classNames: loaded.classes,
       bootstrap: (opts.bootstrap ?? 1000) > 0 ? { samples: opts.bootstrap ?? 1000, seed: opts.seed ?? 0 } : false,
@@ -257,10 +266,12 @@ export async function predictImages(
   options: number | PredictOptions = {},
 ): Promise<Prediction[]> {
   const opts: PredictOptions = typeof options === 'number' ? { batchSize: options } : options;
-  const batchSize = opts.batchSize ?? 32;
+  let batchSize = opts.batchSize ?? 32;
   if (!(Number.isInteger(batchSize) && batchSize > 0)) {
     throw new RangeError(`batch size must be a positive integer, got ${batchSize}`);
   }
+  // No larger batches than the run's memory plan evaluated with (lib/train/memory.ts).
+  if (loaded.config?.evalMicroBatch) batchSize = Math.min(batchSize, loaded.config.evalMicroBatch);
   const s = loaded.imageSize;
   const per = s * s * 3;
   const lut = normalizationTable(loaded.normalization);
@@ -294,10 +305,18 @@ export async function predictImages(
       chunk.push(file);
     }
     if (chunk.length === 0) continue;
-    const probs = tf.tidy(() => {
-      const x = tf.tensor4d(host.subarray(0, chunk.length * per), [chunk.length, s, s, 3]); // [b, s, s, 3]
-      return tf.softmax(loaded.model.forward(x, { training: false })); // [b, k]
-    });
+    let probs: tf.Tensor;
+    try {
+      probs = tf.tidy(() => {
+        const x = tf.tensor4d(host.subarray(0, chunk.length * per), [chunk.length, s, s, 3]); // [b, s, s, 3]
+        return tf.softmax(loaded.model.forward(x, { training: false })); // [b, k]
+      });
+    } catch (e) {
+      throw memoryError(e, {
+        backend: tf.getBackend(),
+        where: `prediction of images ${i + 1}–${i + chunk.length} (batch ${batchSize}; try a smaller --batch-size)`,
+      });
+    }
     const p = probs.dataSync() as Float32Array;
     probs.dispose();
     const k = loaded.classes.length;

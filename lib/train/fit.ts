@@ -26,6 +26,7 @@ import type { TrainConfig } from './config';
 import { checkFiniteWeights, NonFiniteWeightsError } from './divergence';
 import { BestTracker, EarlyStopping, metricMode } from './early-stopping';
 import { RunLog } from './logs';
+import { memoryError, OutOfMemoryError } from './memory';
 import { createOptimizer } from './optim';
 import {
   type TrainBatch,
@@ -72,6 +73,8 @@ export interface FitOptions {
   resume?: CheckpointJson;
   /** Progress output (default process.stdout); `mode` 'off' silences it. */
   progress?: { stream?: ProgressStream; mode?: 'auto' | 'tty' | 'plain' | 'off' };
+  /** The memory plan (lib/train/memory.ts), recorded in log.jsonl as a 'memory' event. */
+  memory?: Record<string, unknown>;
 }
 
 export interface FitResult {
@@ -101,8 +104,9 @@ export async function validate(
   batches: Iterable<TrainBatch> | AsyncIterable<TrainBatch>,
   classNames: string[],
   onBatch?: (done: number) => void,
+  microBatch?: number,
 ): Promise<ValMetrics> {
-  const r = await evaluateModel(model, batches, onBatch);
+  const r = await evaluateModel(model, batches, onBatch, { microBatch });
   const rep = classificationReport(r.labels, r.probs, { classNames, bootstrap: false, topK: [] });
   return {
     val_loss: r.loss,
@@ -142,6 +146,7 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
     labelSmoothing: cfg.labelSmoothing,
     clipGradNorm: cfg.clipGradNorm,
     rng: dropPathRng,
+    microBatch: cfg.microBatch > 0 ? cfg.microBatch : undefined,
   });
   const best = new BestTracker(cfg.bestMetric, 'strict');
   const earlyStop = new EarlyStopping(cfg.earlyStopMetric, cfg.patience, cfg.minDelta);
@@ -175,6 +180,9 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
     opts.resume && opts.resume.config.lr !== cfg.lr ? { lr: cfg.lr, previous_lr: opts.resume.config.lr } : {};
   log.event(opts.resume ? 'resume' : 'start', pos.step, { epoch: pos.epoch, batch: pos.batch, ...lrChange });
   let lastCheckpointStep: number | undefined = opts.resume?.position.step;
+  if (opts.memory) log.event('memory', pos.step, opts.memory);
+  // What the loop is doing, for the message if the backend runs out of memory (lib/train/memory.ts).
+  let doing = 'training';
 
   const checkpoint = (status: CheckpointJson['status'], at: TrainPosition, epochSums: EpochSums) => {
     const { meta, tensors } = optimizer.getState();
@@ -222,6 +230,7 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
         let res;
         const n = batch.x.shape[0];
         const tStep = Date.now();
+        doing = `training step ${pos.step + 1} (epoch ${epoch + 1}, batch ${b + 1}, ${n} images)`;
         try {
           res = trainer.trainStep(batch, pos.step, { epoch, batch: b });
         } finally {
@@ -266,7 +275,14 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
         mode: opts.progress?.mode,
         intervalMs: cfg.progressSeconds * 1000,
       });
-      const val = await validate(model, opts.val(), opts.modelInfo.classNames, (n) => valBar.update(n));
+      doing = `validation after epoch ${epoch + 1} (step ${pos.step})`;
+      const val = await validate(
+        model,
+        opts.val(),
+        opts.modelInfo.classNames,
+        (n) => valBar.update(n),
+        cfg.evalMicroBatch > 0 ? cfg.evalMicroBatch : undefined,
+      );
       valBar.finish();
       const bestValue = val[cfg.bestMetric];
       const improved = bestValue !== null && best.update(bestValue, epoch);
@@ -336,8 +352,15 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
         lastCheckpointStep === undefined
           ? ' (No checkpoint was written before it.)'
           : ` Kept checkpoint: step ${lastCheckpointStep}; continue with --resume --lr <smaller>.`;
+      throw e;
     }
-    throw e;
+    const oom = memoryError(e, {
+      backend: tf.getBackend(),
+      where: doing,
+      plan: { microBatch: cfg.microBatch, checkpointing: cfg.checkpointing, evalMicroBatch: cfg.evalMicroBatch },
+    });
+    if (oom instanceof OutOfMemoryError) log.event('out-of-memory', pos.step, { where: doing, error: oom.message });
+    throw oom;
   } finally {
     optimizer.dispose();
   }

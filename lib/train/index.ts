@@ -7,6 +7,7 @@
  *   fit({ model, train, val, config, runDir })                          the loop, on any EpochSource
  *   new Trainer(model, optimizer, opts).trainStep(batch, step)          one optimizer step
  *   loadRun('runs/x') → evaluateSplit / predictImages                   use trained weights
+ *   planMemory / planForRun                                             fit a step into the backend's memory
  */
 export * from './config';
 export * from './schedule';
@@ -19,4 +20,5 @@ export * from './logs';
 export * from './fit';
 export * from './report';
 export * from './run';
+export * from './memory';
 export * from './evaluate';

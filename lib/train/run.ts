@@ -37,6 +37,7 @@ import { acquireFolderLock } from '../util/lock';
 import { checkpointDir, readBest, readCheckpoint, readModelWeights, type CheckpointJson } from './checkpoint';
 import { makeTrainConfig, parseModelConfig, type TrainConfig } from './config';
 import { fit, runRngs, type EpochSource, type FitResult } from './fit';
+import { formatBytes, memoryError, planForRun } from './memory';
 import { writeRunReport } from './report';
 import { type TrainBatch, type Classifier, evaluateModel, type EvalResult } from './trainer';
 
@@ -197,11 +198,58 @@ export function evalLoader(
   return data.loader(split, { batchSize: cfg.evalBatchSize, shuffle: false, augment: false, stats: norm, prefetch: 1 });
 }
 
-/** Build the model a config names; its initialisation seed is the run seed's 'init' fork. */
-export function buildModel(cfg: Pick<TrainConfig, 'model' | 'modelConfig' | 'seed'>, numClasses: number): Classifier {
+/**
+ * Build the model a config names; its initialisation seed is the run seed's 'init' fork. `checkpointing`
+ * 'on' adds the model option `useCheckpoint` (activation checkpointing; same results, less memory).
+ */
+export function buildModel(
+  cfg: Pick<TrainConfig, 'model' | 'modelConfig' | 'seed'> & { checkpointing?: TrainConfig['checkpointing'] },
+  numClasses: number,
+): Classifier {
   const options = parseModelConfig(cfg.modelConfig);
+  if (cfg.checkpointing === 'on') options.useCheckpoint = true;
   const seed = runRngs(cfg.seed).init.nextUint32();
   return createModel(cfg.model, { ...options, numClasses, seed }) as Classifier;
+}
+
+/**
+ * Fit the training step into the backend's memory before the first step (lib/train/memory.ts): probe,
+ * plan, and return the config with the micro-batch, evaluation chunk and checkpointing it will use (a
+ * resumed run has them fixed in its saved config, so it repeats the same plan or refuses).
+ */
+export function planRunMemory(
+  cfg: TrainConfig,
+  numClasses: number,
+  backend: string,
+  log: (line: string) => void,
+): { config: TrainConfig; plan: ReturnType<typeof planForRun> } {
+  const makeProbeModel = (checkpointing: boolean) => {
+    try {
+      return buildModel({ ...cfg, checkpointing: checkpointing ? 'on' : 'off' }, numClasses);
+    } catch (e) {
+      if (checkpointing && /useCheckpoint/.test((e as Error).message)) return undefined; // no checkpointing
+      throw e;
+    }
+  };
+  const plan = planForRun(cfg, backend, makeProbeModel);
+  log(
+    `memory: ${plan.reason}` +
+      (plan.probe
+        ? ` [probe ${plan.probeSeconds.toFixed(0)} s; ${plan.probe.sources?.join(', ')}; ` +
+          `step peak ≈ ${formatBytes(plan.probe.train.fixed)} + ${formatBytes(plan.probe.train.perImage)}/image` +
+          (plan.probe.trainCheckpointed
+            ? `, checkpointed ${formatBytes(plan.probe.trainCheckpointed.fixed)} + ${formatBytes(plan.probe.trainCheckpointed.perImage)}/image`
+            : '') +
+          ' in tensor bytes]'
+        : ''),
+  );
+  const config = {
+    ...cfg,
+    microBatch: plan.microBatch,
+    evalMicroBatch: plan.evalMicroBatch,
+    checkpointing: plan.checkpointing,
+  };
+  return { config, plan };
 }
 
 /** Options that may change when a run is resumed; any other difference would break exact continuation. */
@@ -219,6 +267,9 @@ export const RESUMABLE_OVERRIDES: ReadonlyArray<keyof TrainConfig> = [
   'ckptEvery',
   'runsDir',
   'name',
+  // Memory settings that do not change the numbers (microBatch and checkpointing do: fixed at the start).
+  'evalMicroBatch',
+  'memoryLimitMb',
 ];
 
 /** `p` relative to the working directory when it lies inside it (logs and notebook outputs name no machine paths). */
@@ -367,6 +418,8 @@ async function trainRunLocked(
     seed: loaderSeed,
     stats: norm,
   });
+  const memory = planRunMemory(cfg, numClasses, backend.name, log);
+  cfg = memory.config;
   const model = buildModel(cfg, numClasses);
   const modelInfo = { name: cfg.model, numClasses, classNames: data.classes };
   try {
@@ -400,7 +453,10 @@ async function trainRunLocked(
     };
     atomicWriteJson(path.join(runDir, 'run.json'), runInfo);
     log(
-      `training: ${cfg.epochs} epochs × ${trainLoader.numBatches} steps (batch ${cfg.batchSize}, ${cfg.imageSize} px), ` +
+      `training: ${cfg.epochs} epochs × ${trainLoader.numBatches} steps (batch ${cfg.batchSize}` +
+        (memory.plan.microSteps > 1 ? ` as ${memory.plan.microSteps} micro-batches of ≤ ${cfg.microBatch}` : '') +
+        (cfg.checkpointing === 'on' ? ', activation checkpointing' : '') +
+        `, ${cfg.imageSize} px), ` +
         `${cfg.optimizer} lr ${cfg.lr}, warm-up ${cfg.warmupEpochs} epoch(s), seed ${cfg.seed}` +
         (resume
           ? `; resuming at epoch ${resume.position.epoch + 1}, batch ${resume.position.batch}, step ${resume.position.step}`
@@ -417,6 +473,20 @@ async function trainRunLocked(
       valImages: data.count('val'),
       resume,
       progress: { mode: opts.progress ?? 'auto' },
+      memory: {
+        microBatch: memory.plan.microBatch,
+        microSteps: memory.plan.microSteps,
+        checkpointing: memory.plan.checkpointing,
+        evalMicroBatch: memory.plan.evalMicroBatch,
+        trainEstimateMiB: mib(memory.plan.trainEstimate),
+        evalEstimateMiB: mib(memory.plan.evalEstimate),
+        fullBatchEstimateMiB: mib(memory.plan.fullBatchEstimate),
+        limit: memory.plan.limit.what,
+        limitMiB: mib(memory.plan.limit.bytes ?? NaN),
+        budgetMiB: mib(memory.plan.budget),
+        reason: memory.plan.reason,
+        probe: memory.plan.probe,
+      },
     });
     log(`training ${result.status} after ${result.position.step} steps (${result.seconds.toFixed(0)} s)`);
 
@@ -426,7 +496,13 @@ async function trainRunLocked(
     if (cfg.evalTest) {
       testCheckpoint = pickTestCheckpoint(runDir, cfg.testCheckpoint);
       readModelWeights(model, testCheckpoint);
-      testEval = await evaluateModel(model, asBatches(evalLoader(data, 'test', cfg, norm).epoch(0)));
+      try {
+        testEval = await evaluateModel(model, asBatches(evalLoader(data, 'test', cfg, norm).epoch(0)), undefined, {
+          microBatch: cfg.evalMicroBatch > 0 ? cfg.evalMicroBatch : undefined,
+        });
+      } catch (e) {
+        throw memoryError(e, { backend: backend.name, where: 'the test evaluation', plan: cfg });
+      }
       test = classificationReport(testEval.labels, testEval.probs, {
         classNames: data.classes,
         bootstrap: cfg.bootstrap > 0 ? { samples: cfg.bootstrap, seed: cfg.seed } : false,
@@ -488,6 +564,10 @@ async function trainRunLocked(
     model.dispose();
     data.close();
   }
+}
+
+function mib(bytes: number): number | null {
+  return Number.isFinite(bytes) ? Math.round(bytes / 2 ** 20) : null;
 }
 
 /** best.safetensors (or last), falling back to the last checkpoint when no best was saved. */

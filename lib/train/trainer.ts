@@ -14,6 +14,7 @@ import type { Rng } from '../util/random';
 import { divergedText, EVALUATION_ADVICE, TRAINING_ADVICE } from './divergence';
 import { clipByGlobalNorm, crossEntropy, globalNorm } from './loss';
 import type { Adam } from './optim';
+import { microBatchSizes } from './memory';
 import { lrFactor, type LrScheduleOptions } from './schedule';
 
 /** What the trainer needs from a model: a Module whose forward maps [b, s, s, 3] to logits [b, k]. */
@@ -78,6 +79,11 @@ export interface TrainerOptions {
   clipGradNorm?: number;
   /** DropPath's generator (the trainer's fork of the run seed). */
   rng: Rng;
+  /**
+   * Split each batch into micro-batches of at most this many images and accumulate their gradients
+   * (same update as the full batch for a mean loss; BatchNorm statistics per micro-batch). Default: none.
+   */
+  microBatch?: number;
 }
 
 export interface StepResult {
@@ -116,22 +122,41 @@ export class Trainer {
     const lr = this.lrAt(step);
     this.model.train();
     const ctx: ForwardContext = { training: true, rng: this.options.rng };
-    let correctT: tf.Tensor | undefined;
-    const { value, grads } = tf.tidy(() =>
-      tf.variableGrads(() => {
-        const logits = this.model.forward(batch.x, ctx); // [b, k]
-        checkLogits(logits, batch);
-        correctT = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.cast(batch.y, 'int32')), 'int32'))); // []
-        return crossEntropy(logits, batch.y, this.options.labelSmoothing ?? 0);
-      }, this.vars),
-    );
-    const loss = value.dataSync()[0];
-    const correct = correctT!.dataSync()[0];
-    value.dispose();
-    correctT!.dispose();
-    let g = grads;
+    const n = batch.x.shape[0];
+    const sizes = microBatchSizes(n, this.options.microBatch ?? n);
+    let loss = 0;
+    let correct = 0;
+    let g: tf.NamedTensorMap = {};
     try {
-      if (!Number.isFinite(loss)) throw new NonFiniteLossError(where.epoch, where.batch, step, loss);
+      if (sizes.length === 1) {
+        // The whole batch at once (unchanged from before accumulation existed: bit-identical steps).
+        ({ loss, correct, grads: g } = this.gradients(batch.x, batch.y, ctx, 1));
+        if (!Number.isFinite(loss)) throw new NonFiniteLossError(where.epoch, where.batch, step, loss);
+      } else {
+        // Gradient accumulation: each micro-batch's mean loss scaled by its share m/n of the batch, so the
+        // summed gradients are those of the full batch's mean loss (see lib/train/memory.ts).
+        let offset = 0;
+        for (const m of sizes) {
+          const x = tf.slice(batch.x, [offset, 0, 0, 0], [m, -1, -1, -1]); // [m, s, s, 3]
+          const y = tf.slice(batch.y, [offset], [m]); // [m]
+          offset += m;
+          let part;
+          try {
+            part = this.gradients(x, y, ctx, m / n);
+          } finally {
+            tf.dispose([x, y]);
+          }
+          loss += part.loss;
+          correct += part.correct;
+          const sum: tf.NamedTensorMap = {};
+          for (const [k, t] of Object.entries(part.grads)) {
+            sum[k] = g[k] ? tf.add(g[k], t) : t;
+            if (g[k]) tf.dispose([g[k], t]);
+          }
+          g = sum;
+          if (!Number.isFinite(part.loss)) throw new NonFiniteLossError(where.epoch, where.batch, step, part.loss);
+        }
+      }
       let gradNorm: number | undefined;
       const clip = this.options.clipGradNorm ?? 0;
       if (clip > 0) {
@@ -148,11 +173,35 @@ export class Trainer {
       for (const t of Object.values(g)) t.dispose();
     }
   }
+
+  /** Loss, correct predictions and gradients of (x, y); loss and gradients scaled by `scale` (≠ 1 only for micro-batches). */
+  private gradients(
+    x: tf.Tensor,
+    y: tf.Tensor,
+    ctx: ForwardContext,
+    scale: number,
+  ): { loss: number; correct: number; grads: tf.NamedTensorMap } {
+    let correctT: tf.Tensor | undefined;
+    const { value, grads } = tf.tidy(() =>
+      tf.variableGrads(() => {
+        const logits = this.model.forward(x, ctx); // [b, k]
+        checkLogits(logits, x);
+        correctT = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.cast(y, 'int32')), 'int32'))); // []
+        const ce = crossEntropy(logits, y, this.options.labelSmoothing ?? 0);
+        return scale === 1 ? ce : tf.mul(ce, scale);
+      }, this.vars),
+    );
+    const loss = value.dataSync()[0];
+    const correct = correctT!.dataSync()[0];
+    value.dispose();
+    correctT!.dispose();
+    return { loss, correct, grads };
+  }
 }
 
-function checkLogits(logits: tf.Tensor, batch: TrainBatch): void {
-  if (logits.rank !== 2 || logits.shape[0] !== batch.x.shape[0]) {
-    throw new Error(`model output must be logits [${batch.x.shape[0]}, k]; got [${logits.shape}]`);
+function checkLogits(logits: tf.Tensor, x: tf.Tensor): void {
+  if (logits.rank !== 2 || logits.shape[0] !== x.shape[0]) {
+    throw new Error(`model output must be logits [${x.shape[0]}, k]; got [${logits.shape}]`);
   }
 }
 
@@ -174,6 +223,7 @@ export async function evaluateModel(
   model: Classifier,
   batches: Iterable<TrainBatch> | AsyncIterable<TrainBatch>,
   onBatch?: (done: number) => void,
+  opts: { microBatch?: number } = {},
 ): Promise<EvalResult> {
   model.eval();
   const probs: Float32Array[] = [];
@@ -186,26 +236,35 @@ export async function evaluateModel(
   for await (const batch of batches) {
     try {
       const b = batch.x.shape[0];
-      const [p, l] = tf.tidy(() => {
-        const logits = model.forward(batch.x, { training: false }); // [b, k]
-        checkLogits(logits, batch);
-        return [tf.softmax(logits), tf.mul(crossEntropy(logits, batch.y), b)]; // [b, k], []
-      });
-      const pa = p.dataSync() as Float32Array;
       const ya = Int32Array.from(batch.y.dataSync());
-      k = p.shape[1]!;
-      const batchLoss = l.dataSync()[0];
-      tf.dispose([p, l]);
-      // NaN logits would otherwise surface later as an opaque metrics error ('probs[0][0] = NaN').
-      if (!Number.isFinite(batchLoss)) throw new NonFiniteEvalError(batchIndex, n, n + b, batchLoss / b);
-      lossSum += batchLoss;
-      batchIndex++;
-      for (let i = 0; i < b; i++) {
-        let arg = 0;
-        for (let c = 1; c < k; c++) if (pa[i * k + c] > pa[i * k + arg]) arg = c;
-        if (arg === ya[i]) hits++;
+      // In chunks of at most `microBatch` images (eval mode: each image's output is independent of the others).
+      let offset = 0;
+      for (const m of microBatchSizes(b, opts.microBatch ?? b)) {
+        const [p, l] = tf.tidy(() => {
+          const x = m === b ? batch.x : tf.slice(batch.x, [offset, 0, 0, 0], [m, -1, -1, -1]); // [m, s, s, 3]
+          const y = m === b ? batch.y : tf.slice(batch.y, [offset], [m]); // [m]
+          const logits = model.forward(x, { training: false }); // [m, k]
+          checkLogits(logits, x);
+          return [tf.softmax(logits), tf.mul(crossEntropy(logits, y), m)]; // [m, k], []
+        });
+        const pa = p.dataSync() as Float32Array;
+        k = p.shape[1]!;
+        const chunkLoss = l.dataSync()[0];
+        tf.dispose([p, l]);
+        // NaN logits would otherwise surface later as an opaque metrics error ('probs[0][0] = NaN').
+        if (!Number.isFinite(chunkLoss)) {
+          throw new NonFiniteEvalError(batchIndex, n + offset, n + offset + m, chunkLoss / m);
+        }
+        lossSum += chunkLoss;
+        for (let i = 0; i < m; i++) {
+          let arg = 0;
+          for (let c = 1; c < k; c++) if (pa[i * k + c] > pa[i * k + arg]) arg = c;
+          if (arg === ya[offset + i]) hits++;
+        }
+        probs.push(Float32Array.from(pa));
+        offset += m;
       }
-      probs.push(Float32Array.from(pa));
+      batchIndex++;
       labels.push(ya);
       n += b;
       onBatch?.(n);
