@@ -4,7 +4,9 @@
  * - `figureHtml(fig)`: an HTML snippet (a div + a `Plotly.newPlot` script). The first snippet of a page /
  *   notebook kernel also inlines plotly.js itself (plotly.js-dist, or a `-min` build when installed), so
  *   the output works in a trusted classic Notebook and in an HTML export opened from disk
- *   (`MSM_PLOTLY=link` loads it from node_modules instead; see `plotlyLoaderTag`).
+ *   (`MSM_PLOTLY=link` loads it from node_modules instead; see `plotlyLoaderTag`). Until plotly draws, the div
+ *   shows a placeholder, which `npm run notebooks` replaces with the figure's static PNG (`withStaticImage`,
+ *   rendered by ./figure-png.ts).
  * - `showFigure(fig)`: in tslab, ONE output carrying `text/html` (above, for classic Notebook / export)
  *   and `application/vnd.plotly.v1+json` (`{data, layout}` object, for JupyterLab / VS Code).
  * - `writeHtmlReport(file, {title, sections})`: a self-contained report.html (plotly inlined once), atomic.
