@@ -17,8 +17,8 @@ import * as tf from '@tensorflow/tfjs';
 import { Conv2d, gelu, Module } from '../../nn/index';
 import { Rng } from '../../util/random';
 import { MacCounter } from '../complexity';
-import { innerTap, type InnerTapContext } from './taps';
 import { channelShuffle } from './shuffle';
+import { innerTap, type InnerTapContext } from './taps';
 
 /**
  * eca_layer with k_size = 1 (L935–951). The official Conv1d(C, C, 1, groups = C, bias = False) over the
@@ -94,9 +94,12 @@ export class MIFA extends Module {
     return tf.tidy(() => {
       const wl = this.DWConv.forward(l); // [b, h, w, c]
       const wg = this.DWConv.forward(g); // [b, h, w, c]   same weights
-      const mapL = innerTap(ctx, `${this.tapName}.gate_local`, tf.sigmoid(this.opts.plainLocalGate ? wl : tf.relu(wl))); // [b, h, w, c]
-      const mapG = innerTap(ctx, `${this.tapName}.gate_global`, tf.sigmoid(gelu(wg))); // [b, h, w, c]
-      const fused = tf.concat([tf.mul(mapL, g), tf.mul(mapG, l)], 3); // [b, h, w, 2c]
+      const mapL = tf.sigmoid(this.opts.plainLocalGate ? wl : tf.relu(wl)); // [b, h, w, c]
+      const mapG = tf.sigmoid(gelu(wg)); // [b, h, w, c]
+      // ctx.tapInner sees (and may replace) the two gate maps
+      const gateL = innerTap(ctx, `${this.tapName}.gate_local`, mapL);
+      const gateG = innerTap(ctx, `${this.tapName}.gate_global`, mapG);
+      const fused = tf.concat([tf.mul(gateL, g), tf.mul(gateG, l)], 3); // [b, h, w, 2c]
       const shuffled = channelShuffle(fused, this.ch / 2); // [b, h, w, 2c]
       return this.attention ? this.attention.forward(shuffled) : shuffled;
     });

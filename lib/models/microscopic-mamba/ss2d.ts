@@ -100,9 +100,9 @@ export class SS2D extends Layer {
       const x2 = x.reshape([-1, d]); // [b·h·w, d]
       const xi = tf.matMul(x2, wx).reshape([b, h, w, e]); // [b, h, w, e]
       const z = tf.matMul(x2, wz).reshape([b, h, w, e]); // [b, h, w, e]
-      const xc = innerTap(ctx, `${this.tapName}.scan_input`, silu(this.conv2d.forward(xi))) as tf.Tensor4D; // [b, h, w, e]
+      const xc = silu(this.conv2d.forward(xi)) as tf.Tensor4D; // [b, h, w, e]
       const ys = crossScanSSM(
-        xc,
+        innerTap(ctx, `${this.tapName}.scan_input`, xc) as tf.Tensor4D, // ctx.tapInner sees the scan's input
         {
           xProjWeight: this.x_proj_weight,
           dtProjsWeight: this.dt_projs_weight,
