@@ -156,7 +156,16 @@ export function gradCam(model: ClassifierModel, x: tf.Tensor4D, opts: GradCamOpt
       return { map: m, cam: c };
     });
     grad.dispose();
-    return { stage, classIndex, scores, map, cam, warnings: alignmentWarnings(model, stage) };
+    const warnings = alignmentWarnings(model, stage);
+    const empty = tf.tidy(() => Array.from(tf.max(map, [1, 2]).dataSync())).flatMap((peak, i) => (peak > 0 ? [] : [i]));
+    if (empty.length > 0) {
+      warnings.push(
+        `${stage}: the map is all zero for image(s) ${empty.join(', ')}: no position of this stage raises the class ` +
+          "score (at ViT's last block this is expected: the head reads only the class token, so the patch tokens " +
+          'get no gradient; take an earlier stage)',
+      );
+    }
+    return { stage, classIndex, scores, map, cam, warnings };
   } finally {
     probe.dispose();
     activation?.dispose();
