@@ -7,7 +7,7 @@
  *   - microscopic-mamba-t at 32 px: every stage gives a finite [b, 32, 32] CAM in [0, 1], the transpose warning
  *     appears exactly where the quirk is on, the gate maps have MIFA's ranges, the four directions add up to
  *     the full cross-scan; and nothing leaks (tf.memory().numTensors unchanged).
- * Zoo CNNs (resnet18, when registered) are checked the same way.
+ * Zoo models (resnet18; vit-tiny, whose stages are tokens), each once registered, are checked the same way.
  */
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
@@ -279,14 +279,14 @@ test('MIFA gate maps and per-direction scan contributions of microscopic-mamba-t
   x.dispose();
 });
 
-for (const name of ['resnet18']) {
+for (const name of ['resnet18', 'vit-tiny']) {
   const registered = listModels().some((m) => m.name === name);
   test(
-    `Grad-CAM on the zoo CNN ${name} at 32 px`,
+    `Grad-CAM on the zoo model ${name} at 32 px`,
     { skip: registered ? false : `${name} is not registered yet` },
     () => {
       const x = images();
-      const model = createModel(name, { numClasses: 2, seed: 0 });
+      const model = createModel(name, { numClasses: 2, seed: 0, imageSize: 32 });
       const before = tf.memory().numTensors;
       for (const stage of model.stageNames) {
         const r = gradCam(model, x, { stage });
