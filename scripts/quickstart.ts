@@ -13,7 +13,7 @@ import { tableText } from '../lib/report/table';
 import { makeTrainConfig } from '../lib/train/config';
 import { readCheckpoint } from '../lib/train/checkpoint';
 import { metricRows } from '../lib/train/report';
-import { defaultRunName, trainRun } from '../lib/train/run';
+import { datasetTag, trainRun } from '../lib/train/run';
 import { parseArgs, runMain, type CliSpec } from './lib/cli';
 import { givenConfig, TRAIN_SPEC } from './train';
 
@@ -41,9 +41,7 @@ async function main(): Promise<void> {
   if (!config.name)
     config = {
       ...config,
-      name: defaultRunName(config)
-        .replace(new RegExp(`^${config.model}-`), 'quickstart-')
-        .replace(/-cpu$/, ''),
+      name: `quickstart-${datasetTag(config)}${config.recipe === 'cpu' ? '' : `-${config.recipe || 'custom'}`}`,
     };
   const runDir = path.resolve(config.runsDir, config.name);
   const existing = fs.existsSync(runDir) ? readCheckpoint(runDir) : undefined;

@@ -1,5 +1,5 @@
 /**
- * Memory faults (issue 13): gradient accumulation gives the full batch's gradient, the planner splits the
+ * Memory faults: gradient accumulation gives the full batch's gradient, the planner splits the
  * batch (or turns on checkpointing) when its estimate exceeds a lowered limit and refuses with the flags
  * that fit, a wasm trap in training or evaluation becomes one clear error, and a run with micro-batches
  * still resumes exactly.
@@ -95,7 +95,7 @@ function assertClose(a: Map<string, Float32Array>, b: Map<string, Float32Array>,
       scale = Math.max(scale, Math.abs(g[i]));
       diff = Math.max(diff, Math.abs(g[i] - h[i]));
     }
-    // The repository's float tolerance (issue 2): max abs diff ≤ 1e-4 × the gradient's scale, with a floor
+    // The repository's float tolerance: max abs diff ≤ 1e-4 × the gradient's scale, with a floor
     // for gradients that are zero in exact arithmetic (a bias right before BatchNorm) and so only noise.
     assert.ok(diff <= 1e-4 * Math.max(scale, 1e-2), `${what} ${k}: max abs diff ${diff} at scale ${scale}`);
   }

@@ -26,7 +26,7 @@ export const RECIPES_AVAILABLE: readonly RecipeName[] = ['paper', 'cpu'];
 
 export interface TrainConfig {
   // ---- run ----
-  /** Run folder name under `runsDir` (default: `<model>-<dataset>-<recipe>`). */
+  /** Run folder name under `runsDir` (default: `<model>-<dataset>-<recipe>-s<seed>[-<hash of the options that differ>]`). */
   name: string;
   runsDir: string;
   /** The preset the other values started from ('' = the plain defaults). */
@@ -62,7 +62,7 @@ export interface TrainConfig {
 
   // ---- model ----
   model: string;
-  /** Extra model options as JSON, e.g. '{"dropPathRate":0.2}' or '{"depths":[1,1,1,1]}'. */
+  /** Extra model options as JSON, e.g. '{"dropPathRate":0.2}' or '{"depths":[1,1,1,1]}'; merged key by key over the recipe's. */
   modelConfig: string;
   /** Start from these weights (safetensors, PyTorch names), e.g. an official checkpoint. */
   init: string;
@@ -218,7 +218,7 @@ export const RECIPES: Record<RecipeName, Partial<TrainConfig>> = {
 
 /** Human-readable help for every field (used by the CLI's --help and the README). */
 export const TRAIN_CONFIG_HELP: Record<keyof TrainConfig, string> = {
-  name: 'run folder name under --runs-dir (default <model>-<dataset>-<recipe>)',
+  name: 'run folder name under --runs-dir (default <model>-<dataset>-<recipe>-s<seed>, plus a hash of the options that differ from the recipe)',
   runsDir: 'where run folders go',
   recipe: `preset applied before the other flags: ${RECIPES_AVAILABLE.join(' | ')}`,
   seed: 'seed for init, shuffling, augmentation and DropPath',
@@ -237,7 +237,7 @@ export const TRAIN_CONFIG_HELP: Record<keyof TrainConfig, string> = {
   rotate90: 'random 90° rotations',
   valSplit: 'no val folder: carve this fraction of train out as validation (stratified, seeded; 0 = error)',
   model: 'registered model name (npm run params -- --list)',
-  modelConfig: 'model options as JSON, e.g. \'{"dropPathRate":0.2}\'',
+  modelConfig: "model options as JSON, e.g. '{\"dropPathRate\":0.2}', merged key by key over the recipe's",
   init: 'initial weights (.safetensors with PyTorch names), e.g. an official checkpoint',
   epochs: 'epochs (the LR schedule spans them)',
   batchSize: 'training batch size',
@@ -286,7 +286,7 @@ export const TRAIN_CONFIG_CHOICES: Partial<Record<keyof TrainConfig, readonly st
 };
 
 /**
- * defaults ← recipe ← overrides. Unknown keys and values outside a field's choices throw with the
+ * defaults ← recipe ← overrides; `modelConfig` merges with the recipe's key by key (the override wins). Unknown keys and values outside a field's choices throw with the
  * field's name; numbers are checked for range.
  */
 export function makeTrainConfig(overrides: Partial<TrainConfig> = {}): TrainConfig {
@@ -299,6 +299,10 @@ export function makeTrainConfig(overrides: Partial<TrainConfig> = {}): TrainConf
   }
   const defined = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
   const cfg: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...(recipe ? RECIPES[recipe] : {}), ...defined, recipe };
+  // Model options merge per key (the given ones win): '{"mifa":false}' over the cpu recipe keeps its
+  // dropPathRate 0 instead of silently returning to the model's default (an ablation must change one thing).
+  if (typeof defined.modelConfig === 'string')
+    cfg.modelConfig = mergeModelConfig(baseModelConfig(recipe), defined.modelConfig);
   validateTrainConfig(cfg);
   return cfg;
 }
@@ -335,6 +339,56 @@ export function validateTrainConfig(cfg: TrainConfig): void {
   }
   if (!(cfg.valSplit >= 0 && cfg.valSplit < 1)) throw bad('valSplit', 'must be in [0, 1)');
   if (cfg.modelConfig) parseModelConfig(cfg.modelConfig);
+}
+
+/** The model options a recipe sets ('' = none). */
+export function baseModelConfig(recipe: RecipeName | ''): string {
+  return (recipe ? RECIPES[recipe].modelConfig : undefined) ?? DEFAULT_TRAIN_CONFIG.modelConfig;
+}
+
+/** `over`'s model options on top of `base`'s, key by key, as JSON ('' when both are empty). */
+export function mergeModelConfig(base: string, over: string): string {
+  const merged = { ...parseModelConfig(base), ...parseModelConfig(over) };
+  return Object.keys(merged).length ? JSON.stringify(merged) : '';
+}
+
+/**
+ * Options that do not change what a run computes (where it is written, how it reports, the checkpoint
+ * cadence — resuming is exact) or that the run name already shows; `configDelta` leaves them out.
+ */
+export const NOT_IN_RUN_IDENTITY: ReadonlyArray<keyof TrainConfig> = [
+  'name',
+  'runsDir',
+  'recipe',
+  'seed',
+  'backend',
+  'data',
+  'model',
+  'modelConfig',
+  'ckptEvery',
+  'progressSeconds',
+  'resume',
+  'report',
+];
+
+/**
+ * What makes this run differ from its recipe: the training options whose value is not the recipe's
+ * (defaults ← recipe) and the model options not equal to the recipe's, each sorted by key. Empty when the
+ * run is the recipe as published. The run name hashes it (lib/train/run.ts defaultRunName).
+ */
+export function configDelta(cfg: TrainConfig): { train: Record<string, unknown>; model: Record<string, unknown> } {
+  const base: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, ...(cfg.recipe ? RECIPES[cfg.recipe] : {}) };
+  const train: Record<string, unknown> = {};
+  for (const key of (Object.keys(DEFAULT_TRAIN_CONFIG) as Array<keyof TrainConfig>).sort()) {
+    if (!NOT_IN_RUN_IDENTITY.includes(key) && cfg[key] !== base[key]) train[key] = cfg[key];
+  }
+  const baseModel = parseModelConfig(base.modelConfig);
+  const given = parseModelConfig(cfg.modelConfig);
+  const model: Record<string, unknown> = {};
+  for (const key of Object.keys(given).sort()) {
+    if (JSON.stringify(given[key]) !== JSON.stringify(baseModel[key])) model[key] = given[key];
+  }
+  return { train, model };
 }
 
 /** `modelConfig` as an object; errors say what is wrong with the JSON. */

@@ -12,9 +12,11 @@
  *   checkpoints/     last.json + step-*.safetensors (resume), best.safetensors + best.json
  *   .lock            while a process writes the folder (lib/util/lock.ts): a second writer is refused
  *   metrics.json     test metrics (reproducible: no timings)
+ *   test-predictions.json  each test image's label and argmax prediction (paired comparisons)
  *   summary.json     status, wall time, images/s, load average (not reproducible)
  *   report.html      curves, confusion matrix, ROC, tables
  */
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -35,7 +37,14 @@ import { createModel } from '../models/registry';
 import { atomicWriteJson } from '../util/fs';
 import { acquireFolderLock } from '../util/lock';
 import { checkpointDir, readBest, readCheckpoint, readModelWeights, type CheckpointJson } from './checkpoint';
-import { makeTrainConfig, parseModelConfig, type TrainConfig } from './config';
+import {
+  baseModelConfig,
+  configDelta,
+  makeTrainConfig,
+  mergeModelConfig,
+  parseModelConfig,
+  type TrainConfig,
+} from './config';
 import { fit, runRngs, type EpochSource, type FitResult } from './fit';
 import { formatBytes, memoryError, planForRun } from './memory';
 import { writeRunReport } from './report';
@@ -70,6 +79,7 @@ export interface RunInfo {
     name: string;
     numClasses: number;
     options: Record<string, unknown>;
+    resolved?: Record<string, unknown>;
     parameters: ReturnType<typeof countParameters>;
   };
   backend: string;
@@ -212,6 +222,12 @@ export function buildModel(
   return createModel(cfg.model, { ...options, numClasses, seed }) as Classifier;
 }
 
+/** The model's full resolved options when it exposes them as a plain `config` object (Microscopic-Mamba does). */
+export function resolvedModelConfig(model: unknown): Record<string, unknown> | undefined {
+  const c = (model as { config?: unknown }).config;
+  return c && typeof c === 'object' && !Array.isArray(c) ? { ...(c as Record<string, unknown>) } : undefined;
+}
+
 /**
  * Fit the training step into the backend's memory before the first step (lib/train/memory.ts): probe,
  * plan, and return the config with the micro-batch, evaluation chunk and checkpointing it will use (a
@@ -278,10 +294,25 @@ function shownPath(p: string): string {
   return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : p;
 }
 
+/** Two model-option JSON strings with the same keys and values (key order aside). */
+function sameJson(a: string, b: string): boolean {
+  const pa = parseModelConfig(a);
+  const pb = parseModelConfig(b);
+  const keys = Object.keys(pa);
+  return (
+    keys.length === Object.keys(pb).length && keys.every((key) => JSON.stringify(pa[key]) === JSON.stringify(pb[key]))
+  );
+}
+
 /** The config of a resumed run: the saved one, with only the allowed options taken from `given`. */
 export function resumeConfig(saved: TrainConfig, given: Partial<TrainConfig>, file: string): TrainConfig {
+  // A given modelConfig is compared as it would be merged over the saved run's recipe.
+  const same = (k: keyof TrainConfig) =>
+    k === 'modelConfig'
+      ? sameJson(mergeModelConfig(baseModelConfig(saved.recipe), String(given[k])), saved[k])
+      : given[k] === saved[k];
   const conflicts = (Object.keys(given) as Array<keyof TrainConfig>).filter(
-    (k) => !RESUMABLE_OVERRIDES.includes(k) && given[k] !== undefined && given[k] !== saved[k],
+    (k) => !RESUMABLE_OVERRIDES.includes(k) && given[k] !== undefined && !same(k),
   );
   if (conflicts.length > 0) {
     throw new Error(
@@ -318,10 +349,29 @@ export interface TrainRunResult {
   wallSeconds: number;
 }
 
-/** Default run name: `<model>-<dataset>-<recipe or custom>`. */
-export function defaultRunName(cfg: TrainConfig): string {
+/** The dataset's short name in run names: 'synthetic', or the folder / .npz name. */
+export function datasetTag(cfg: Pick<TrainConfig, 'data'>): string {
   const ds = cfg.data === 'synthetic' ? 'synthetic' : path.basename(path.resolve(cfg.data)).replace(/\.npz$/i, '');
-  return `${cfg.model}-${ds}-${cfg.recipe || 'custom'}`.replace(/[^A-Za-z0-9._-]+/g, '_');
+  return ds.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
+/** 8 hex digits of the SHA-256 of `configDelta(cfg)` ('' when the run is its recipe unchanged). */
+export function configHash(cfg: TrainConfig): string {
+  const delta = configDelta(cfg);
+  if (Object.keys(delta.train).length === 0 && Object.keys(delta.model).length === 0) return '';
+  return crypto.createHash('sha256').update(JSON.stringify(delta)).digest('hex').slice(0, 8);
+}
+
+/**
+ * Default run name: `<model>-<dataset>-<recipe or custom>-s<seed>`, then `-<configHash>` when any option
+ * differs from the recipe, so two seeds or two ablation arms never collide in one runs folder.
+ */
+export function defaultRunName(cfg: TrainConfig): string {
+  const hash = configHash(cfg);
+  return `${cfg.model}-${datasetTag(cfg)}-${cfg.recipe || 'custom'}-s${cfg.seed}${hash ? `-${hash}` : ''}`.replace(
+    /[^A-Za-z0-9._-]+/g,
+    '_',
+  );
 }
 
 /** Run folders under `runsDir` (those with a run.json or a checkpoint), sorted. */
@@ -447,7 +497,14 @@ async function trainRunLocked(
       },
       imageSize: cfg.imageSize,
       normalization: norm,
-      model: { name: cfg.model, numClasses, options: parseModelConfig(cfg.modelConfig), parameters: params },
+      model: {
+        name: cfg.model,
+        numClasses,
+        options: parseModelConfig(cfg.modelConfig),
+        // Every option the model was built with, defaults included (models that expose their resolved config).
+        resolved: resolvedModelConfig(model),
+        parameters: params,
+      },
       backend: backend.name,
       machine: machineInfo(),
     };
@@ -519,6 +576,8 @@ async function trainRunLocked(
         loss: testEval.loss,
         metrics: test,
       });
+      // Per-image predictions (paired comparisons between runs on the same test images: lib/study).
+      atomicWriteJson(path.join(runDir, 'test-predictions.json'), testPredictions(testEval, data.classes));
     }
     const wallSeconds = (Date.now() - t0) / 1000;
     atomicWriteJson(path.join(runDir, 'summary.json'), {
@@ -564,6 +623,24 @@ async function trainRunLocked(
     model.dispose();
     data.close();
   }
+}
+
+/** What test-predictions.json holds: the test images' labels and argmax predictions, in loader order. */
+export interface TestPredictions {
+  classes: string[];
+  labels: number[];
+  predicted: number[];
+}
+
+export function testPredictions(ev: EvalResult, classes: string[]): TestPredictions {
+  const k = ev.numClasses;
+  const predicted: number[] = [];
+  for (let i = 0; i < ev.labels.length; i++) {
+    let best = 0;
+    for (let c = 1; c < k; c++) if (ev.probs[i * k + c] > ev.probs[i * k + best]) best = c;
+    predicted.push(best);
+  }
+  return { classes, labels: Array.from(ev.labels), predicted };
 }
 
 function mib(bytes: number): number | null {

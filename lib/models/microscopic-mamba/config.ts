@@ -13,7 +13,7 @@
  *   G  number of PVM groups (4, or 1 without the parallel VSSM)
  *   d  SS2D d_model = c/G                                  E = 2d  SS2D d_inner
  *   N  SSM state size (16)                                 R = ceil(d/16)  dt rank
- *   K  scan directions (4)                                 p  PSFFN partial width = floor(d/4)
+ *   K  scan directions (4)                                 p  PSFFN partial width = floor(d·psffnRatio), official d/4
  */
 import type { ScanImpl } from '../../ops/selective-scan/index';
 
@@ -44,6 +44,9 @@ export interface MicroscopicMambaConfig {
   /** true: PSFFN replaces SS2D's out_proj (official). false: a plain Linear(E→d, no bias) out_proj, as in
    *  VMamba/MedMamba; out_proj is then a used parameter and there is no PSFFN (and no H/W transpose). */
   psffn: boolean;
+  /** PSFFN's partial ratio: the depthwise 3×3 filters p = floor(d·ratio) of its d channels (official
+   *  `p_rate=0.25`, L871). The paper's Fig. 4 sweeps 1/12, 1/6, 1/4, 1/2 and 1. Ignored without PSFFN. */
+  psffnRatio: number;
   /** true: MIFA fuses the two branches (official). false: MedMamba's fusion, channel_shuffle(concat(conv,
    *  ssm), groups = 2); no MIFA parameters (its ECA goes with it, whatever `eca` says). */
   mifa: boolean;
@@ -100,6 +103,7 @@ export const DEFAULT_CONFIG: MicroscopicMambaConfig = {
   scanImpl: 'auto',
   useCheckpoint: false,
   psffn: true,
+  psffnRatio: 0.25,
   mifa: true,
   parallelVssm: true,
   eca: true,
@@ -160,6 +164,8 @@ export function resolveConfig(
     throw bad('dState', `must be a positive integer (${cfg.dState})`);
   if (!(cfg.dropPathRate >= 0 && cfg.dropPathRate < 1))
     throw bad('dropPathRate', `must be in [0, 1) (${cfg.dropPathRate})`);
+  if (!(typeof cfg.psffnRatio === 'number' && cfg.psffnRatio > 0 && cfg.psffnRatio <= 1))
+    throw bad('psffnRatio', `must be in (0, 1] (got ${String(cfg.psffnRatio)})`);
   for (const key of BOOLEAN_KEYS) {
     if (typeof cfg[key] !== 'boolean') throw bad(key, `must be true or false (got ${String(cfg[key])})`);
   }

@@ -88,6 +88,7 @@ export class MicroscopicMamba extends Layer implements ClassifierModel {
             dropPath: dpr[blockIndex++],
             groups: cfg.parallelVssm ? 4 : 1,
             psffn: cfg.psffn,
+            psffnRatio: cfg.psffnRatio,
             transposeHW: needsSquareInput(cfg),
             keepDeadParams: !cfg.dropDeadParams,
             separateNorms: cfg.separatePvmNorms,

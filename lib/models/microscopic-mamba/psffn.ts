@@ -2,7 +2,8 @@
  * PSFFN — Partially Selected Feed-Forward Network (v2: LAEF), official L869–889, docs/architecture.md §PSFFN. It takes
  * the place of SS2D's out_proj.
  *
- * Shapes (NHWC):  b batch   h, w  map size   e  SS2D d_inner (input)   d  d_model (output)   p = floor(d/4)
+ * Shapes (NHWC):  b batch   h, w  map size   e  SS2D d_inner (input)   d  d_model (output)
+ *                 p = floor(d·pRate), official pRate 1/4 (config `psffnRatio`; the paper's Fig. 4 sweeps it)
  *
  *   t      = SiLU(Conv1×1_{e→d}(y) + bias)                     [b, h, w, d]
  *   t1, t2 = split(t, [p, d − p])                               [b, h, w, p], [b, h, w, d−p]
@@ -37,6 +38,7 @@ export class PSFFN extends Layer {
     rng: Rng,
     /** Leave the output H/W-transposed, as the official permutes do (quirk Q1). */
     readonly transposeHW = false,
+    /** Fraction of the d channels the depthwise 3×3 filters (official p_rate = 0.25, L871: int(out_dim·p_rate)). */
     pRate = 0.25,
   ) {
     super();
@@ -60,8 +62,12 @@ export class PSFFN extends Layer {
       const p = this.pDim;
       const t = silu(this.conv_0.forward(y)) as tf.Tensor4D; // [b, h, w, d]
       // conv_1 on channels [0, p), identity on [p, d): one depthwise conv over all d channels.
-      const kernel = tf.concat([this.conv_1.weight, tf.tensor4d(this.identityKernels, [3, 3, d - p, 1])], 2); // [3, 3, d, 1]
-      const bias = tf.concat([this.conv_1.bias!, tf.zeros([d - p])]); // [d]
+      // (pRate 1 filters every channel: no identity part.)
+      const kernel =
+        p === d
+          ? this.conv_1.weight
+          : tf.concat([this.conv_1.weight, tf.tensor4d(this.identityKernels, [3, 3, d - p, 1])], 2); // [3, 3, d, 1]
+      const bias = p === d ? this.conv_1.bias! : tf.concat([this.conv_1.bias!, tf.zeros([d - p])]); // [d]
       const pad: [[number, number], [number, number], [number, number], [number, number]] = [
         [0, 0],
         [1, 1],

@@ -31,6 +31,8 @@ export interface SS2DOptions {
   rng: Rng;
   /** PSFFN replaces out_proj (official). */
   psffn: boolean;
+  /** PSFFN's partial ratio (official 0.25). */
+  psffnRatio: number;
   /** Reproduce the official H/W transpose of PSFFN's output (quirk Q1). */
   transposeHW: boolean;
   /** Create the unused out_proj anyway (official, counted in the totals). */
@@ -83,7 +85,7 @@ export class SS2D extends Layer {
     if (!opts.psffn || opts.keepDeadParams) {
       this.out_proj = this.addModule('out_proj', new Linear(e, d, { bias: false, rng, dead: opts.psffn }));
     }
-    if (opts.psffn) this.PSFFN = this.addModule('PSFFN', new PSFFN(e, d, rng, opts.transposeHW));
+    if (opts.psffn) this.PSFFN = this.addModule('PSFFN', new PSFFN(e, d, rng, opts.transposeHW, opts.psffnRatio));
   }
 
   /**
