@@ -16,7 +16,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
-import { createModel } from '../lib/models/index';
+import { type ClassifierModel, createModel } from '../lib/models/index';
 import { countParameters } from '../lib/nn/index';
 import {
   HEAP_BASE_BYTES,
@@ -33,7 +33,7 @@ import {
   type PlanInput,
 } from '../lib/train/memory';
 import { createOptimizer } from '../lib/train/optim';
-import { namedTrainable, Trainer, type Classifier } from '../lib/train/trainer';
+import { namedTrainable, Trainer } from '../lib/train/trainer';
 import { atomicWriteFile, atomicWriteJson } from '../lib/util/fs';
 import { Rng } from '../lib/util/random';
 
@@ -76,12 +76,8 @@ function parseJobs(spec: string): Job[] {
   });
 }
 
-function makeModel(checkpoint: boolean): Classifier {
-  return createModel('microscopic-mamba-t', {
-    numClasses: 2,
-    seed: 1,
-    useCheckpoint: checkpoint,
-  } as never) as unknown as Classifier;
+function makeModel(checkpoint: boolean): ClassifierModel {
+  return createModel('microscopic-mamba-t', { numClasses: 2, seed: 1, useCheckpoint: checkpoint });
 }
 
 async function worker(job: Job): Promise<void> {

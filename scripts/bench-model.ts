@@ -1,16 +1,18 @@
 /**
- * Model benchmark: forward (eval) and one training step (Adam) of Microscopic-Mamba at batch 8, per
+ * Model benchmark: forward (eval) and one training step (Adam) of registered models at batch 8, per
  * backend and input size; seconds, images/s and peak RSS. Writes benchmarks/model.json and
  * benchmarks/model.md.
  *
- *   npm run bench:model                                   wasm, 64 and 224 px
+ *   npm run bench:model                                   microscopic-mamba-t (64, 224 px) + a CNN and a ViT (64 px)
+ *   npm run bench:model -- --models resnet18,vit-tiny,swiftformer-xs --sizes 64 --merge
  *   npm run bench:model -- --backends wasm,webgpu --sizes 64
  *   npm run bench:model -- --profile --sizes 64           time per module type and per kernel, no files
  *
  * Every measurement runs in its own child process, so that its peak RSS (getrusage maxrss) is its own.
- * The baseline measured in the same run is the same model with the portable `chunked` scan (tf ops
- * only) instead of `auto` (the fused kernel where the backend has one), at the smallest size; for
- * scale, the table also lists the official PyTorch 1.13 timings on this machine.
+ * Every model gets the size as its shared `imageSize` option (ViT is built for it). For Microscopic-Mamba
+ * the baseline measured in the same run is the same model with the portable `chunked` scan (tf ops only)
+ * instead of `auto` (the fused kernel where the backend has one), at the smallest size; for scale, the
+ * table also lists the official PyTorch 1.13 timings of microscopic-mamba-t on this machine.
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -18,7 +20,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from '../lib/backend/index';
-import { createModel, MicroscopicMamba } from '../lib/models/index';
+import { type ClassifierModel, createModel, listModels, type ModelOptions } from '../lib/models/index';
 import * as mm from '../lib/models/microscopic-mamba/index';
 import * as nn from '../lib/nn/index';
 import type { ScanImpl } from '../lib/ops/selective-scan/index';
@@ -37,7 +39,12 @@ interface Job {
   model: string;
   /** Activation checkpointing in the training step (`useCheckpoint`). */
   checkpoint: boolean;
+  /** The model's family (rows written before the zoo have none: Microscopic-Mamba). */
+  family?: string;
 }
+
+/** Microscopic-Mamba takes the scan implementation and activation checkpointing as options; the others do not. */
+const hasScanOptions = (job: Pick<Job, 'family'>) => (job.family ?? 'microscopic-mamba') === 'microscopic-mamba';
 
 interface Result extends Job {
   /** Set when the measurement failed (e.g. the wasm heap ran out); the numbers are then NaN. */
@@ -53,12 +60,14 @@ interface Result extends Job {
 
 const HELP = `Usage: npm run bench:model -- [options]
   --backends a,b     backends (default wasm; e.g. wasm,webgpu)
-  --sizes 64,224     input sizes (default 64,224)
+  --sizes 64,224     input sizes (default 64,224 for Microscopic-Mamba, 64 for the other models)
   --sizes-NAME list  sizes for backend NAME only (e.g. --sizes-webgpu 64: llvmpipe is slow)
   --batch N          batch size (default 8)
   --reps N           timed repetitions after one warm-up (default 3 at ≤ 64 px, 2 above)
-  --model NAME       registered model (default microscopic-mamba-t)
-  --no-baseline      skip the chunked-scan baseline
+  --models a,b,c     registered models (npm run params -- --list); default microscopic-mamba-t plus
+                     resnet18 (or the first CNN) and vit-tiny (or the first ViT) when registered
+  --model NAME       one model (as --models NAME)
+  --no-baseline      skip Microscopic-Mamba's chunked-scan baseline
   --checkpoint MODE  activation checkpointing in the training step: auto (default: on above 64 px, where
                      batch 8 does not fit wasm's 4 GB heap otherwise), on, off
   --profile          print time per module type and per kernel for one forward and one train step
@@ -94,7 +103,7 @@ function randomBatch(b: number, size: number, classes: number, seed: number) {
  * The kit's own training step (what `npm run train` runs): forward, cross-entropy, backward, the
  * PyTorch-exact Adam update, and the host read of loss and accuracy. Each call is the next step.
  */
-function kitTrainStep(model: MicroscopicMamba, x: tf.Tensor4D, labels: tf.Tensor, seed: number): () => void {
+function kitTrainStep(model: ClassifierModel, x: tf.Tensor4D, labels: tf.Tensor, seed: number): () => void {
   const trainer = new Trainer(model, createOptimizer(namedTrainable(model), { lr: 1e-4 }), {
     lr: 1e-4,
     schedule: { stepsPerEpoch: 1000, epochs: 1, warmupEpochs: 0 },
@@ -105,23 +114,25 @@ function kitTrainStep(model: MicroscopicMamba, x: tf.Tensor4D, labels: tf.Tensor
   return () => void trainer.trainStep({ x, y }, step++);
 }
 
+/** The options a job builds its model with: shared ones, plus the scan options where the model has them. */
+function modelOptions(job: Job, numClasses: number): ModelOptions {
+  const scan = hasScanOptions(job) ? { scanImpl: job.impl, useCheckpoint: job.checkpoint } : {};
+  return { numClasses, seed: 0, imageSize: job.size, ...scan };
+}
+
 /** One measurement, run inside a child process. */
 async function worker(job: Job): Promise<Result> {
   const info = await initBackend(job.backend, { quiet: true });
   const classes = 2;
-  const model = createModel(job.model, {
-    numClasses: classes,
-    scanImpl: job.impl,
-    seed: 0,
-    useCheckpoint: job.checkpoint,
-  }) as MicroscopicMamba;
+  const model = createModel(job.model, modelOptions(job, classes));
+  model.checkInput([job.batch, job.size, job.size, 3], 'float32');
   const { x, labels } = randomBatch(job.batch, job.size, classes, 1);
   const trainStep = kitTrainStep(model, x, labels, 2);
   const once = async (): Promise<number> => {
     const t0 = performance.now();
     if (job.mode === 'forward') {
       model.eval();
-      const y = model.forward(x);
+      const y = model.forward(x, { training: false });
       await y.data();
       y.dispose();
     } else {
@@ -147,7 +158,7 @@ async function worker(job: Job): Promise<Result> {
 /** --profile: exclusive wall time per module class (forward) and kernel time per kernel name. */
 async function profile(job: Job): Promise<void> {
   console.log(describeBackend(await initBackend(job.backend, { quiet: true })));
-  const model = createModel(job.model, { numClasses: 2, scanImpl: job.impl }) as MicroscopicMamba;
+  const model = createModel(job.model, modelOptions(job, 2));
   const { x, labels } = randomBatch(job.batch, job.size, 2, 1);
   const times = new Map<string, number>();
   const stack: number[] = [];
@@ -269,7 +280,7 @@ const PYTORCH = {
 
 function markdown(results: Result[], meta: Record<string, string | number>): string {
   const lines = [
-    '# Model benchmark: Microscopic-Mamba forward and training step',
+    '# Model benchmark: forward and training step',
     '',
     `Machine: ${meta.cpu}, ${meta.cores} cores; Node ${meta.node}; tfjs ${meta.tfjs}.`,
     // One line per measurement session (a --merge keeps older rows with their own date and load).
@@ -278,18 +289,22 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
         const [date, load] = key.split('|');
         const rows = results.filter((r) => `${r.measured?.date}|${r.measured?.loadAverage ?? 'not recorded'}` === key);
         const what = [
-          ...new Set(rows.map((r) => `${r.backend} ${r.size} px${r.impl === 'chunked' ? ' (chunked)' : ''}`)),
+          ...new Set(
+            rows.map((r) => `${r.model} ${r.backend} ${r.size} px${r.impl === 'chunked' ? ' (chunked)' : ''}`),
+          ),
         ].join(', ');
         return `- ${what}: measured ${date}, 1-minute load average ${load}`;
       },
     ),
     '',
-    `Model ${meta.model}, 2 classes, batch ${meta.batch}, float32. Seconds are the median of the timed repetitions`,
-    'after one warm-up; peak RSS is the child process maximum (getrusage), including the wasm heap.',
+    `2 classes, batch ${meta.batch}, float32, default model options (imageSize = the size). Seconds are the median of`,
+    'the timed repetitions after one warm-up; peak RSS is the child process maximum (getrusage), including the wasm heap.',
+    'The scan column applies to Microscopic-Mamba only.',
     '',
-    '| backend | size | pass | scan | seconds | images/s | peak RSS (MB) | vs chunked scan | vs PyTorch 1.13 |',
-    '|---|---:|---|---|---:|---:|---:|---:|---:|',
+    '| model | backend | size | pass | scan | seconds | images/s | peak RSS (MB) | vs chunked scan | vs PyTorch 1.13 |',
+    '|---|---|---:|---|---|---:|---:|---:|---:|---:|',
   ];
+  const scan = (r: Result) => (hasScanOptions(r) ? r.impl : '–');
   /** "3.2× faster" / "2.0× slower": the reference's time over ours. */
   const ratio = (reference: number, ours: number) =>
     reference >= ours ? `${(reference / ours).toFixed(1)}× faster` : `${(ours / reference).toFixed(1)}× slower`;
@@ -299,7 +314,7 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
     if (r.error) {
       const rss = Number.isFinite(r.peakRssMB) ? r.peakRssMB.toFixed(0) : '';
       lines.push(
-        `| ${r.backend} | ${r.size} | ${pass} | ${r.impl} | failed: ${r.error.replace(/\|/g, '/')} | | ${rss} | | |`,
+        `| ${r.model} | ${r.backend} | ${r.size} | ${pass} | ${scan(r)} | failed: ${r.error.replace(/\|/g, '/')} | | ${rss} | | |`,
       );
       continue;
     }
@@ -310,21 +325,22 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
         b.backend === r.backend &&
         b.size === r.size &&
         b.mode === r.mode &&
+        b.model === r.model &&
         r.impl !== 'chunked',
     );
     const torch =
-      r.size === 64 && r.batch === 8
+      r.size === 64 && r.batch === 8 && r.model === 'microscopic-mamba-t'
         ? ratio(r.mode === 'forward' ? PYTORCH.forward : PYTORCH.trainVectorisedScan, r.seconds)
         : '';
     lines.push(
-      `| ${r.backend} | ${r.size} | ${pass} | ${r.impl} | ` +
+      `| ${r.model} | ${r.backend} | ${r.size} | ${pass} | ${scan(r)} | ` +
         `${r.seconds.toFixed(3)} | ${r.imagesPerSecond.toFixed(1)} | ${r.peakRssMB.toFixed(0)} | ` +
         `${base ? ratio(base.seconds, r.seconds) : ''} | ${torch} |`,
     );
   }
   lines.push(
     '',
-    `PyTorch reference (${PYTORCH.note}): training step ${PYTORCH.trainReferenceScan} s with the reference scan, ` +
+    `PyTorch reference (microscopic-mamba-t, ${PYTORCH.note}): training step ${PYTORCH.trainReferenceScan} s with the reference scan, ` +
       `${PYTORCH.trainVectorisedScan} s with a vectorised scan (the ratio column uses this one); forward ${PYTORCH.forward} s.`,
     'Targets (this 2-core machine, 64 px, batch 8, wasm): training step ≤ 1.0 s, forward ≤ 0.3 s, peak RSS ≤ 3 GB.',
     '"checkpointing": activation checkpointing per block (`useCheckpoint`, the official `use_checkpoint`): without it a',
@@ -352,13 +368,28 @@ async function main(): Promise<void> {
     return;
   }
   const backends = (arg('--backends') ?? 'wasm').split(',');
-  const sizes = (arg('--sizes') ?? '64,224').split(',').map(Number);
+  const registered = listModels();
+  const pick = (preferred: string, family: string) =>
+    registered.find((m) => m.name === preferred)?.name ?? registered.find((m) => m.family === family)?.name;
+  const models = (
+    arg('--models')?.split(',') ??
+    (arg('--model') ? [arg('--model')!] : ['microscopic-mamba-t', pick('resnet18', 'cnn'), pick('vit-tiny', 'vit')])
+  ).filter((m): m is string => Boolean(m));
+  const familyOf = (name: string) => {
+    const meta = registered.find((m) => m.name === name);
+    if (!meta)
+      throw new Error(`--models: unknown model '${name}'. Registered: ${registered.map((m) => m.name).join(', ')}`);
+    return meta.family;
+  };
+  const defaultSizes = (family: string) => (family === 'microscopic-mamba' ? '64,224' : '64');
+  const sizesOf = (family: string) => (arg('--sizes') ?? defaultSizes(family)).split(',').map(Number);
   const batch = Number(arg('--batch') ?? 8);
-  const model = arg('--model') ?? 'microscopic-mamba-t';
   const repsFor = (size: number) => Number(arg('--reps') ?? (size <= 64 ? 3 : 2));
   const checkpointMode = arg('--checkpoint') ?? 'auto';
-  const checkpointFor = (size: number, mode: 'forward' | 'train') =>
-    mode === 'train' && (checkpointMode === 'on' || (checkpointMode === 'auto' && size > 64));
+  const checkpointFor = (size: number, mode: 'forward' | 'train', family: string) =>
+    hasScanOptions({ family }) &&
+    mode === 'train' &&
+    (checkpointMode === 'on' || (checkpointMode === 'auto' && size > 64));
   if (flag('--render')) {
     // Only rewrite model.md from model.json (no measurements).
     const out = arg('--out') ?? path.resolve(__dirname, '../benchmarks');
@@ -370,37 +401,43 @@ async function main(): Promise<void> {
     return;
   }
   if (flag('--profile')) {
+    const family = familyOf(models[0]);
     await profile({
       backend: backends[0],
-      size: sizes[0],
+      size: sizesOf(family)[0],
       batch,
       mode: 'forward',
       impl: 'auto',
       reps: 1,
-      model,
+      model: models[0],
       checkpoint: false,
+      family,
     });
     return;
   }
   const jobs: Job[] = [];
-  for (const backend of backends) {
-    const own = arg(`--sizes-${backend}`)?.split(',').map(Number) ?? sizes;
-    // The fused (`auto`) scan at every size, then the `chunked` baseline at the smallest one.
-    const runs: Array<[ScanImpl, number[]]> = [['auto', own]];
-    if (!flag('--no-baseline')) runs.push(['chunked', [Math.min(...own)]]);
-    for (const [impl, implSizes] of runs) {
-      for (const size of implSizes) {
-        for (const mode of ['forward', 'train'] as const) {
-          jobs.push({
-            backend,
-            size,
-            batch,
-            mode,
-            impl,
-            reps: repsFor(size),
-            model,
-            checkpoint: checkpointFor(size, mode),
-          });
+  for (const model of models) {
+    const family = familyOf(model);
+    for (const backend of backends) {
+      const own = arg(`--sizes-${backend}`)?.split(',').map(Number) ?? sizesOf(family);
+      // The fused (`auto`) scan at every size, then Microscopic-Mamba's `chunked` baseline at the smallest one.
+      const runs: Array<[ScanImpl, number[]]> = [['auto', own]];
+      if (!flag('--no-baseline') && hasScanOptions({ family })) runs.push(['chunked', [Math.min(...own)]]);
+      for (const [impl, implSizes] of runs) {
+        for (const size of implSizes) {
+          for (const mode of ['forward', 'train'] as const) {
+            jobs.push({
+              backend,
+              size,
+              batch,
+              mode,
+              impl,
+              reps: repsFor(size),
+              model,
+              checkpoint: checkpointFor(size, mode, family),
+              family,
+            });
+          }
         }
       }
     }
@@ -408,9 +445,8 @@ async function main(): Promise<void> {
   const loadBefore = os.loadavg()[0];
   const results: Result[] = [];
   for (const job of jobs) {
-    process.stderr.write(
-      `${job.backend} ${job.size}px ${job.mode} (${job.impl} scan${job.checkpoint ? ', checkpointing' : ''}) ... `,
-    );
+    const scan = hasScanOptions(job) ? ` (${job.impl} scan${job.checkpoint ? ', checkpointing' : ''})` : '';
+    process.stderr.write(`${job.model} ${job.backend} ${job.size}px ${job.mode}${scan} ... `);
     const r = runChild(job);
     process.stderr.write(
       r.error
@@ -431,6 +467,7 @@ async function main(): Promise<void> {
       results: Result[];
     };
     const sameRow = (a: Result, b: Result) =>
+      a.model === b.model &&
       a.backend === b.backend &&
       a.size === b.size &&
       a.mode === b.mode &&
@@ -445,6 +482,7 @@ async function main(): Promise<void> {
     results.push(...kept);
     // Table order: backend as measured first, then the fused/auto rows before the chunked baseline, by size and pass.
     const order = (r: Result) => [
+      models.indexOf(r.model) < 0 ? 99 : models.indexOf(r.model),
       backends.indexOf(r.backend) < 0 ? 99 : backends.indexOf(r.backend),
       r.impl === 'chunked' ? 1 : 0,
       r.size,
@@ -464,7 +502,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     // Other processes share the cores: the 1-minute load average before and after the run says how much.
     loadAverage: `${loadBefore.toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after`,
-    model,
+    models: models.join(', '),
     batch,
   };
   atomicWriteJson(path.join(out, 'model.json'), { meta, pytorchReference: PYTORCH, results });

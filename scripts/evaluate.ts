@@ -43,7 +43,12 @@ const SPEC: CliSpec = {
     { key: 'bootstrap', type: 'number', default: 1000, help: 'bootstrap resamples for 95% intervals (0 = none)' },
     { key: 'seed', type: 'number', default: 0, help: 'bootstrap seed' },
     { key: 'out', type: 'string', default: '', help: 'metrics JSON file (default: <run>/eval-<dataset>-<split>.json)' },
-    { key: 'model', type: 'string', default: 'microscopic-mamba-t', help: 'bare weights: registered model name' },
+    {
+      key: 'model',
+      type: 'string',
+      default: 'microscopic-mamba-t',
+      help: 'bare weights: registered model name (npm run params -- --list)',
+    },
     { key: 'modelConfig', type: 'string', default: '', help: 'bare weights: model options as JSON' },
     { key: 'imageSize', type: 'number', default: 224, help: 'bare weights: input size' },
     {

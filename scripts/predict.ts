@@ -37,7 +37,12 @@ const SPEC: CliSpec = {
       default: false,
       help: 'warn about unreadable / undecodable / non-regular files and go on (they are listed in the output)',
     },
-    { key: 'model', type: 'string', default: 'microscopic-mamba-t', help: 'bare weights: registered model name' },
+    {
+      key: 'model',
+      type: 'string',
+      default: 'microscopic-mamba-t',
+      help: 'bare weights: registered model name (npm run params -- --list)',
+    },
     { key: 'modelConfig', type: 'string', default: '', help: 'bare weights: model options as JSON' },
     { key: 'imageSize', type: 'number', default: 224, help: 'bare weights: input size' },
     { key: 'classes', type: 'string', default: '', help: 'bare weights: class names, comma-separated, in label order' },

@@ -32,7 +32,8 @@ import {
   withPeakTensorBytes,
 } from '../lib/train/memory';
 import type { Adam } from '../lib/train/optim';
-import { evaluateModel, namedTrainable, Trainer, type Classifier, type TrainBatch } from '../lib/train/trainer';
+import { evaluateModel, namedTrainable, Trainer, type TrainBatch } from '../lib/train/trainer';
+import type { ClassifierModel } from '../lib/models/index';
 import { Rng } from '../lib/util/random';
 import { TinyNet, ToySource, toyEvalBatches, toyImages } from './helpers/tiny-train';
 
@@ -45,18 +46,28 @@ const K = 3;
 const MiB = 2 ** 20;
 
 /** x → flatten → Linear → tanh → Linear: no BatchNorm, no DropPath, so micro-batches change nothing. */
-class PlainNet extends Module implements Classifier {
+class PlainNet extends Module implements ClassifierModel {
   readonly fc: Linear;
   readonly head: Linear;
+  readonly numClasses = K;
+  readonly stageNames = [];
   constructor(seed: number) {
     super();
     const rng = new Rng(seed);
     this.fc = this.addModule('fc', new Linear(S * S * 3, 12, { rng }));
     this.head = this.addModule('head', new Linear(12, K, { rng }));
   }
-  forward(x: tf.Tensor, _ctx?: ForwardContext): tf.Tensor {
-    return tf.tidy(() => this.head.forward(tf.tanh(this.fc.forward(x.reshape([x.shape[0], -1]))))); // [b, k]
+  forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor2D {
+    return tf.tidy(() => this.forwardHead(this.forwardFeatures(x, ctx))); // [b, k]
   }
+  forwardFeatures(x: tf.Tensor, _ctx?: ForwardContext): tf.Tensor {
+    const b = x.shape[0];
+    return tf.tidy(() => tf.tanh(this.fc.forward(x.reshape([b, -1]))).reshape([b, 1, 1, 12])); // [b, 1, 1, 12]
+  }
+  forwardHead(f: tf.Tensor, _ctx?: ForwardContext): tf.Tensor2D {
+    return tf.tidy(() => this.head.forward(f.reshape([f.shape[0], 12])) as tf.Tensor2D); // [b, k]
+  }
+  checkInput(): void {}
 }
 
 /** An optimizer stand-in that records the gradients the trainer hands it (by parameter name). */
@@ -73,7 +84,7 @@ function recordingOptimizer(model: Module): { opt: Adam; grads: Map<string, Floa
   return { opt, grads };
 }
 
-function stepGrads(model: Classifier, batch: TrainBatch, microBatch?: number) {
+function stepGrads(model: ClassifierModel, batch: TrainBatch, microBatch?: number) {
   const { opt, grads } = recordingOptimizer(model);
   const trainer = new Trainer(model, opt, {
     lr: 0.1,

@@ -297,7 +297,10 @@ test('configuration, registry and input errors are clear', () => {
     ),
   );
   assert.throws(() => createModel('microscopic-mamba-x'), /unknown model 'microscopic-mamba-x'.*microscopic-mamba-t/);
-  assert.throws(() => createModel('microscopic-mamba-t', { nClasses: 2 }), /unknown option 'nClasses'/);
+  assert.throws(
+    () => createModel('microscopic-mamba-t', { nClasses: 2 }),
+    /unknown option\(s\) nClasses\. Accepted: numClasses, seed, dropRate, dropPathRate, imageSize, depths/,
+  );
   assert.throws(() => resolveConfig({ dims: [96, 192, 384, 700] }), /dims/);
   assert.throws(() => resolveConfig({ numClasses: 0 }), /numClasses/);
   assert.throws(() => resolveConfig({ psffn: 'yes' as unknown as boolean }), /psffn must be true or false/);

@@ -70,6 +70,13 @@ export interface ModelMeta {
   defaultSize: number;
   /** Parameter count as the reference defines it, at 1000 classes (checked in tests). */
   referenceParams?: number;
+  /**
+   * A small configuration with the full structure (every block type and branch present, e.g. one block
+   * per stage, narrow widths) and an input size it takes: what the contract test
+   * (test/models.contract.test.ts) checks gradients, round trips, taps and leaks at, to keep CI time bounded.
+   * Without it the test uses the default options at the smallest size the input rules allow.
+   */
+  reducedConfig?: { options: ModelOptions; size: number };
 }
 
 /** A classifier of the zoo. Parameter names are the reference's state-dict keys. */
@@ -85,6 +92,13 @@ export interface ClassifierModel extends Module {
   forwardHead(features: tf.Tensor, ctx?: ModelForwardContext): tf.Tensor2D;
   /** Throws a clear error for an input the model cannot take (shape, channels, dtype, size rules). */
   checkInput(shape: number[], dtype?: string): void;
+  /**
+   * Optional: the model's inference form (MobileOne's `reparameterize()`, RepViT's `fuse()`): a NEW model,
+   * in eval mode, whose forward equals this model's eval-mode forward (≤ 1e-4) with fewer parameters
+   * and kernels. This model is left unchanged; the caller disposes the returned one. `params --list`
+   * prints its parameter count next to the training form's.
+   */
+  fusedForInference?(): ClassifierModel;
 }
 
 /** Shared options with their defaults filled in, plus the model-specific ones. */
@@ -93,7 +107,9 @@ export type ResolvedOptions<T> = Required<Omit<SharedModelOptions, 'imageSize'>>
 /**
  * Validate a factory's options: shared ones are checked (types, ranges), model-specific ones must be
  * keys of `specific` (whose values are the defaults); anything else is an error listing what the model
- * accepts. `defaultSize` fills `imageSize`.
+ * accepts. `defaultSize` fills `imageSize`. A shared option's default is the contract's (numClasses 1000,
+ * seed 0, dropRate 0, dropPathRate 0) unless `specific` names it too: a reference whose default differs
+ * (Microscopic-Mamba's drop_path_rate 0.1) puts it there, e.g. `{ dropPathRate: 0.1, depths: [...] }`.
  */
 export function resolveOptions<T extends Record<string, unknown>>(
   model: string,
@@ -101,14 +117,15 @@ export function resolveOptions<T extends Record<string, unknown>>(
   specific: T,
   defaultSize: number,
 ): ResolvedOptions<T> {
-  const accepted = [...SHARED_OPTION_NAMES, ...Object.keys(specific)];
+  const shared: readonly string[] = SHARED_OPTION_NAMES;
+  const accepted = [...SHARED_OPTION_NAMES, ...Object.keys(specific).filter((k) => !shared.includes(k))];
   const unknown = Object.keys(opts).filter((k) => opts[k] !== undefined && !accepted.includes(k));
   if (unknown.length > 0) {
     throw new Error(`${model}: unknown option(s) ${unknown.join(', ')}. Accepted: ${accepted.join(', ')}`);
   }
   const num = (key: keyof SharedModelOptions, fallback: number, ok: (v: number) => boolean, rule: string): number => {
     const v = opts[key];
-    if (v === undefined) return fallback;
+    if (v === undefined) return typeof specific[key] === 'number' ? (specific[key] as number) : fallback;
     if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) {
       throw new Error(`${model}: option ${key} must be ${rule}, got ${JSON.stringify(v)}`);
     }

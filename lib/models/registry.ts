@@ -2,26 +2,32 @@
  * The model registry: every classifier the kit can build, by name.
  *
  *   createModel('microscopic-mamba-t', { numClasses: 2, seed: 0 })     → a ClassifierModel
- *   listModels()                                                       → names and descriptions
- *   registerModel(name, factory, meta)                                  → add one (baselines do this)
+ *   listModels()                                                       → names and metadata
+ *   registerModel(name, factory, meta)                                  → add one (each model folder's index.ts)
  *
- * A ClassifierModel is a lib/nn Module whose `forward(x, { training, rng })` maps an NHWC float32 batch
- * [b, h, w, 3] to logits [b, numClasses]. Its parameter names are the official PyTorch state-dict keys,
- * so `loadWeights` / `saveWeights` (weights.ts) read and write official checkpoints.
+ * Import the registry through lib/models/index.ts (or lib/index.ts), never this file alone: index.ts
+ * imports every model folder, whose index.ts registers its models, so a model registered anywhere is
+ * known to every consumer (train, evaluate, predict, params, the benchmarks, the notebooks).
+ *
+ * A ClassifierModel (contract.ts) is a lib/nn Module whose `forward(x, { training, rng })` maps an NHWC
+ * float32 batch [b, h, w, 3] to logits [b, numClasses]. Its parameter names are the reference PyTorch
+ * state-dict keys, so `loadWeights` / `saveWeights` (weights.ts) read and write its checkpoints.
  */
-import * as tf from '@tensorflow/tfjs';
 import type { ClassifierModel, ModelMeta, ModelOptions } from './contract';
-import {
-  MicroscopicMamba,
-  MicroscopicMambaConfig,
-  MicroscopicMambaVariant,
-  resolveConfig,
-  VARIANTS,
-} from './microscopic-mamba/index';
 
-export type { ClassifierModel, ModelOptions, ModelMeta, ModelFamily, SharedModelOptions } from './contract';
+export type {
+  ClassifierModel,
+  ModelOptions,
+  ModelMeta,
+  ModelFamily,
+  SharedModelOptions,
+  ModelForwardContext,
+  InputRule,
+} from './contract';
 
 export type ModelFactory = (opts: ModelOptions) => ClassifierModel;
+
+const FAMILIES = ['cnn', 'vit', 'hybrid', 'mamba', 'microscopic-mamba'];
 
 const registry = new Map<string, { factory: ModelFactory; meta: ModelMeta }>();
 
@@ -36,6 +42,12 @@ export function registerModel(
     throw new Error(`registerModel: name '${name}' must be lower-case letters, digits, '.', '_' or '-'`);
   }
   if (registry.has(name) && !opts.replace) throw new Error(`registerModel: '${name}' is already registered`);
+  if (!FAMILIES.includes(meta.family)) {
+    throw new Error(`registerModel(${name}): family '${meta.family}' is not one of ${FAMILIES.join(', ')}`);
+  }
+  if (!(Number.isInteger(meta.defaultSize) && meta.defaultSize > 0)) {
+    throw new Error(`registerModel(${name}): defaultSize must be a positive integer, got ${meta.defaultSize}`);
+  }
   registry.set(name, { factory, meta });
 }
 
@@ -46,29 +58,20 @@ export function listModels(): Array<{ name: string } & ModelMeta> {
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
+/** The metadata a model was registered with; unknown names are an error listing what exists. */
+export function modelMeta(name: string): ModelMeta {
+  return entry(name, 'modelMeta').meta;
+}
+
 /** Build a registered model. Unknown names and unknown options are errors that list what exists. */
 export function createModel(name: string, opts: ModelOptions = {}): ClassifierModel {
-  const entry = registry.get(name);
-  if (!entry) {
-    throw new Error(`createModel: unknown model '${name}'. Registered: ${[...registry.keys()].sort().join(', ')}`);
+  return entry(name, 'createModel').factory(opts);
+}
+
+function entry(name: string, where: string): { factory: ModelFactory; meta: ModelMeta } {
+  const e = registry.get(name);
+  if (!e) {
+    throw new Error(`${where}: unknown model '${name}'. Registered: ${[...registry.keys()].sort().join(', ')}`);
   }
-  return entry.factory(opts);
-}
-
-/** Build Microscopic-Mamba directly with a typed config (what the registry's factories call). */
-export function createMicroscopicMamba(
-  variant: MicroscopicMambaVariant,
-  config: Partial<MicroscopicMambaConfig> = {},
-): MicroscopicMamba {
-  return new MicroscopicMamba(resolveConfig(config, variant), variant);
-}
-
-for (const variant of Object.keys(VARIANTS) as MicroscopicMambaVariant[]) {
-  registerModel(variant, (opts) => createMicroscopicMamba(variant, opts as Partial<MicroscopicMambaConfig>), {
-    description: VARIANTS[variant].description,
-    family: 'microscopic-mamba',
-    source: 'arXiv 2409.07896; github.com/zs1314/Microscopic-Mamba microscopicmamba.py (8df9997)',
-    input: { multipleOf: 32, minSize: 32, square: true },
-    defaultSize: 224,
-  });
+  return e;
 }

@@ -4,3 +4,8 @@ export * from './layers';
 export * from './init';
 export * from './safetensors';
 export * from './macs';
+export * from './pooling';
+export * from './dropout';
+export * from './batchnorm1d';
+export * from './layer-scale';
+export * from './attention';

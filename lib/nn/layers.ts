@@ -8,10 +8,16 @@
  * depthwise with channel multiplier), nn.BatchNorm2d → BatchNorm2d (running stats, momentum 0.1,
  * unbiased running_var), nn.LayerNorm → LayerNorm (last axis), GELU (exact erf), SiLU, ReLU,
  * timm DropPath, nn.Sequential.
+ *
+ * MACs: every leaf layer reports its multiply-accumulates in `forward` with ptflops' module-hook rule
+ * (lib/nn/macs.ts), so a model built from these layers is counted by running it once
+ * (lib/models/complexity.ts `countMacs`). The functional helpers (`gelu`, `silu`, `layerNorm`) report
+ * nothing, as ptflops does not see `F.gelu` and friends.
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../util/random';
 import { defaultInitRng, torchDefaultBound, uniform, constant } from './init';
+import { reportConvMacs, reportElementwiseMacs, reportLinearMacs, reportNormMacs } from './macs';
 import { ForwardContext, Module } from './module';
 
 /** Modules with one tensor in and one out. */
@@ -49,6 +55,7 @@ export class Linear extends Layer {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
+    reportLinearMacs(x.shape, this.outFeatures, this.bias !== undefined);
     return tf.tidy(() => {
       // Fold leading axes into rows: wasm runs 2-D matMul through XNNPACK, batched matMul is ~14× slower.
       const lead = x.shape.slice(0, -1);
@@ -123,6 +130,12 @@ export class Conv2d extends Layer {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
+    const y = this.convolve(x);
+    reportConvMacs('Conv2d', y.shape, this.kernelSize ** 2, this.inChannels, this.groups, this.bias !== undefined);
+    return y;
+  }
+
+  private convolve(x: tf.Tensor): tf.Tensor {
     if (this.kernelSize === 1 && this.stride === 1 && this.padding === 0 && !this.depthwise) {
       // A pointwise conv is a matMul over all positions: XNNPACK's GEMM on wasm, forward and backward
       // (tfjs-wasm's Conv2DBackpropInput is a plain loop, ~100× slower on these shapes).
@@ -177,6 +190,7 @@ export class BatchNorm2d extends Layer {
   }
 
   forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
+    reportNormMacs('BatchNorm2d', x.shape); // affine
     const training = ctx?.training ?? this.training;
     if (!training) {
       // y = x·scale + shift with per-channel scale = γ/√(running_var + eps), shift = β − running_mean·scale
@@ -217,6 +231,7 @@ export class LayerNorm extends Layer {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
+    reportNormMacs('LayerNorm', x.shape); // elementwise_affine
     return layerNorm(x, this.weight, this.bias, this.eps);
   }
 }
@@ -244,18 +259,21 @@ export function silu(x: tf.Tensor): tf.Tensor {
 
 export class GELU extends Layer {
   forward(x: tf.Tensor): tf.Tensor {
+    reportElementwiseMacs('GELU', x.shape);
     return gelu(x);
   }
 }
 
 export class SiLU extends Layer {
   forward(x: tf.Tensor): tf.Tensor {
+    reportElementwiseMacs('SiLU', x.shape);
     return silu(x);
   }
 }
 
 export class ReLU extends Layer {
   forward(x: tf.Tensor): tf.Tensor {
+    reportElementwiseMacs('ReLU', x.shape);
     return tf.relu(x);
   }
 }

@@ -23,7 +23,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { type Module, readSafetensors, serializeSafetensors } from '../nn/index';
-import { loadWeights } from '../models/weights';
+import { loadWeights } from '../models/index';
 import { atomicWriteFiles, atomicWriteJson, jsonText } from '../util/fs';
 import { checkFiniteWeights } from './divergence';
 import type { RngState } from '../util/random';

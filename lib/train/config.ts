@@ -17,6 +17,10 @@
  *            flips + 90° turns).
  *          - drop-path 0: test OA 94.3 % vs 93.3 % with the official 0.1 (same seed, 12 epochs).
  *          Everything else as the paper recipe.
+ *
+ * Recipes set only the model options every registered model shares (lib/models/contract.ts: numClasses,
+ * seed, dropRate, dropPathRate, imageSize), so `--recipe cpu` works for any `--model`; the trainer passes
+ * the image size as the model's `imageSize` and checks it against the model's input rules.
  */
 import { MONITOR_METRICS, type MonitorMetric } from './early-stopping';
 import type { OptimizerName } from './optim';

@@ -33,12 +33,13 @@ import {
   type Normalization,
   type RunInfo,
 } from './run';
-import { evaluateModel, type Classifier, type EvalResult } from './trainer';
+import type { ClassifierModel } from '../models/index';
+import { evaluateModel, type EvalResult } from './trainer';
 import { memoryError } from './memory';
 
 /** A model with its weights loaded and everything needed to feed it. */
 export interface LoadedModel {
-  model: Classifier;
+  model: ClassifierModel;
   modelName: string;
   classes: string[];
   imageSize: number;
@@ -122,7 +123,10 @@ export interface BareWeightsOptions {
 
 /** Load a bare safetensors file (PyTorch names) into a freshly built model. */
 export function loadWeightsFile(file: string, opts: BareWeightsOptions): LoadedModel {
-  const model = buildModel({ model: opts.model, modelConfig: opts.modelConfig ?? '', seed: 0 }, opts.classes.length);
+  const model = buildModel(
+    { model: opts.model, modelConfig: opts.modelConfig ?? '', seed: 0, imageSize: opts.imageSize },
+    opts.classes.length,
+  );
   try {
     readModelWeights(model, file);
   } catch (e) {

@@ -22,20 +22,14 @@ import {
   checkpointDir,
   type TrainPosition,
 } from './checkpoint';
+import type { ClassifierModel } from '../models/index';
 import type { TrainConfig } from './config';
 import { checkFiniteWeights, NonFiniteWeightsError } from './divergence';
 import { BestTracker, EarlyStopping, metricMode } from './early-stopping';
 import { RunLog } from './logs';
 import { memoryError, OutOfMemoryError } from './memory';
 import { createOptimizer } from './optim';
-import {
-  type TrainBatch,
-  type Classifier,
-  evaluateModel,
-  namedTrainable,
-  NonFiniteLossError,
-  Trainer,
-} from './trainer';
+import { type TrainBatch, evaluateModel, namedTrainable, NonFiniteLossError, Trainer } from './trainer';
 import * as path from 'path';
 
 /** What the loop needs from the training data: a fixed number of batches per epoch, resumable mid-epoch. */
@@ -62,7 +56,7 @@ type EpochSums = CheckpointJson['epochSums'];
 export interface FitOptions {
   runDir: string;
   config: TrainConfig;
-  model: Classifier;
+  model: ClassifierModel;
   modelInfo: ModelInfo;
   train: EpochSource;
   /** A fresh pass over the validation split. */
@@ -100,7 +94,7 @@ export interface ValMetrics {
 
 /** One validation pass → loss and metrics (weighted F1 as the official test.py; AUC binary / weighted OvR). */
 export async function validate(
-  model: Classifier,
+  model: ClassifierModel,
   batches: Iterable<TrainBatch> | AsyncIterable<TrainBatch>,
   classNames: string[],
   onBatch?: (done: number) => void,

@@ -33,7 +33,7 @@ import {
 import type { AugmentConfig } from '../data/index';
 import { classificationReport, type ClassificationReport } from '../metrics/index';
 import { countParameters } from '../nn/index';
-import { createModel } from '../models/registry';
+import { type ClassifierModel, createModel, modelMeta } from '../models/index';
 import { atomicWriteJson } from '../util/fs';
 import { acquireFolderLock } from '../util/lock';
 import { checkpointDir, readBest, readCheckpoint, readModelWeights, type CheckpointJson } from './checkpoint';
@@ -48,7 +48,7 @@ import {
 import { fit, runRngs, type EpochSource, type FitResult } from './fit';
 import { formatBytes, memoryError, planForRun } from './memory';
 import { writeRunReport } from './report';
-import { type TrainBatch, type Classifier, evaluateModel, type EvalResult } from './trainer';
+import { type TrainBatch, evaluateModel, type EvalResult } from './trainer';
 
 /** ImageNet channel statistics (torchvision's usual constants), for `--normalize imagenet`. */
 export const IMAGENET_STATS = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } as const;
@@ -209,17 +209,35 @@ export function evalLoader(
 }
 
 /**
- * Build the model a config names; its initialisation seed is the run seed's 'init' fork. `checkpointing`
- * 'on' adds the model option `useCheckpoint` (activation checkpointing; same results, less memory).
+/**
+ * Build the model a config names; its initialisation seed is the run seed's 'init' fork. The model gets
+ * the training size as its shared `imageSize` option (architectures whose shape depends on it, e.g. ViT's
+ * position embedding, are built for it) unless `modelConfig` sets one, and the size is checked against
+ * the model's own input rules (`checkInput`) here, with one error naming the flag (without `imageSize`: neither).
+ * `checkpointing` 'on' adds the model option `useCheckpoint` (activation checkpointing; same results, less memory).
  */
 export function buildModel(
-  cfg: Pick<TrainConfig, 'model' | 'modelConfig' | 'seed'> & { checkpointing?: TrainConfig['checkpointing'] },
+  cfg: Pick<TrainConfig, 'model' | 'modelConfig' | 'seed'> & {
+    imageSize?: number;
+    checkpointing?: TrainConfig['checkpointing'];
+  },
   numClasses: number,
-): Classifier {
+): ClassifierModel {
   const options = parseModelConfig(cfg.modelConfig);
   if (cfg.checkpointing === 'on') options.useCheckpoint = true;
   const seed = runRngs(cfg.seed).init.nextUint32();
-  return createModel(cfg.model, { ...options, numClasses, seed }) as Classifier;
+  const model = createModel(cfg.model, { imageSize: cfg.imageSize, ...options, numClasses, seed });
+  if (cfg.imageSize === undefined) return model;
+  try {
+    model.checkInput([1, cfg.imageSize, cfg.imageSize, 3], 'float32');
+  } catch (e) {
+    model.dispose();
+    const input = JSON.stringify(modelMeta(cfg.model).input);
+    throw new Error(
+      `--image-size ${cfg.imageSize} does not fit ${cfg.model} (input rules ${input}): ${(e as Error).message}`,
+    );
+  }
+  return model;
 }
 
 /** The model's full resolved options when it exposes them as a plain `config` object (Microscopic-Mamba does). */

@@ -9,6 +9,7 @@
  * Glossary: b batch, s image size, k classes; x [b, s, s, 3] float32 (NHWC, normalised), y [b] int32.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { ClassifierModel } from '../models/index';
 import type { ForwardContext, Module } from '../nn/index';
 import type { Rng } from '../util/random';
 import { divergedText, EVALUATION_ADVICE, TRAINING_ADVICE } from './divergence';
@@ -16,11 +17,6 @@ import { clipByGlobalNorm, crossEntropy, globalNorm } from './loss';
 import type { Adam } from './optim';
 import { microBatchSizes } from './memory';
 import { lrFactor, type LrScheduleOptions } from './schedule';
-
-/** What the trainer needs from a model: a Module whose forward maps [b, s, s, 3] to logits [b, k]. */
-export interface Classifier extends Module {
-  forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor;
-}
 
 /** A batch: normalised images and integer labels. The consumer disposes the tensors. */
 export interface TrainBatch {
@@ -98,7 +94,7 @@ export class Trainer {
   private readonly vars: tf.Variable[];
 
   constructor(
-    readonly model: Classifier,
+    readonly model: ClassifierModel,
     readonly optimizer: Adam,
     readonly options: TrainerOptions,
   ) {
@@ -220,7 +216,7 @@ export interface EvalResult {
  * disposed here.
  */
 export async function evaluateModel(
-  model: Classifier,
+  model: ClassifierModel,
   batches: Iterable<TrainBatch> | AsyncIterable<TrainBatch>,
   onBatch?: (done: number) => void,
   opts: { microBatch?: number } = {},

@@ -5,13 +5,15 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { BatchNorm2d, DropPath, type ForwardContext, Linear } from '../../lib/nn/index';
-import type { Classifier, TrainBatch } from '../../lib/train/trainer';
+import type { ClassifierModel } from '../../lib/models/index';
+import type { TrainBatch } from '../../lib/train/trainer';
 import type { EpochSource } from '../../lib/train/fit';
 import { Module } from '../../lib/nn/index';
 import { Rng } from '../../lib/util/random';
 
 /** x [b, s, s, 3] → flatten → Linear → BatchNorm → ReLU → (+ DropPath(Linear)) → Linear → logits [b, k]. */
-export class TinyNet extends Module implements Classifier {
+export class TinyNet extends Module implements ClassifierModel {
+  readonly stageNames = ['fc1'];
   readonly fc1: Linear;
   readonly bn: BatchNorm2d;
   readonly branch: Linear;
@@ -31,12 +33,23 @@ export class TinyNet extends Module implements Classifier {
     this.head = this.addModule('head', new Linear(16, numClasses, { rng }));
   }
   forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor2D {
+    return tf.tidy(() => this.forwardHead(this.forwardFeatures(x, ctx), ctx));
+  }
+  /** x [b, s, s, 3] → [b, 16] (a flat 'map': the net has no spatial stage). */
+  forwardFeatures(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
+    this.checkInput(x.shape);
+    return tf.tidy(() => tf.relu(this.bn.forward(this.fc1.forward(x.reshape([x.shape[0], -1])), ctx)));
+  }
+  forwardHead(h: tf.Tensor, ctx?: ForwardContext): tf.Tensor2D {
     return tf.tidy(() => {
-      const b = x.shape[0];
-      const h = tf.relu(this.bn.forward(this.fc1.forward(x.reshape([b, -1])), ctx)); // [b, 16]
       const g = this.drop.forward(this.branch.forward(h), ctx); // [b, 16]
       return this.head.forward(tf.add(h, g)) as tf.Tensor2D; // [b, k]
     });
+  }
+  checkInput(shape: number[]): void {
+    if (shape.length !== 4 || shape[1] !== this.size || shape[2] !== this.size || shape[3] !== 3) {
+      throw new Error(`TinyNet: expected [b, ${this.size}, ${this.size}, 3], got [${shape}]`);
+    }
   }
 }
 

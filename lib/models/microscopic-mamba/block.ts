@@ -15,7 +15,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { BatchNorm2d, Conv2d, DropPath, ForwardContext, Layer, ReLU, Sequential } from '../../nn/index';
 import { Rng } from '../../util/random';
-import { countLayer, MacCounter } from '../complexity';
 import { MIFA } from './mifa';
 import { PVMLayer, PVMOptions } from './pvm';
 import { channelShuffle } from './shuffle';
@@ -79,13 +78,5 @@ export class MicroscopicMambaBlock extends Layer {
       const out = this.MIFA ? this.MIFA.forward(l, g, ctx as InnerTapContext) : channelShuffle(tf.concat([l, g], 3), 2); // [b, h, w, C]
       return this.opts.residual ? tf.add(out, x) : out;
     });
-  }
-
-  countMacs(counter: MacCounter, shape: number[]): number[] {
-    const half = [...shape.slice(0, 3), this.dim / 2];
-    this.pvm_layer.countMacs(counter, half);
-    countLayer(counter, this.Conv_branch, half);
-    if (this.MIFA) this.MIFA.countMacs(counter, half);
-    return shape;
   }
 }

@@ -30,6 +30,8 @@ export interface MicroscopicMambaConfig {
   dState: number;
   /** Stochastic-depth rate of the last block; dpr = linspace(0, rate, sum(depths)) (official 0.1). */
   dropPathRate: number;
+  /** Dropout before the head (the contract's shared `dropRate`). The official VSSM has none: 0. */
+  dropRate: number;
   /** Seed of the initialisation (docs/architecture.md §Initialisation); the same seed builds the same weights. */
   seed: number;
   /** Selective-scan implementation passed to `crossScanSSM` ('auto' picks the fastest for the backend). */
@@ -99,6 +101,7 @@ export const DEFAULT_CONFIG: MicroscopicMambaConfig = {
   dims: VARIANTS['microscopic-mamba-t'].dims,
   dState: 16,
   dropPathRate: 0.1,
+  dropRate: 0,
   seed: 0,
   scanImpl: 'auto',
   useCheckpoint: false,
@@ -166,6 +169,7 @@ export function resolveConfig(
     throw bad('dropPathRate', `must be in [0, 1) (${cfg.dropPathRate})`);
   if (!(typeof cfg.psffnRatio === 'number' && cfg.psffnRatio > 0 && cfg.psffnRatio <= 1))
     throw bad('psffnRatio', `must be in (0, 1] (got ${String(cfg.psffnRatio)})`);
+  if (!(cfg.dropRate >= 0 && cfg.dropRate < 1)) throw bad('dropRate', `must be in [0, 1) (${cfg.dropRate})`);
   for (const key of BOOLEAN_KEYS) {
     if (typeof cfg[key] !== 'boolean') throw bad(key, `must be true or false (got ${String(cfg[key])})`);
   }

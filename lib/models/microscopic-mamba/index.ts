@@ -10,3 +10,4 @@ export * from './block';
 export * from './taps';
 export * from './init';
 export * from './model';
+export * from './register';

@@ -14,9 +14,8 @@
  * l is the conv branch's output, g the SSM branch's, both [b, h, w, c].
  */
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, gelu, Module } from '../../nn/index';
+import { Conv2d, gelu, Module, reportConvMacs, reportElementwiseMacs } from '../../nn/index';
 import { Rng } from '../../util/random';
-import { MacCounter } from '../complexity';
 import { channelShuffle } from './shuffle';
 import { innerTap, type InnerTapContext } from './taps';
 
@@ -38,17 +37,15 @@ export class ECA extends Module {
 
   /** x [b, h, w, C] → [b, h, w, C]. */
   forward(x: tf.Tensor): tf.Tensor {
+    // The official modules, computed functionally here: AdaptiveAvgPool2d(1), the Conv1d, nn.Sigmoid.
+    const [b, , , c] = x.shape;
+    reportElementwiseMacs('AdaptiveAvgPool2d', x.shape);
+    reportConvMacs('Conv1d', [b, c], 1, c, c, false);
+    reportElementwiseMacs('Sigmoid', [b, c]);
     return tf.tidy(() => {
       const pooled = tf.mean(x, [1, 2], true); // [b, 1, 1, C]   AdaptiveAvgPool2d(1)
       return tf.mul(x, tf.sigmoid(tf.mul(pooled, this.conv.weight))); // [b, h, w, C]
     });
-  }
-
-  countMacs(counter: MacCounter, shape: number[]): number[] {
-    counter.globalAvgPool(shape);
-    counter.conv1dPerChannel(shape[0], this.channels);
-    counter.activation('Sigmoid', [shape[0], this.channels]); // on the pooled [b, C, 1]
-    return shape;
   }
 }
 
@@ -94,6 +91,11 @@ export class MIFA extends Module {
     return tf.tidy(() => {
       const wl = this.DWConv.forward(l); // [b, h, w, c]
       const wg = this.DWConv.forward(g); // [b, h, w, c]   same weights
+      // The official gates are nn modules (ReLU, GELU, two Sigmoids): counted as ptflops hooks them.
+      if (!this.opts.plainLocalGate) reportElementwiseMacs('ReLU', wl.shape);
+      reportElementwiseMacs('Sigmoid', wl.shape);
+      reportElementwiseMacs('GELU', wg.shape);
+      reportElementwiseMacs('Sigmoid', wg.shape);
       const mapL = tf.sigmoid(this.opts.plainLocalGate ? wl : tf.relu(wl)); // [b, h, w, c]
       const mapG = tf.sigmoid(gelu(wg)); // [b, h, w, c]
       // ctx.tapInner sees (and may replace) the two gate maps
@@ -103,15 +105,5 @@ export class MIFA extends Module {
       const shuffled = channelShuffle(fused, this.ch / 2); // [b, h, w, 2c]
       return this.attention ? this.attention.forward(shuffled) : shuffled;
     });
-  }
-
-  countMacs(counter: MacCounter, shape: number[]): number[] {
-    // DWConv → ReLU → Sigmoid on l; DWConv → GELU → Sigmoid on g (all nn modules in the official code).
-    const wl = counter.conv2d(this.DWConv, shape);
-    if (!this.opts.plainLocalGate) counter.activation('ReLU', wl);
-    counter.activation('Sigmoid', wl);
-    counter.activation('Sigmoid', counter.activation('GELU', counter.conv2d(this.DWConv, shape)));
-    const out = [...shape.slice(0, 3), 2 * this.ch];
-    return this.attention ? this.attention.countMacs(counter, out) : out;
   }
 }

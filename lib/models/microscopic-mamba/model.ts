@@ -14,11 +14,10 @@
  * `layers.2.blocks.3.pvm_layer.mamba.A_logs`, `head.bias`, ...).
  */
 import * as tf from '@tensorflow/tfjs';
-import { ForwardContext, Layer, Linear, Sequential } from '../../nn/index';
+import { defaultInitRng, ForwardContext, Layer, Linear, reportElementwiseMacs, Sequential } from '../../nn/index';
 import { Rng } from '../../util/random';
 import { checkpoint } from '../checkpoint';
 import { type ClassifierModel, type ModelForwardContext, tapStage } from '../contract';
-import { countLayer, MacCounter } from '../complexity';
 import { MicroscopicMambaBlock } from './block';
 import { dropPathSchedule, MicroscopicMambaConfig, needsSquareInput } from './config';
 import { initMicroscopicMamba } from './init';
@@ -32,7 +31,7 @@ export class VSSLayer extends Layer {
   readonly downsample?: PatchMerging2D;
 
   constructor(
-    blocks: MicroscopicMambaBlock[],
+    blocks: Layer[], // MicroscopicMambaBlock here; medmamba/ reuses the stage with its own blocks
     downsample: PatchMerging2D | undefined,
     readonly useCheckpoint = false,
   ) {
@@ -52,11 +51,6 @@ export class VSSLayer extends Layer {
       }
       return this.downsample ? this.downsample.forward(y) : y; // [b, h/2, w/2, 2C] or [b, h, w, C]
     });
-  }
-
-  countMacs(counter: MacCounter, shape: number[]): number[] {
-    const y = countLayer(counter, this.blocks, shape);
-    return this.downsample ? this.downsample.countMacs(counter, y) : y;
   }
 }
 
@@ -136,9 +130,24 @@ export class MicroscopicMamba extends Layer implements ClassifierModel {
     });
   }
 
-  /** features [b, h, w, C4] → global average pool [b, C4] → Linear → logits [b, K] (official `forward`, L1196–1202). */
-  forwardHead(features: tf.Tensor, _ctx?: ModelForwardContext): tf.Tensor2D {
-    return tf.tidy(() => this.head.forward(tf.mean(features, [1, 2])) as tf.Tensor2D);
+  /**
+   * features [b, h, w, C4] → global average pool [b, C4] → Linear → logits [b, K] (official `forward`,
+   * L1196–1202). With the kit's `dropRate` > 0 (not in the official model), dropout on the pooled
+   * features in training, its mask seeded by one draw of `ctx.rng`.
+   */
+  forwardHead(features: tf.Tensor, ctx?: ModelForwardContext): tf.Tensor2D {
+    reportElementwiseMacs('AdaptiveAvgPool2d', features.shape); // the official nn.AdaptiveAvgPool2d(1)
+    const p = this.config.dropRate;
+    const dropout = p > 0 && (ctx?.training ?? this.training);
+    const seed = dropout ? Math.floor((ctx?.rng ?? defaultInitRng).uniform() * 2 ** 31) : 0;
+    return tf.tidy(() => {
+      let pooled = tf.mean(features, [1, 2]); // [b, C4]
+      if (dropout) {
+        const keep = tf.cast(tf.less(tf.randomUniform(pooled.shape, 0, 1, 'float32', seed), 1 - p), 'float32');
+        pooled = tf.mul(pooled, tf.div(keep, 1 - p)); // [b, C4], survivors scaled by 1/(1 − p)
+      }
+      return this.head.forward(pooled) as tf.Tensor2D;
+    });
   }
 
   /** Clear errors for inputs the official model cannot take (docs/architecture.md §Quirks Q7). */
@@ -161,12 +170,5 @@ export class MicroscopicMamba extends Layer implements ClassifierModel {
           `fixPsffnTranspose: true (a different model).`,
       );
     }
-  }
-
-  countMacs(counter: MacCounter, shape: number[]): number[] {
-    this.checkInput(shape);
-    const stem = countLayer(counter, this.patch_embed, shape);
-    const features = countLayer(counter, this.layers, stem);
-    return counter.linear(this.head, counter.globalAvgPool(features));
   }
 }

@@ -21,9 +21,8 @@
  * wasm cost more than the convolution itself, in the forward and again in the backward pass.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, Layer, silu } from '../../nn/index';
+import { Conv2d, Layer, reportConvMacs, reportElementwiseMacs, silu } from '../../nn/index';
 import { Rng } from '../../util/random';
-import { MacCounter } from '../complexity';
 
 export class PSFFN extends Layer {
   readonly conv_0: Conv2d;
@@ -61,6 +60,11 @@ export class PSFFN extends Layer {
       const d = this.outDim;
       const p = this.pDim;
       const t = silu(this.conv_0.forward(y)) as tf.Tensor4D; // [b, h, w, d]
+      // MACs of the official modules this computes without their forward: act(conv_0), and conv_1 + act
+      // on the p filtered channels only (the identity kernels are not part of the official model).
+      reportElementwiseMacs('SiLU', t.shape);
+      reportConvMacs('Conv2d', [b, h, w, p], 9, p, p, true);
+      reportElementwiseMacs('SiLU', [b, h, w, p]);
       // conv_1 on channels [0, p), identity on [p, d): one depthwise conv over all d channels.
       // (pRate 1 filters every channel: no identity part.)
       const kernel =
@@ -83,11 +87,5 @@ export class PSFFN extends Layer {
       const perm = transposeHW ? [0, 2, 1, 4, 3] : [0, 1, 2, 4, 3];
       return cat.transpose(perm).reshape(transposeHW ? [b, w, h, d] : [b, h, w, d]);
     });
-  }
-
-  countMacs(counter: MacCounter, shape: number[]): number[] {
-    const t = counter.activation('SiLU', counter.conv2d(this.conv_0, shape)); // act(conv_0)
-    counter.activation('SiLU', counter.conv2d(this.conv_1, [...t.slice(0, 3), this.pDim])); // act(conv_1)
-    return t;
   }
 }

@@ -10,12 +10,12 @@
  *   out          = LN(concat(v_1..v_g))                    the SAME LayerNorm again (quirk Q4)
  *
  * The g calls share every weight, so the groups are stacked on the batch axis ([b·g, h, w, d]) and SS2D
- * runs once; the result is the same as g separate calls. `proj` (Linear c → c) is created by the
+ * runs once; the result is the same as g separate calls (and so are the MACs it reports: every count
+ * is linear in the batch, and SS2D has no bias counted once per call). `proj` (Linear c → c) is created by the
  * official code and never used (quirk Q3).
  */
 import * as tf from '@tensorflow/tfjs';
 import { Layer, LayerNorm, Linear } from '../../nn/index';
-import { MacCounter } from '../complexity';
 import { SS2D, SS2DOptions } from './ss2d';
 import type { InnerTapContext } from './taps';
 
@@ -74,13 +74,5 @@ export class PVMLayer extends Layer {
               .reshape([b, h, w, c]); // [b, h, w, c]
       return (this.norm_out ?? this.norm).forward(v); // [b, h, w, c]
     });
-  }
-
-  countMacs(counter: MacCounter, shape: number[]): number[] {
-    const [b, h, w, c] = shape;
-    counter.layerNorm(this.norm, shape);
-    // The official forward calls the shared SS2D once per group.
-    for (let i = 0; i < this.groups; i++) this.mamba.countMacs(counter, [b, h, w, c / this.groups]);
-    return counter.layerNorm(this.norm_out ?? this.norm, shape);
   }
 }

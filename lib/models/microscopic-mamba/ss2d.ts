@@ -19,10 +19,9 @@
  * A_logs [K·E, N] (A = −exp(A_logs)), Ds [K·E].
  */
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, Layer, LayerNorm, Linear, silu } from '../../nn/index';
+import { Conv2d, Layer, LayerNorm, Linear, reportElementwiseMacs, reportLinearMacs, silu } from '../../nn/index';
 import { Rng } from '../../util/random';
 import { crossScanSSM, ScanImpl } from '../../ops/selective-scan/index';
-import { MacCounter } from '../complexity';
 import { PSFFN } from './psffn';
 import { innerTap, type InnerTapContext } from './taps';
 
@@ -31,13 +30,15 @@ export interface SS2DOptions {
   rng: Rng;
   /** PSFFN replaces out_proj (official). */
   psffn: boolean;
-  /** PSFFN's partial ratio (official 0.25). */
-  psffnRatio: number;
+  /** PSFFN's partial ratio (official 0.25; only read when `psffn` is set). */
+  psffnRatio?: number;
   /** Reproduce the official H/W transpose of PSFFN's output (quirk Q1). */
   transposeHW: boolean;
   /** Create the unused out_proj anyway (official, counted in the totals). */
   keepDeadParams: boolean;
   scanImpl: ScanImpl;
+  /** Add the input back (official L840, default); MedMamba's SS2D returns out_proj(y) alone. */
+  addInput?: boolean;
 }
 
 const K = 4; // scan directions: row-major, column-major, and both reversed
@@ -85,7 +86,8 @@ export class SS2D extends Layer {
     if (!opts.psffn || opts.keepDeadParams) {
       this.out_proj = this.addModule('out_proj', new Linear(e, d, { bias: false, rng, dead: opts.psffn }));
     }
-    if (opts.psffn) this.PSFFN = this.addModule('PSFFN', new PSFFN(e, d, rng, opts.transposeHW, opts.psffnRatio));
+    if (opts.psffn)
+      this.PSFFN = this.addModule('PSFFN', new PSFFN(e, d, rng, opts.transposeHW, opts.psffnRatio ?? 0.25));
   }
 
   /**
@@ -102,7 +104,9 @@ export class SS2D extends Layer {
       const x2 = x.reshape([-1, d]); // [b·h·w, d]
       const xi = tf.matMul(x2, wx).reshape([b, h, w, e]); // [b, h, w, e]
       const z = tf.matMul(x2, wz).reshape([b, h, w, e]); // [b, h, w, e]
+      reportLinearMacs(x.shape, 2 * e, false); // in_proj, as its nn.Linear would count
       const xc = silu(this.conv2d.forward(xi)) as tf.Tensor4D; // [b, h, w, e]
+      reportElementwiseMacs('SiLU', xc.shape); // the official self.act module (y ⊙ F.silu(z) is functional: not counted)
       const ys = crossScanSSM(
         innerTap(ctx, `${this.tapName}.scan_input`, xc) as tf.Tensor4D, // ctx.tapInner sees the scan's input
         {
@@ -116,19 +120,8 @@ export class SS2D extends Layer {
       ); // [b, h, w, e]
       const y = tf.mul(this.out_norm.forward(ys), silu(z)); // [b, h, w, e]
       const out = this.PSFFN ? this.PSFFN.forward(y) : this.out_proj!.forward(y); // [b, ·, ·, d]
-      return tf.add(out, x); // [b, h, w, d]
+      return this.opts.addInput === false ? out : tf.add(out, x); // [b, h, w, d]
     });
-  }
-
-  countMacs(counter: MacCounter, shape: number[]): number[] {
-    const [b, h, w] = shape;
-    const e = this.dInner;
-    const xz = counter.linear(this.in_proj, shape); // [b, h, w, 2e]
-    const xc = counter.activation('SiLU', counter.conv2d(this.conv2d, [...xz.slice(0, 3), e])); // self.act
-    // y ⊙ F.silu(z) is functional: not counted in the paper convention.
-    counter.crossScan({ batch: b, l: h * w, e, n: this.opts.dState, r: this.dtRank, k: K });
-    const y = counter.layerNorm(this.out_norm, xc);
-    return this.PSFFN ? this.PSFFN.countMacs(counter, y) : counter.linear(this.out_proj!, y);
   }
 }
 

@@ -9,7 +9,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { BatchNorm2d, Conv2d, ForwardContext, GELU, Layer, LayerNorm, Linear, Sequential } from '../../nn/index';
 import { Rng } from '../../util/random';
-import { countLayer, MacCounter } from '../complexity';
 
 /** `Conv2d_BN` (L843–866): a bias-free conv followed by BatchNorm2d (γ = 1, β = 0); children `c`, `bn`. */
 export class Conv2dBN extends Layer {
@@ -24,10 +23,6 @@ export class Conv2dBN extends Layer {
 
   forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
     return tf.tidy(() => this.bn.forward(this.c.forward(x), ctx)); // [b, h', w', out]
-  }
-
-  countMacs(counter: MacCounter, shape: number[]): number[] {
-    return counter.batchNorm(this.bn, counter.conv2d(this.c, shape));
   }
 }
 
@@ -66,11 +61,5 @@ export class PatchMerging2D extends Layer {
       const merged = phases.transpose([0, 1, 3, 4, 2, 5]).reshape([b, h / 2, w / 2, 4 * c]); // [b, h/2, w/2, 4c]
       return this.reduction.forward(this.norm.forward(merged)); // [b, h/2, w/2, 2c]
     });
-  }
-
-  countMacs(counter: MacCounter, shape: number[]): number[] {
-    const [b, h, w, c] = shape;
-    const merged = counter.layerNorm(this.norm, [b, h / 2, w / 2, 4 * c]);
-    return countLayer(counter, this.reduction, merged);
   }
 }

@@ -29,6 +29,7 @@ import { registerCpuScanKernels, SCAN_KERNEL } from './fused-cpu';
 import { selectiveScanReference } from './reference';
 import { registerWebGPUScanKernels } from './webgpu';
 import './wasm-simd';
+import { reportMacs } from '../../nn/macs';
 
 export type { ScanArgs } from './common';
 export { selectiveScanReference } from './reference';
@@ -148,6 +149,11 @@ export function crossScanSSM(x: tf.Tensor4D, p: CrossScanParams, opts: { impl?: 
       );
     }
   }
+  // SS2D's raw-parameter work, invisible to ptflops' module hooks: reported as 'extra' MACs
+  // (lib/models/complexity.ts): the x_proj and dt_proj einsums and VMamba's 9·l·e·n scan, per direction.
+  reportMacs('xProj', b * K * l * e * (r + 2 * n), 'extra');
+  reportMacs('dtProj', b * K * l * r * e, 'extra');
+  reportMacs('scan', b * K * 9 * l * e * n, 'extra');
   return tf.tidy(() => {
     // The four scan orders, channels-last: [b, l, e] each.
     const rowMajor = x.reshape([b, l, e]); // l = i·w + j
