@@ -11,6 +11,11 @@
  *   --timeout S  per-cell limit (default 900 s with --smoke, 7200 s without)
  *   --keep       keep the executed copies (their folder is printed) instead of deleting them
  *
+ * With --inplace every figure output also gets a static `image/png` (drawn by headless Chromium,
+ * lib/report/figure-png.ts; `apt-get install chromium`), and its `text/html` placeholder becomes that image:
+ * GitHub and other viewers that run no script show the PNG, nbconvert HTML draws the live figure with
+ * plotly.js linked from node_modules, JupyterLab / VS Code draw the plotly JSON bundle.
+ *
  * Execution is nbconvert's ExecutePreprocessor (what `jupyter nbconvert --to notebook --execute` runs), driven
  * from a few lines of Python so that the partly executed notebook survives a failure: tslab reports a cell's
  * error only as a stderr stream (the CellExecutionError nbconvert prints is an empty `<Error>:`), so the
@@ -27,6 +32,8 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { figurePng, findChromium } from '../lib/report/figure-png';
+import { withStaticImage, type Figure } from '../lib/report/plot';
 
 const ROOT = path.resolve(__dirname, '..');
 const PYTHON = process.env.MSM_JUPYTER_PYTHON ?? '/usr/bin/python3';
@@ -147,6 +154,29 @@ export const EXPECTATIONS: Record<string, (nb: Notebook) => string[]> = {
   '00_setup.ipynb': checkSetupOutputs,
 };
 
+/**
+ * Give every plotly output of `nb` a static PNG: `image/png` in its bundle and the image in place of the
+ * `text/html` placeholder. Returns how many figures were rendered. `render` is injectable for tests.
+ */
+export function addStaticImages(nb: Notebook, render: (fig: Figure) => Buffer = (fig) => figurePng(fig)): number {
+  let n = 0;
+  for (const cell of nb.cells) {
+    for (const o of cell.outputs ?? []) {
+      const fig = o.data?.['application/vnd.plotly.v1+json'] as Figure | undefined;
+      if (!o.data || !fig || typeof fig !== 'object' || !Array.isArray(fig.data)) continue;
+      const png = render(fig).toString('base64');
+      o.data['image/png'] = png;
+      const html = o.data['text/html'];
+      if (html !== undefined) {
+        const title = (fig.layout?.title as { text?: string } | undefined)?.text;
+        o.data['text/html'] = withStaticImage(joinText(html as string | string[]), png, title || 'plotly figure');
+      }
+      n++;
+    }
+  }
+  return n;
+}
+
 function indent(s: string, pad = '    '): string {
   return s
     .trimEnd()
@@ -244,6 +274,14 @@ export function runNotebook(file: string, outDir: string, env: NodeJS.ProcessEnv
   return { notebook: file, ok: problems.length === 0, seconds, problems, executedPath };
 }
 
+/** Write `nb` with nbformat (sorted keys, multi-line strings as lists, validation), as Jupyter saves it. */
+function writeNotebook(nb: Notebook, file: string): void {
+  const py = 'import sys, nbformat\nnbformat.write(nbformat.reads(sys.stdin.read(), as_version=4), sys.argv[1])';
+  const r = spawnSync(PYTHON, ['-c', py, file], { input: JSON.stringify(nb), encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0)
+    throw new Error(`run-notebooks: could not write ${file}: ${(r.stderr ?? '').trim().split('\n').pop()}`);
+}
+
 interface Options {
   smoke: boolean;
   inplace: boolean;
@@ -302,6 +340,11 @@ function main(): number {
   }
   for (const f of files) if (!fs.existsSync(f)) throw new Error(`run-notebooks: ${f} does not exist`);
   const timeoutS = opts.timeoutS ?? (opts.smoke ? 900 : 7200);
+  if (opts.inplace && !findChromium()) {
+    throw new Error(
+      'run-notebooks --inplace: saved figures need static PNGs: apt-get install chromium (or set MSM_CHROMIUM)',
+    );
+  }
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'msm-notebooks-'));
   const outDir = path.join(tmp, 'executed');
   fs.mkdirSync(outDir);
@@ -325,9 +368,14 @@ function main(): number {
     console.log(`${r.ok ? 'ok  ' : 'FAIL'}  ${rel}  ${r.seconds.toFixed(1)} s`);
     for (const p of r.problems) console.log(indent(p, '      '));
     if (r.ok && opts.inplace) {
-      // Atomic: a copy beside the original, then rename over it.
+      const nb = JSON.parse(fs.readFileSync(r.executedPath, 'utf8')) as Notebook;
+      const t1 = Date.now();
+      const figures = addStaticImages(nb);
+      console.log(`      ${figures} figure PNG(s) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+      // Atomic: a copy beside the original (written by nbformat itself, so the layout stays Jupyter's), then
+      // rename over it.
       const tmpCopy = `${file}.${process.pid}.tmp`;
-      fs.copyFileSync(r.executedPath, tmpCopy);
+      writeNotebook(nb, tmpCopy);
       fs.renameSync(tmpCopy, file);
     }
   }

@@ -23,6 +23,7 @@ import { pixelReader } from './pixels';
 import { resizeBilinear } from './resample';
 import { PixelHistogram, type ChannelStats } from './transforms';
 import { SPLIT_NAMES, type SourceListing, type SplitName } from './types';
+import { statusStream } from '../util/status-stream';
 
 export const CACHE_VERSION = 1;
 
@@ -90,7 +91,7 @@ export function readValidIndex(folder: string, size: number, fingerprint: string
 function progressReporter(label: string, option: BuildOptions['progress']): (done: number, total: number) => void {
   if (typeof option === 'function') return option;
   if (option === false) return () => undefined;
-  const tty = process.stderr.isTTY === true;
+  const tty = statusStream().isTTY === true;
   const t0 = Date.now();
   let lastStep = -1;
   return (done, total) => {
@@ -99,14 +100,14 @@ function progressReporter(label: string, option: BuildOptions['progress']): (don
     if (tty) {
       const width = 30;
       const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
-      process.stderr.write(
+      statusStream().write(
         `\r${label} [${bar}] ${done}/${total} ${rate.toFixed(0)} img/s${done === total ? '\n' : ''}`,
       );
     } else {
       const step = Math.floor(frac * 5);
       if (step !== lastStep) {
         lastStep = step;
-        process.stderr.write(
+        statusStream().write(
           `${label}: ${done}/${total} images (${(frac * 100).toFixed(0)}%, ${rate.toFixed(0)} img/s)\n`,
         );
       }

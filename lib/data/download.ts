@@ -24,6 +24,7 @@ import { DataError, describeError } from './errors';
 import { MEDMNIST, MEDMNIST_RECORD_URL, MEDMNIST_SIZES } from './medmnist-info';
 import { ZipReader } from './zip';
 import { writeFully } from '../util/fs';
+import { statusStream } from '../util/status-stream';
 
 export interface RemoteFile {
   url: string;
@@ -94,7 +95,7 @@ function checksumProblem(remote: RemoteFile, got: { md5: string; sha256: string;
 function progressPrinter(label: string, option: DownloadOptions['progress']) {
   if (typeof option === 'function') return option;
   if (option === false) return () => undefined;
-  const tty = process.stderr.isTTY === true;
+  const tty = statusStream().isTTY === true;
   const t0 = Date.now();
   let lastDecile = -1;
   const mb = (n: number) => (n / 2 ** 20).toFixed(1);
@@ -103,14 +104,14 @@ function progressPrinter(label: string, option: DownloadOptions['progress']) {
     if (tty) {
       const frac = total ? received / total : 0;
       const bar = total ? `[${'#'.repeat(Math.round(frac * 30)).padEnd(30, '.')}] ${(frac * 100).toFixed(0)}% ` : '';
-      process.stderr.write(
+      statusStream().write(
         `\r${label} ${bar}${mb(received)}${total ? `/${mb(total)}` : ''} MiB ${rate.toFixed(1)} MiB/s `,
       );
     } else {
       const decile = total ? Math.floor((10 * received) / total) : Math.floor(received / 2 ** 26);
       if (decile !== lastDecile) {
         lastDecile = decile;
-        process.stderr.write(
+        statusStream().write(
           `${label}: ${mb(received)}${total ? ` of ${mb(total)}` : ''} MiB (${rate.toFixed(1)} MiB/s)\n`,
         );
       }
@@ -148,7 +149,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * An existing final file that verifies is kept (`cached: true`).
  */
 export async function downloadFile(remote: RemoteFile, opts: DownloadOptions = {}): Promise<DownloadResult> {
-  const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const log = opts.log ?? ((line: string) => statusStream().write(line + '\n'));
   const retries = opts.retries ?? 5;
   const idle = opts.idleTimeoutMs ?? 60_000;
   const label = path.basename(remote.file);
@@ -243,8 +244,8 @@ export async function downloadFile(remote: RemoteFile, opts: DownloadOptions = {
       delay *= 2;
     }
   }
-  if (process.stderr.isTTY && opts.progress !== false && typeof opts.progress !== 'function')
-    process.stderr.write('\n');
+  if (statusStream().isTTY && opts.progress !== false && typeof opts.progress !== 'function')
+    statusStream().write('\n');
 
   const got = await hashFile(part);
   const problem = checksumProblem(remote, got);
@@ -407,7 +408,7 @@ export function planDownload(name: string, opts: { size?: number; root: string; 
  * `extractTo`, then delete the archive. Returns the paths that now hold the data.
  */
 export async function runDownload(plan: DownloadPlan, opts: DownloadOptions = {}): Promise<string[]> {
-  const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const log = opts.log ?? ((line: string) => statusStream().write(line + '\n'));
   if (plan.kind === 'manual') {
     log(plan.instructions ?? '');
     return [];

@@ -4,7 +4,9 @@
  * - `figureHtml(fig)`: an HTML snippet (a div + a `Plotly.newPlot` script). The first snippet of a page /
  *   notebook kernel also inlines plotly.js itself (plotly.js-dist, or a `-min` build when installed), so
  *   the output works in a trusted classic Notebook and in an HTML export opened from disk
- *   (`MSM_PLOTLY=link` loads it from node_modules instead; see `plotlyLoaderTag`).
+ *   (`MSM_PLOTLY=link` loads it from node_modules instead; see `plotlyLoaderTag`). Until plotly draws, the div
+ *   shows a placeholder, which `npm run notebooks` replaces with the figure's static PNG (`withStaticImage`,
+ *   rendered by ./figure-png.ts).
  * - `showFigure(fig)`: in tslab, ONE output carrying `text/html` (above, for classic Notebook / export)
  *   and `application/vnd.plotly.v1+json` (`{data, layout}` object, for JupyterLab / VS Code).
  * - `writeHtmlReport(file, {title, sections})`: a self-contained report.html (plotly inlined once), atomic.
@@ -64,20 +66,28 @@ export function plotlyScriptTag(): string {
   return `<script type="text/javascript" data-msm-plotly="inline">(function(){var module,exports,define;\n${safe}\n}).call(window);</script>`;
 }
 
+/** plotly.js as linked by committed notebooks: a path relative to the repository root. */
+export const PLOTLY_LINK_PATH = 'node_modules/plotly.js-dist/plotly.js';
+
 /**
  * `MSM_PLOTLY=link` (set by `npm run notebooks` for the committed notebooks): instead of inlining 10 MB of
- * plotly.js into every saved notebook, load the kit's own copy through Jupyter's `/files/` route. Classic
- * Notebook puts `data-base-url` and `data-notebook-path` on <body>; notebooks live in `notebooks/`, so the
- * repo root is one folder up (start Jupyter in the repo root or above). JupyterLab / VS Code use the
- * plotly JSON bundle instead and need no script at all.
+ * plotly.js into every saved notebook, load the kit's own copy from node_modules (after `npm ci`):
+ * - classic Notebook puts `data-base-url` and `data-notebook-path` on <body>: load it through Jupyter's
+ *   `/files/` route (notebooks live in `notebooks/`, so the repo root is one folder up);
+ * - anywhere else (an nbconvert HTML page written beside its notebook, `notebooks/NAME.html`, the default):
+ *   document-relative `../node_modules/...`.
+ * Where neither resolves (nbviewer, an HTML page written elsewhere, GitHub which runs no script) the figure's
+ * static PNG, put in the placeholder by `scripts/run-notebooks.ts`, stays visible. JupyterLab / VS Code use the
+ * plotly JSON bundle and need no script at all.
  */
 export function plotlyLoaderTag(): string {
   const js =
-    '(function(){if(window.Plotly||window.__msmPlotlyLoading)return;var b=document.body&&document.body.dataset;' +
-    'if(!b||b.notebookPath===undefined)return;window.__msmPlotlyLoading=1;' +
-    "var dir=b.notebookPath.split('/').slice(0,-1).join('/');var base=(b.baseUrl||'/').replace(/\\/?$/,'/');" +
-    "var s=document.createElement('script');s.src=base+'files/'+(dir?dir+'/':'')+'../node_modules/plotly.js-dist/plotly.js';" +
-    'var d=window.define;window.define=undefined;s.onload=function(){window.define=d;};document.head.appendChild(s);})();';
+    '(function(){if(window.Plotly||window.__msmPlotlyLoading)return;window.__msmPlotlyLoading=1;' +
+    `var rel='../${PLOTLY_LINK_PATH}';var b=document.body&&document.body.dataset;var src=rel;` +
+    "if(b&&b.notebookPath!==undefined){var dir=b.notebookPath.split('/').slice(0,-1).join('/');" +
+    "src=(b.baseUrl||'/').replace(/\\/?$/,'/')+'files/'+(dir?dir+'/':'')+rel;}" +
+    "var s=document.createElement('script');s.src=src;var d=window.define;window.define=undefined;" +
+    's.onload=s.onerror=function(){window.define=d;};document.head.appendChild(s);})();';
   return `<script type="text/javascript" data-msm-plotly="link">${js}</script>`;
 }
 
@@ -103,6 +113,9 @@ function toPlain(v: unknown): unknown {
   return v;
 }
 
+const escapeHtml = (s: string) =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
 /** JSON that is safe inside a `<script>` element. */
 function scriptJson(v: unknown): string {
   return JSON.stringify(v)
@@ -116,6 +129,22 @@ export interface FigureHtmlOptions {
   includePlotly?: 'auto' | boolean;
   /** CSS height of the plot div (default: layout.height, else 450 px). */
   height?: number;
+}
+
+/** Class of the placeholder text inside a figure's div; `withStaticImage` swaps it for the PNG. */
+export const PLACEHOLDER_CLASS = 'msm-figure-placeholder';
+
+/**
+ * A figure's `text/html` with its placeholder replaced by the static PNG (base64), so that a viewer that
+ * runs no script, or cannot load plotly.js, still shows the figure; plotly clears it when it draws.
+ */
+export function withStaticImage(html: string, pngBase64: string, alt = 'plotly figure'): string {
+  const span = new RegExp(`<span class="${PLACEHOLDER_CLASS}"[^>]*>[^<]*</span>`);
+  return html.replace(
+    span,
+    `<img class="msm-figure-static" alt="${escapeHtml(alt)}" style="max-width:100%" ` +
+      `src="data:image/png;base64,${pngBase64}">`,
+  );
 }
 
 /** HTML for one figure: a uniquely-id'd div and a script that draws it once `window.Plotly` exists. */
@@ -140,8 +169,8 @@ export function figureHtml(fig: Figure, opts: FigureHtmlOptions = {}): string {
   return (
     (inline ? (plotlyMode() === 'link' ? plotlyLoaderTag() : plotlyScriptTag()) : '') +
     `<div id="${id}" class="msm-figure" style="width:100%;height:${height}px">` +
-    '<span style="font:12px sans-serif;color:#888">[plotly figure: shown when JavaScript runs ' +
-    '(trusted notebook or saved HTML)]</span></div>' +
+    `<span class="${PLACEHOLDER_CLASS}" style="font:12px sans-serif;color:#888">[plotly figure: shown when ` +
+    'JavaScript runs and plotly.js loads (trusted notebook or saved HTML)]</span></div>' +
     `<script type="text/javascript">${draw}</script>`
   );
 }
@@ -173,8 +202,6 @@ export interface ReportSection {
   table?: readonly Row[];
   tableOptions?: TableOptions;
 }
-
-const escapeHtml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /** The whole report page as a string (plotly.js inlined once, in `<head>`, only if a figure is present). */
 export function reportHtml(report: { title: string; sections: ReportSection[] }): string {
@@ -288,7 +315,9 @@ export function confusionMatrixFigure(
         text,
         texttemplate: '%{text}',
         hovertemplate: 'true %{y}<br>predicted %{x}<br>%{text}<extra></extra>',
+        // plotly's 'Blues' runs dark → light; reversed, high rates (the correct diagonal) are dark.
         colorscale: 'Blues',
+        reversescale: true,
         zmin: 0,
         ...(normalize ? { zmax: 1 } : {}),
       },

@@ -18,6 +18,7 @@ import { Rng } from '../../util/random';
 import { MIFA } from './mifa';
 import { PVMLayer, PVMOptions } from './pvm';
 import { channelShuffle } from './shuffle';
+import type { InnerTapContext } from './taps';
 
 export interface BlockOptions extends PVMOptions {
   dropPath: number;
@@ -71,10 +72,10 @@ export class MicroscopicMambaBlock extends Layer {
     return tf.tidy(() => {
       const c = this.dim / 2;
       const [xl, xr] = tf.split(x, 2, 3); // [b, h, w, c] each
-      const ssm = this.drop_path.forward(this.pvm_layer.forward(xr), ctx); // [b, h, w, c]
+      const ssm = this.drop_path.forward(this.pvm_layer.forward(xr, ctx as InnerTapContext), ctx); // [b, h, w, c]
       const g = channelShuffle(ssm, c / 2); // [b, h, w, c]
       const l = this.Conv_branch.forward(xl, ctx); // [b, h, w, c]
-      const out = this.MIFA ? this.MIFA.forward(l, g) : channelShuffle(tf.concat([l, g], 3), 2); // [b, h, w, C]
+      const out = this.MIFA ? this.MIFA.forward(l, g, ctx as InnerTapContext) : channelShuffle(tf.concat([l, g], 3), 2); // [b, h, w, C]
       return this.opts.residual ? tf.add(out, x) : out;
     });
   }

@@ -7,6 +7,7 @@ export * from './ss2d';
 export * from './pvm';
 export * from './mifa';
 export * from './block';
+export * from './taps';
 export * from './init';
 export * from './model';
 export * from './register';

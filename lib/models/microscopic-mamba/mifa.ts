@@ -17,6 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Conv2d, gelu, Module, reportConvMacs, reportElementwiseMacs } from '../../nn/index';
 import { Rng } from '../../util/random';
 import { channelShuffle } from './shuffle';
+import { innerTap, type InnerTapContext } from './taps';
 
 /**
  * eca_layer with k_size = 1 (L935–951). The official Conv1d(C, C, 1, groups = C, bias = False) over the
@@ -73,6 +74,8 @@ export interface MIFAOptions {
 export class MIFA extends Module {
   readonly DWConv: Conv2d;
   readonly attention?: ECA;
+  /** Prefix of this module's inner taps (`<path>.gate_local`, `<path>.gate_global`); set by the model. */
+  tapName = 'MIFA';
 
   constructor(
     readonly ch: number,
@@ -83,8 +86,8 @@ export class MIFA extends Module {
     if (opts.eca) this.attention = this.addModule('attention', new ECA(2 * ch, opts.rng));
   }
 
-  /** l, g [b, h, w, c] → [b, h, w, 2c]. */
-  forward(l: tf.Tensor, g: tf.Tensor): tf.Tensor {
+  /** l, g [b, h, w, c] → [b, h, w, 2c]. `ctx.tapInner` sees (and may replace) the two gate maps. */
+  forward(l: tf.Tensor, g: tf.Tensor, ctx?: InnerTapContext): tf.Tensor {
     return tf.tidy(() => {
       const wl = this.DWConv.forward(l); // [b, h, w, c]
       const wg = this.DWConv.forward(g); // [b, h, w, c]   same weights
@@ -95,7 +98,10 @@ export class MIFA extends Module {
       reportElementwiseMacs('Sigmoid', wg.shape);
       const mapL = tf.sigmoid(this.opts.plainLocalGate ? wl : tf.relu(wl)); // [b, h, w, c]
       const mapG = tf.sigmoid(gelu(wg)); // [b, h, w, c]
-      const fused = tf.concat([tf.mul(mapL, g), tf.mul(mapG, l)], 3); // [b, h, w, 2c]
+      // ctx.tapInner sees (and may replace) the two gate maps
+      const gateL = innerTap(ctx, `${this.tapName}.gate_local`, mapL);
+      const gateG = innerTap(ctx, `${this.tapName}.gate_global`, mapG);
+      const fused = tf.concat([tf.mul(gateL, g), tf.mul(gateG, l)], 3); // [b, h, w, 2c]
       const shuffled = channelShuffle(fused, this.ch / 2); // [b, h, w, 2c]
       return this.attention ? this.attention.forward(shuffled) : shuffled;
     });

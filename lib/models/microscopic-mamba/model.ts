@@ -21,6 +21,8 @@ import { type ClassifierModel, type ModelForwardContext, tapStage } from '../con
 import { MicroscopicMambaBlock } from './block';
 import { dropPathSchedule, MicroscopicMambaConfig, needsSquareInput } from './config';
 import { initMicroscopicMamba } from './init';
+import { MIFA } from './mifa';
+import { SS2D } from './ss2d';
 import { buildStem, PatchMerging2D } from './stem';
 
 /** One stage, official `VSSLayer` (L1040–1103): `blocks.0..` then an optional `downsample`. */
@@ -97,6 +99,8 @@ export class MicroscopicMamba extends Layer implements ClassifierModel {
     this.layers = this.addModule('layers', new Sequential(...stages));
     this.head = this.addModule('head', new Linear(cfg.dims[cfg.dims.length - 1], cfg.numClasses, { rng }));
     initMicroscopicMamba(this, rng);
+    // Inner taps (./taps.ts) are named by the module's state-dict path.
+    for (const [name, m] of this.namedModules()) if (m instanceof MIFA || m instanceof SS2D) m.tapName = name;
   }
 
   /** Stage names passed to `tapStage`: the stem, then each stage's output (after its PatchMerging). */

@@ -17,6 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Layer, LayerNorm, Linear } from '../../nn/index';
 import { SS2D, SS2DOptions } from './ss2d';
+import type { InnerTapContext } from './taps';
 
 export interface PVMOptions extends SS2DOptions {
   /** 4 (official parallel VSSM) or 1 (ablation: one SS2D over all c channels). */
@@ -47,8 +48,8 @@ export class PVMLayer extends Layer {
     if (opts.separateNorms) this.norm_out = this.addModule('norm_out', new LayerNorm(dim));
   }
 
-  /** x [b, h, w, c] → [b, h, w, c]. */
-  forward(x: tf.Tensor): tf.Tensor {
+  /** x [b, h, w, c] → [b, h, w, c]; `ctx` carries the SS2D's inner tap. */
+  forward(x: tf.Tensor, ctx?: InnerTapContext): tf.Tensor {
     return tf.tidy(() => {
       const [b, h, w, c] = x.shape;
       const g = this.groups;
@@ -63,7 +64,7 @@ export class PVMLayer extends Layer {
               .reshape([b, h * w, g, d])
               .transpose([0, 2, 1, 3])
               .reshape([b * g, h, w, d]);
-      const vg = tf.add(this.mamba.forward(ug), tf.mul(ug, this.skip_scale)); // [b·g, h, w, d]
+      const vg = tf.add(this.mamba.forward(ug, ctx), tf.mul(ug, this.skip_scale)); // [b·g, h, w, d]
       const v =
         g === 1
           ? vg

@@ -23,6 +23,7 @@ import { Conv2d, Layer, LayerNorm, Linear, reportElementwiseMacs, reportLinearMa
 import { Rng } from '../../util/random';
 import { crossScanSSM, ScanImpl } from '../../ops/selective-scan/index';
 import { PSFFN } from './psffn';
+import { innerTap, type InnerTapContext } from './taps';
 
 export interface SS2DOptions {
   dState: number;
@@ -55,6 +56,8 @@ export class SS2D extends Layer {
   readonly out_norm: LayerNorm;
   readonly out_proj?: Linear;
   readonly PSFFN?: PSFFN;
+  /** Prefix of this module's inner tap (`<path>.scan_input`); set by the model. */
+  tapName = 'SS2D';
 
   constructor(
     readonly dModel: number,
@@ -87,8 +90,11 @@ export class SS2D extends Layer {
       this.PSFFN = this.addModule('PSFFN', new PSFFN(e, d, rng, opts.transposeHW, opts.psffnRatio ?? 0.25));
   }
 
-  /** x [b, h, w, d] → [b, h, w, d] (with the transpose quirk the first term is [b, w, h, d]; h = w). */
-  forward(x: tf.Tensor): tf.Tensor {
+  /**
+   * x [b, h, w, d] → [b, h, w, d] (with the transpose quirk the first term is [b, w, h, d]; h = w).
+   * `ctx.tapInner` sees (and may replace) the cross-scan's input xc as `<tapName>.scan_input`.
+   */
+  forward(x: tf.Tensor, ctx?: InnerTapContext): tf.Tensor {
     return tf.tidy(() => {
       const [b, h, w, d] = x.shape;
       const e = this.dInner;
@@ -102,7 +108,7 @@ export class SS2D extends Layer {
       const xc = silu(this.conv2d.forward(xi)) as tf.Tensor4D; // [b, h, w, e]
       reportElementwiseMacs('SiLU', xc.shape); // the official self.act module (y ⊙ F.silu(z) is functional: not counted)
       const ys = crossScanSSM(
-        xc,
+        innerTap(ctx, `${this.tapName}.scan_input`, xc) as tf.Tensor4D, // ctx.tapInner sees the scan's input
         {
           xProjWeight: this.x_proj_weight,
           dtProjsWeight: this.dt_projs_weight,
