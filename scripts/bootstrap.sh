@@ -8,7 +8,9 @@
 #                       file:///usr/share/javascript/mathjax, so exported notebooks render formulas offline),
 #                       EGL/Mesa for the webgpu backend's OpenGL fallback (docs/platform.md §WebGPU), and Slurm
 #                       (slurmctld, slurmd, slurm-client, munge: ~17 s once) for the study executor's test against a
-#                       real single-node cluster (scripts/slurm-local.sh starts and stops it; nothing starts at install).
+#                       real single-node cluster (scripts/slurm-local.sh starts and stops it; nothing starts at install),
+#                       and headless Chromium + DejaVu fonts (the static PNG of every notebook figure, and the test that
+#                       renders the committed notebooks as a reader's browser would).
 #                       Checked with dpkg-query; `apt-get update` + install only when one is missing. Needs root:
 #                       runs apt-get directly as root, through `sudo -n` otherwise, or prints the command and fails.
 #   2. node_modules     `npm ci` when it is missing or stale, i.e. package-lock.json differs from what npm installed
@@ -29,7 +31,7 @@ ROOT="$PWD"
 PY="${MSM_JUPYTER_PYTHON:-/usr/bin/python3}"
 VERBOSE="${MSM_BOOTSTRAP_VERBOSE:-0}"
 APT_PACKAGES=(jupyter-nbconvert python3-nbclient jupyter-client python3-ipykernel libjs-mathjax libegl1 libegl-mesa0 libgl1-mesa-dri
-  slurmctld slurmd slurm-client munge)
+  slurmctld slurmd slurm-client munge chromium fonts-dejavu-core)
 STAMP="node_modules/.msm-bootstrap-lock.sha256"
 TSLAB_BIN="$ROOT/node_modules/.bin/tslab"
 KERNEL_CMD="$ROOT/scripts/tslab-kernel.sh"
