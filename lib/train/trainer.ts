@@ -136,7 +136,7 @@ export class Trainer {
           const x = tf.slice(batch.x, [offset, 0, 0, 0], [m, -1, -1, -1]); // [m, s, s, 3]
           const y = tf.slice(batch.y, [offset], [m]); // [m]
           offset += m;
-          let part;
+          let part: { loss: number; correct: number; grads: tf.NamedTensorMap };
           try {
             part = this.gradients(x, y, ctx, m / n);
           } finally {
