@@ -55,7 +55,7 @@ interface Result extends Job {
   peakRssMB: number;
   backendInfo: string;
   /** When and under what load this row was measured (rows kept by --merge carry their own). */
-  measured?: { date: string; loadAverage: string };
+  measured?: { date: string; loadAverage: string; machine?: string };
 }
 
 const HELP = `Usage: npm run bench:model -- [options]
@@ -272,30 +272,31 @@ function runChild(job: Job): Result {
 }
 
 const PYTORCH = {
-  note: 'official model, PyTorch 1.13, 2 threads, same machine, 64 px, batch 8',
+  note: 'official model, PyTorch 1.13, 2 threads, on the machine of the microscopic-mamba-t rows, 64 px, batch 8',
   trainReferenceScan: 19.9,
   trainVectorisedScan: 4.9,
   forward: 1.06,
 };
 
+/** One measurement session: date, load and machine of a row. */
+function sessionKey(r: Result): string {
+  return `${r.measured?.date}|${r.measured?.loadAverage ?? 'not recorded'}|${r.measured?.machine ?? 'a machine not recorded'}`;
+}
+
 function markdown(results: Result[], meta: Record<string, string | number>): string {
   const lines = [
     '# Model benchmark: forward and training step',
     '',
-    `Machine: ${meta.cpu}, ${meta.cores} cores; Node ${meta.node}; tfjs ${meta.tfjs}.`,
-    // One line per measurement session (a --merge keeps older rows with their own date and load).
-    ...[...new Set(results.map((r) => `${r.measured?.date}|${r.measured?.loadAverage ?? 'not recorded'}`))].map(
-      (key) => {
-        const [date, load] = key.split('|');
-        const rows = results.filter((r) => `${r.measured?.date}|${r.measured?.loadAverage ?? 'not recorded'}` === key);
-        const what = [
-          ...new Set(
-            rows.map((r) => `${r.model} ${r.backend} ${r.size} px${r.impl === 'chunked' ? ' (chunked)' : ''}`),
-          ),
-        ].join(', ');
-        return `- ${what}: measured ${date}, 1-minute load average ${load}`;
-      },
-    ),
+    `Latest run: ${meta.cpu}, ${meta.cores} cores; Node ${meta.node}; tfjs ${meta.tfjs}.`,
+    // One line per measurement session (a --merge keeps older rows with their own date, load and machine).
+    ...[...new Set(results.map(sessionKey))].map((key) => {
+      const [date, load, machine] = key.split('|');
+      const rows = results.filter((r) => sessionKey(r) === key);
+      const what = [
+        ...new Set(rows.map((r) => `${r.model} ${r.backend} ${r.size} px${r.impl === 'chunked' ? ' (chunked)' : ''}`)),
+      ].join(', ');
+      return `- ${what}: measured ${date} on ${machine}, 1-minute load average ${load}`;
+    }),
     '',
     `2 classes, batch ${meta.batch}, float32, default model options (imageSize = the size). Seconds are the median of`,
     'the timed repetitions after one warm-up; peak RSS is the child process maximum (getrusage), including the wasm heap.',
@@ -458,6 +459,7 @@ async function main(): Promise<void> {
   const measured = {
     date: new Date().toISOString(),
     loadAverage: `${loadBefore.toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after`,
+    machine: `${os.cpus()[0]?.model ?? 'unknown CPU'} (${os.cpus().length} cores)`,
   };
   for (const r of results) r.measured = measured;
   const out = arg('--out') ?? path.resolve(__dirname, '../benchmarks');
