@@ -172,6 +172,8 @@ export class Conv2d extends Layer {
  * exactly as PyTorch. Eval: normalise with the running statistics.
  */
 export class BatchNorm2d extends Layer {
+  /** The PyTorch module mirrored, as its MACs are reported (BatchNorm1d reuses this class). */
+  protected readonly kind: string = 'BatchNorm2d';
   readonly weight: tf.Variable; // [c]
   readonly bias: tf.Variable; // [c]
   readonly runningMean: tf.Variable; // [c]
@@ -190,7 +192,7 @@ export class BatchNorm2d extends Layer {
   }
 
   forward(x: tf.Tensor, ctx?: ForwardContext): tf.Tensor {
-    reportNormMacs('BatchNorm2d', x.shape); // affine
+    reportNormMacs(this.kind, x.shape); // affine
     const training = ctx?.training ?? this.training;
     if (!training) {
       // y = x·scale + shift with per-channel scale = γ/√(running_var + eps), shift = β − running_mean·scale
