@@ -220,6 +220,8 @@ export class BatchNorm2d extends Layer {
 
 /** nn.LayerNorm(c, eps=1e-5) over the last axis: x: [..., c] → [..., c]. */
 export class LayerNorm extends Layer {
+  /** The module kind its MACs are reported as; undefined for a module ptflops has no hook for (ConvNeXt's own). */
+  protected readonly kind: string | undefined = 'LayerNorm';
   readonly weight: tf.Variable; // [c]
   readonly bias: tf.Variable; // [c]
 
@@ -233,7 +235,7 @@ export class LayerNorm extends Layer {
   }
 
   forward(x: tf.Tensor): tf.Tensor {
-    reportNormMacs('LayerNorm', x.shape); // elementwise_affine
+    if (this.kind) reportNormMacs(this.kind, x.shape); // elementwise_affine
     return layerNorm(x, this.weight, this.bias, this.eps);
   }
 }

@@ -35,7 +35,6 @@ import {
   GELU,
   Layer,
   LayerNorm,
-  layerNorm,
   Linear,
   Sequential,
   truncNormal,
@@ -61,21 +60,11 @@ export interface ConvNeXtConfig {
  * The file's own `LayerNorm` (L124–150), eps 1e-6: over the channel axis, which is the last axis in NHWC
  * for both of its data formats. Not nn.LayerNorm, so it reports no MACs (ptflops has no hook for it).
  */
-export class ConvNeXtLayerNorm extends Layer {
-  readonly weight: tf.Variable; // [C]
-  readonly bias: tf.Variable; // [C]
+export class ConvNeXtLayerNorm extends LayerNorm {
+  protected override readonly kind = undefined;
 
-  constructor(
-    readonly normalizedShape: number,
-    readonly eps = 1e-6,
-  ) {
-    super();
-    this.weight = this.addParameter('weight', constant([normalizedShape], 1));
-    this.bias = this.addParameter('bias', constant([normalizedShape], 0));
-  }
-
-  forward(x: tf.Tensor): tf.Tensor {
-    return layerNorm(x, this.weight, this.bias, this.eps); // [..., C]
+  constructor(normalizedShape: number, eps = 1e-6) {
+    super(normalizedShape, eps);
   }
 }
 
