@@ -19,7 +19,7 @@ import { pathToFileURL } from 'url';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend/index';
 import { createOptimizer } from '../train/optim';
-import { buildModel } from '../train/run';
+import { buildModel, planRunMemory } from '../train/run';
 import { runRngs } from '../train/fit';
 import { namedTrainable, Trainer } from '../train/trainer';
 import type { TrainConfig } from '../train/config';
@@ -30,6 +30,12 @@ export interface ProbeResult {
 }
 
 export interface ProbeOptions {
+  /**
+   * Plan the step's memory first, as a training run does (lib/train/run.ts `planRunMemory`: micro-batches,
+   * activation checkpointing), and time the step so planned (default true). Without it a configuration whose
+   * whole batch does not fit the wasm heap fails although its training would run.
+   */
+  planMemory?: boolean;
   /** Untimed steps first (default 1). */
   warmup?: number;
   /** Timed steps; the fastest counts (default 3). */
@@ -37,13 +43,15 @@ export interface ProbeOptions {
 }
 
 /** Fastest of `steps` timed training steps (seconds) of `cfg`'s model at its size and batch on the current backend. */
-export function probeStepTime(cfg: TrainConfig, numClasses: number, opts: ProbeOptions = {}): ProbeResult {
+export function probeStepTime(given: TrainConfig, numClasses: number, opts: ProbeOptions = {}): ProbeResult {
   const warmup = opts.warmup ?? 1;
   const steps = opts.steps ?? 3;
+  const cfg = opts.planMemory === false ? given : planRunMemory(given, numClasses, tf.getBackend(), () => {}).config;
   const model = buildModel(cfg, numClasses);
   const optimizer = createOptimizer(namedTrainable(model), { kind: cfg.optimizer, lr: cfg.lr });
   const trainer = new Trainer(model, optimizer, {
     lr: cfg.lr,
+    ...(cfg.microBatch > 0 ? { microBatch: cfg.microBatch } : {}),
     schedule: { stepsPerEpoch: 10, epochs: 1, warmupEpochs: 0, warmupFactor: 1, endFactor: 1 },
     rng: runRngs(cfg.seed).dropPath,
   });
