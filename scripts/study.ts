@@ -135,7 +135,7 @@ async function dryRun(study: Study, probeSteps: number): Promise<void> {
         c.config.epochs,
         e.steps ?? '?',
         e.secondsPerStep === null ? '?' : e.secondsPerStep.toFixed(3),
-        e.seconds === null ? `? (${e.problem})` : formatDuration(e.seconds),
+        e.seconds === null ? `? (${e.problem})` : formatDuration(e.seconds) + (e.note ? ` (WARNING: ${e.note})` : ''),
         readCell(c) ? 'done' : 'to run',
       ].join('\t'),
     );

@@ -33,6 +33,8 @@ export interface CellEstimate {
   seconds: number | null;
   /** Why there is no estimate (unknown model, missing dataset, probe failure). */
   problem?: string;
+  /** What the probe noticed although it has an estimate (./probe.ts `ProbeResult.note`). */
+  note?: string;
 }
 
 export interface Calibration {
@@ -148,7 +150,13 @@ export async function estimateStudy(
     const epochsRun = Math.ceil(steps / Math.max(1, perEpoch));
     const evalImages = epochsRun * (counts.val ?? 0) + (cfg.evalTest ? (counts.test ?? 0) : 0);
     const seconds = steps * probe.secondsPerStep + (evalImages * probe.secondsPerStep) / (cfg.batchSize * 3);
-    cells.push({ cell, steps, secondsPerStep: probe.secondsPerStep, seconds });
+    cells.push({
+      cell,
+      steps,
+      secondsPerStep: probe.secondsPerStep,
+      seconds,
+      ...(probe.note ? { note: probe.note } : {}),
+    });
   }
   const load = { average: os.loadavg()[0], cores: os.cpus().length };
   // Calibrate against the first probed configuration a benchmark run measured (see the file doc).

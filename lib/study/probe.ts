@@ -27,6 +27,8 @@ import type { TrainConfig } from '../train/config';
 export interface ProbeResult {
   secondsPerStep: number;
   steps: number;
+  /** Something the estimate's reader should know (e.g. the memory plan failed: the full batch was timed). */
+  note?: string;
 }
 
 export interface ProbeOptions {
@@ -46,7 +48,16 @@ export interface ProbeOptions {
 export function probeStepTime(given: TrainConfig, numClasses: number, opts: ProbeOptions = {}): ProbeResult {
   const warmup = opts.warmup ?? 1;
   const steps = opts.steps ?? 3;
-  const cfg = opts.planMemory === false ? given : planRunMemory(given, numClasses, tf.getBackend(), () => {}).config;
+  let cfg = given;
+  let note: string | undefined;
+  if (opts.planMemory !== false) {
+    try {
+      cfg = planRunMemory(given, numClasses, tf.getBackend(), () => {}).config;
+    } catch (e) {
+      // The training run plans the same way, so it would stop here too: say so, and time the full batch.
+      note = `the training run's memory plan fails: ${(e as Error).message.split('\n')[0]}`;
+    }
+  }
   const model = buildModel(cfg, numClasses);
   const optimizer = createOptimizer(namedTrainable(model), { kind: cfg.optimizer, lr: cfg.lr });
   const trainer = new Trainer(model, optimizer, {
@@ -67,7 +78,7 @@ export function probeStepTime(given: TrainConfig, numClasses: number, opts: Prob
       trainer.trainStep({ x, y }, i);
       if (i >= warmup) times.push((performance.now() - t0) / 1000);
     }
-    return { secondsPerStep: Math.min(...times), steps };
+    return { secondsPerStep: Math.min(...times), steps, ...(note ? { note } : {}) };
   } finally {
     x.dispose();
     y.dispose();
