@@ -8,10 +8,13 @@
  *   npm run study -- studies/ablations-malaria.json --cell 3       one cell (what a Slurm array task runs)
  *   npm run study -- studies/ablations-malaria.json --executor slurm --slurm-args '--partition=gpu --time=04:00:00'
  *
+ *   npm run study -- studies/ablations-malaria.json --aggregate    results from the finished cells only
+ *
  * With every cell.json present it trains nothing and only re-aggregates (a clone without checkpoints
- * reproduces the committed results.md).
+ * reproduces the committed results.md); `--aggregate` does the same for a study still in progress.
  */
 import * as path from 'path';
+import { initBackend } from '../lib/backend/index';
 import {
   aggregateStudy,
   cellByIndex,
@@ -40,6 +43,12 @@ export const STUDY_SPEC: CliSpec = {
       type: 'boolean',
       default: false,
       help: "print each cell's estimated time (probed step times) and the total; train nothing",
+    },
+    {
+      key: 'aggregate',
+      type: 'boolean',
+      default: false,
+      help: 'only aggregate the finished cells (their cell.json files) into the results; train nothing',
     },
     {
       key: 'cell',
@@ -126,7 +135,7 @@ async function dryRun(study: Study, probeSteps: number): Promise<void> {
         c.config.epochs,
         e.steps ?? '?',
         e.secondsPerStep === null ? '?' : e.secondsPerStep.toFixed(3),
-        e.seconds === null ? `? (${e.problem})` : formatDuration(e.seconds),
+        e.seconds === null ? `? (${e.problem})` : formatDuration(e.seconds) + (e.note ? ` (WARNING: ${e.note})` : ''),
         readCell(c) ? 'done' : 'to run',
       ].join('\t'),
     );
@@ -140,7 +149,9 @@ async function dryRun(study: Study, probeSteps: number): Promise<void> {
   );
 }
 
-function aggregate(study: Study): boolean {
+async function aggregate(study: Study): Promise<boolean> {
+  // Counting each arm's parameters at 1000 classes builds its model: on the study's backend, quietly.
+  await initBackend(study.cells[0].config.backend || undefined, { quiet: true });
   const cells = study.cells.map((c) => readCell(c));
   const finished = cells.filter((c) => c).length;
   if (finished === 0) {
@@ -194,6 +205,11 @@ async function main(): Promise<void> {
   const jobs = values.jobs as number;
   if (!(Number.isInteger(jobs) && jobs >= 1)) throw new CliError(`--jobs must be an integer ≥ 1 (got ${jobs})`);
   if (values.dryRun) return dryRun(study, values.probeSteps as number);
+  if (values.aggregate) {
+    printPlanHeader(study);
+    await aggregate(study);
+    return;
+  }
 
   const cellIndex = values.cell as number;
   if (cellIndex !== -1) {
@@ -220,7 +236,7 @@ async function main(): Promise<void> {
     });
     failed = r.failed.map((f) => f.index);
   }
-  aggregate(study);
+  await aggregate(study);
   if (failed.length) {
     console.error(
       `${failed.length} cell(s) failed: ${failed.join(', ')}; run the same command again to retry them (finished cells are kept)`,

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { containsZero, pairedBootstrap, predictionMetric, summarize, tQuantile975 } from '../lib/study/stats';
-import { paretoFront } from '../lib/study/aggregate';
+import { paretoFront } from '../lib/study/figures';
 
 const close = (a: number | null, b: number, tol = 1e-6, what = '') =>
   assert.ok(a !== null && Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);

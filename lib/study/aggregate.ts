@@ -5,15 +5,18 @@
  * reference arm (per-seed differences, and a paired bootstrap over the test images), each difference
  * marked when its interval contains 0 (lib/study/stats.ts).
  *
- * Outputs: results.json (everything), results.md (the tables; a function of the cells only, no dates,
- * so re-aggregating reproduces it byte for byte) and report.html (plotly: accuracy vs parameters and vs
- * MACs, log x, error bars, colour by family, Pareto front).
+ * Outputs: results.json (everything), results.md (the tables; a function of the cells and the study file
+ * only, no dates, so re-aggregating reproduces it byte for byte) and a self-contained report.html (the
+ * tables, and the plotly figures of ./figures.ts: accuracy vs parameters and vs MACs, the paper's numbers
+ * beside the kit's, training time per arm).
  */
 import * as path from 'path';
 import { atomicWriteFile, atomicWriteJson } from '../util/fs';
-import { writeHtmlReport, type Figure, type ReportSection, type Trace } from '../report/index';
+import { countParams, createModel } from '../models/index';
+import { writeHtmlReport, type ReportSection } from '../report/index';
 import type { CellRecord } from './cell';
 import type { PaperNumbers, Study } from './definition';
+import { accuracyFigure, paperPanelFigure, trainingTimeFigure } from './figures';
 import {
   containsZero,
   pairedBootstrap,
@@ -27,6 +30,16 @@ import {
 export type StudyMetric = 'accuracy' | 'auc' | 'f1' | 'balancedAccuracy';
 export const STUDY_METRICS: readonly StudyMetric[] = ['accuracy', 'auc', 'f1', 'balancedAccuracy'];
 
+/** One finished cell of an arm. */
+export interface SeedResult {
+  seed: number;
+  accuracy: number;
+  auc: number | null;
+  f1: number;
+  balancedAccuracy: number;
+  wallSeconds: number;
+}
+
 export interface ArmResult {
   label: string;
   model: string;
@@ -36,7 +49,14 @@ export interface ArmResult {
   /** Cells of this arm still missing (the summaries are over the finished ones). */
   missingSeeds: number[];
   metrics: Record<StudyMetric, Summary | null>;
+  /** The finished cells, in the study's seed order. */
+  perSeed: SeedResult[];
   params: number;
+  /**
+   * Parameters of the arm's model with a 1000-class head (the paper's convention in Tables I–III), counted
+   * from the model registry (the arm's options and image size); undefined if the model cannot be built.
+   */
+  paramsPaperConvention?: number;
   macs: { paper: number; full: number } | null;
   wallSeconds: Summary;
   paper?: PaperNumbers;
@@ -59,12 +79,37 @@ export interface StudyResults {
   seeds: number[];
   reference: string;
   cells: { total: number; finished: number };
+  /** The machines the finished cells ran on ('<cpu> × <cores>, <backend>'). */
+  machines: string[];
   arms: ArmResult[];
   paired: PairedResult[];
   bootstrap: { samples: number; seed: number };
 }
 
 const metricOf = (c: CellRecord, m: StudyMetric): number | null => c.test[m];
+
+const paramsCache = new Map<string, number | undefined>();
+
+/** Parameters of `model` with `options` at `imageSize` and a 1000-class head (undefined if it cannot be built). */
+export function paramsAt1000Classes(
+  model: string,
+  options: Record<string, unknown> = {},
+  imageSize?: number,
+): number | undefined {
+  const key = JSON.stringify([model, options, imageSize]);
+  if (!paramsCache.has(key)) {
+    let count: number | undefined;
+    try {
+      const m = createModel(model, { ...(imageSize ? { imageSize } : {}), ...options, numClasses: 1000 });
+      count = countParams(m).total;
+      m.dispose();
+    } catch {
+      count = undefined;
+    }
+    paramsCache.set(key, count);
+  }
+  return paramsCache.get(key);
+}
 
 /** Aggregate the finished cells (`cells[i]` is cell i's record, or undefined while it is missing). */
 export function aggregateStudy(study: Study, cells: ReadonlyArray<CellRecord | undefined>): StudyResults {
@@ -89,7 +134,16 @@ export function aggregateStudy(study: Study, cells: ReadonlyArray<CellRecord | u
       metrics: Object.fromEntries(
         STUDY_METRICS.map((m) => [m, done.length ? summaryOf(m) : null]),
       ) as ArmResult['metrics'],
+      perSeed: done.map((c) => ({
+        seed: c.seed,
+        accuracy: c.test.accuracy,
+        auc: c.test.auc,
+        f1: c.test.f1,
+        balancedAccuracy: c.test.balancedAccuracy,
+        wallSeconds: c.training.wallSeconds,
+      })),
       params: done[0]?.params.total ?? NaN,
+      paramsPaperConvention: paramsAt1000Classes(arm.model, arm.options, all[0].cell.config.imageSize),
       macs: done[0]?.macs ?? null,
       wallSeconds: done.length
         ? summarize(done.map((c) => c.training.wallSeconds))
@@ -147,6 +201,13 @@ export function aggregateStudy(study: Study, cells: ReadonlyArray<CellRecord | u
     seeds: def.seeds,
     reference: def.reference,
     cells: { total: study.cells.length, finished: cells.filter((c) => c).length },
+    machines: [
+      ...new Set(
+        cells
+          .filter((c): c is CellRecord => !!c)
+          .map((c) => `${c.machine.cpu} × ${c.machine.cores}, ${c.machine.backend}`),
+      ),
+    ],
     arms,
     paired,
     bootstrap,
@@ -190,6 +251,7 @@ export function resultsMarkdown(r: StudyResults): string {
         : '') +
       `; recipe ${r.recipe}; seeds ${r.seeds.join(', ')}; ${r.cells.finished} of ${r.cells.total} cells finished.`,
     '',
+    ...(r.machines.length ? [`Machines: ${r.machines.join('; ')}.`, ''] : []),
     'Test metrics in %: mean ± sd over seeds [95 % t interval]. F1 is weighted (the official test.py). ' +
       "Params in millions, MACs in G (ptflops convention) for one image at the arm's size; wall time per cell in minutes.",
     '',
@@ -211,14 +273,38 @@ export function resultsMarkdown(r: StudyResults): string {
       '',
       "A DIFFERENT dataset and recipe (the paper's own, 224 px, 200 epochs): shown for orientation, not comparable number for number.",
       '',
-      '| arm | paper source | paper OA | paper AUC | paper F1 | paper params (M) | kit OA (this study) |',
-      '|---|---|---|---|---|---|---|',
+      "Params in M with a 1000-class head, as the paper counts them; the kit column counts the arm's own model (its options and image size) the same way.",
+      '',
+      '| arm | paper source | paper OA | paper AUC | paper F1 | paper params (M) | kit params (M), 1000 classes | kit OA (this study) | kit AUC (this study) |',
+      '|---|---|---|---|---|---|---|---|---|',
     );
     for (const a of withPaper) {
       const p = a.paper!;
       lines.push(
-        `| ${a.label} | ${p.source} | ${pct(p.oa)} | ${pct(p.auc)} | ${pct(p.f1)} | ${p.params === undefined ? '–' : millions(p.params)} | ${pct(a.metrics.accuracy?.mean)} |`,
+        `| ${a.label} | ${p.source} | ${pct(p.oa)} | ${pct(p.auc)} | ${pct(p.f1)} | ${p.params === undefined ? '–' : millions(p.params)} | ` +
+          `${a.paramsPaperConvention === undefined ? '–' : millions(a.paramsPaperConvention)} | ${pct(a.metrics.accuracy?.mean)} | ${pct(a.metrics.auc?.mean)} |`,
       );
+    }
+    lines.push('');
+  }
+  if (r.arms.some((a) => a.perSeed.length)) {
+    lines.push(
+      '## Per seed',
+      '',
+      `Test metrics in % of every finished cell; OA − reference in percentage points against the reference arm (${r.reference}) of the same seed.`,
+      '',
+      '| arm | seed | OA | AUC | F1 | balanced acc. | OA − reference | wall (min) |',
+      '|---|---|---|---|---|---|---|---|',
+    );
+    const ref = r.arms.find((a) => a.label === r.reference);
+    for (const a of r.arms) {
+      for (const s of a.perSeed) {
+        const rs = ref?.perSeed.find((x) => x.seed === s.seed);
+        const diff = a.label === r.reference ? '' : rs ? signedPct(s.accuracy - rs.accuracy) : '–';
+        lines.push(
+          `| ${a.label} | ${s.seed} | ${pct(s.accuracy)} | ${pct(s.auc)} | ${pct(s.f1)} | ${pct(s.balancedAccuracy)} | ${diff} | ${(s.wallSeconds / 60).toFixed(1)} |`,
+        );
+      }
     }
     lines.push('');
   }
@@ -259,66 +345,6 @@ export function resultsMarkdown(r: StudyResults): string {
 // ---------------------------------------------------------------------------------------------------
 // report.html
 
-const FAMILY_COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
-
-/** Arms on the Pareto front of (cost ↓, accuracy ↑): no other arm is at most as costly and more accurate. */
-export function paretoFront(points: ReadonlyArray<{ x: number; y: number }>): number[] {
-  return points
-    .map((p, i) => ({ p, i }))
-    .filter(({ p, i }) => !points.some((q, j) => j !== i && q.x <= p.x && q.y >= p.y && (q.x < p.x || q.y > p.y)))
-    .sort((a, b) => a.p.x - b.p.x)
-    .map(({ i }) => i);
-}
-
-/** Accuracy (mean, t-interval error bars) against `cost` (log x), one trace per family, plus the Pareto front. */
-export function accuracyFigure(r: StudyResults, cost: 'params' | 'macs'): Figure {
-  const arms = r.arms.filter((a) => a.metrics.accuracy && (cost === 'params' ? Number.isFinite(a.params) : a.macs));
-  const x = (a: ArmResult) => (cost === 'params' ? a.params : a.macs!.paper);
-  const families = [...new Set(arms.map((a) => a.family))];
-  const data: Trace[] = families.map((fam, i) => {
-    const mine = arms.filter((a) => a.family === fam);
-    return {
-      type: 'scatter',
-      mode: 'markers+text',
-      name: fam,
-      x: mine.map(x),
-      y: mine.map((a) => 100 * a.metrics.accuracy!.mean),
-      text: mine.map((a) => a.label),
-      textposition: 'top center',
-      marker: { size: 10, color: FAMILY_COLOURS[i % FAMILY_COLOURS.length] },
-      error_y: {
-        type: 'data',
-        symmetric: false,
-        array: mine.map((a) =>
-          a.metrics.accuracy!.high === null ? 0 : 100 * (a.metrics.accuracy!.high - a.metrics.accuracy!.mean),
-        ),
-        arrayminus: mine.map((a) =>
-          a.metrics.accuracy!.low === null ? 0 : 100 * (a.metrics.accuracy!.mean - a.metrics.accuracy!.low),
-        ),
-      },
-    };
-  });
-  const pts = arms.map((a) => ({ x: x(a), y: a.metrics.accuracy!.mean }));
-  const front = paretoFront(pts);
-  data.push({
-    type: 'scatter',
-    mode: 'lines',
-    name: 'Pareto front',
-    x: front.map((i) => pts[i].x),
-    y: front.map((i) => 100 * pts[i].y),
-    line: { dash: 'dot', color: '#444' },
-  });
-  return {
-    data,
-    layout: {
-      title: `${r.study}: test OA vs ${cost === 'params' ? 'parameters' : 'MACs'} (mean and 95 % t interval over seeds)`,
-      xaxis: { type: 'log', title: cost === 'params' ? 'parameters' : 'MACs per image (ptflops convention)' },
-      yaxis: { title: 'test OA (%)' },
-      height: 520,
-    },
-  };
-}
-
 export interface StudyOutputs {
   json: string;
   md: string;
@@ -340,6 +366,13 @@ export function writeStudyResults(study: Study, r: StudyResults): StudyOutputs {
     { heading: 'Accuracy vs parameters', figure: accuracyFigure(r, 'params') },
   ];
   if (r.arms.some((a) => a.macs)) sections.push({ heading: 'Accuracy vs MACs', figure: accuracyFigure(r, 'macs') });
+  if (r.arms.some((a) => a.paper?.oa !== undefined && a.metrics.accuracy))
+    sections.push({
+      heading: "The paper's numbers beside the kit's (different datasets and recipes)",
+      figure: paperPanelFigure(r),
+    });
+  if (r.arms.some((a) => a.perSeed.length))
+    sections.push({ heading: 'Training time per arm', figure: trainingTimeFigure(r) });
   writeHtmlReport(out.html, { title: `Study ${r.study}`, sections });
   return out;
 }

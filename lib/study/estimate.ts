@@ -1,10 +1,9 @@
 /**
  * `study --dry-run`: each cell's estimated time and the total, from measured step times.
  *
- * A short probe per distinct (model, options, size, batch): build the model, run `warmup` training steps
- * (not timed: the first compiles wasm kernels and allocates) and then `steps` timed training steps on a
- * random batch, on this machine's backend; the fastest timed step counts (other processes only ever add
- * time, so on a shared machine the minimum is the steadiest estimate of the step itself). A cell's estimate is
+ * A short probe per distinct (model, options, size, batch), each in its own process (./probe.ts: the fastest
+ * of a few timed training steps on a random batch; a fresh process per probe because the wasm heap only
+ * grows). A cell's estimate is
  *
  *   steps × t_step  +  (epochs × val images + test images) × t_step / (batch × 3)
  *
@@ -20,20 +19,12 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend/index';
 import { openDataset } from '../data/index';
-import { createOptimizer } from '../train/optim';
-import { buildModel, datasetSpec } from '../train/run';
-import { runRngs } from '../train/fit';
-import { namedTrainable, Trainer } from '../train/trainer';
+import { datasetSpec } from '../train/run';
 import type { TrainConfig } from '../train/config';
 import type { Cell, Study } from './definition';
-
-export interface ProbeResult {
-  secondsPerStep: number;
-  steps: number;
-}
+import { probeInChild, probeStepTime, type ProbeResult } from './probe';
 
 export interface CellEstimate {
   cell: Cell;
@@ -42,6 +33,8 @@ export interface CellEstimate {
   seconds: number | null;
   /** Why there is no estimate (unknown model, missing dataset, probe failure). */
   problem?: string;
+  /** What the probe noticed although it has an estimate (./probe.ts `ProbeResult.note`). */
+  note?: string;
 }
 
 export interface Calibration {
@@ -106,48 +99,18 @@ function sameOptions(a: string, b: string): boolean {
 
 const probeKey = (c: TrainConfig) => JSON.stringify([c.model, c.modelConfig, c.imageSize, c.batchSize]);
 
-/** Fastest of `steps` timed training steps (seconds) of `cfg`'s model at its size and batch on the current backend. */
-export function probeStepTime(
-  cfg: TrainConfig,
-  numClasses: number,
-  opts: { warmup?: number; steps?: number } = {},
-): ProbeResult {
-  const warmup = opts.warmup ?? 1;
-  const steps = opts.steps ?? 3;
-  const model = buildModel(cfg, numClasses);
-  const optimizer = createOptimizer(namedTrainable(model), { kind: cfg.optimizer, lr: cfg.lr });
-  const trainer = new Trainer(model, optimizer, {
-    lr: cfg.lr,
-    schedule: { stepsPerEpoch: 10, epochs: 1, warmupEpochs: 0, warmupFactor: 1, endFactor: 1 },
-    rng: runRngs(cfg.seed).dropPath,
-  });
-  const x = tf.randomUniform([cfg.batchSize, cfg.imageSize, cfg.imageSize, 3]) as tf.Tensor4D;
-  const y = tf.tensor1d(
-    Array.from({ length: cfg.batchSize }, (_, i) => i % numClasses),
-    'int32',
-  );
-  try {
-    const times: number[] = [];
-    for (let i = 0; i < warmup + steps; i++) {
-      const t0 = performance.now();
-      trainer.trainStep({ x, y }, i);
-      if (i >= warmup) times.push((performance.now() - t0) / 1000);
-    }
-    return { secondsPerStep: Math.min(...times), steps };
-  } finally {
-    x.dispose();
-    y.dispose();
-    optimizer.dispose?.();
-    model.dispose();
-  }
-}
-
 /** Estimate every cell (probing each distinct configuration once). */
 export async function estimateStudy(
   study: Study,
-  opts: { probeSteps?: number; log?: (line: string) => void } = {},
+  opts: {
+    probeSteps?: number;
+    log?: (line: string) => void;
+    /** Probe each configuration in its own process (default true; false probes in this one, see ./probe.ts). */
+    isolate?: boolean;
+  } = {},
 ): Promise<StudyEstimate> {
   const log = opts.log ?? (() => {});
+  const runProbe = opts.isolate === false ? probeStepTime : probeInChild;
   const backend = await initBackend(study.cells[0].config.backend || undefined, { quiet: true });
   let counts: Record<string, number> | null = null;
   let numClasses = 2;
@@ -168,7 +131,7 @@ export async function estimateStudy(
     if (!probes.has(key)) {
       log(`probing ${cell.arm.label} (${cfg.model}, ${cfg.imageSize} px, batch ${cfg.batchSize}) ...`);
       try {
-        probes.set(key, probeStepTime(cfg, numClasses, { steps: opts.probeSteps }));
+        probes.set(key, runProbe(cfg, numClasses, { steps: opts.probeSteps }));
       } catch (e) {
         probes.set(key, e as Error);
       }
@@ -187,7 +150,13 @@ export async function estimateStudy(
     const epochsRun = Math.ceil(steps / Math.max(1, perEpoch));
     const evalImages = epochsRun * (counts.val ?? 0) + (cfg.evalTest ? (counts.test ?? 0) : 0);
     const seconds = steps * probe.secondsPerStep + (evalImages * probe.secondsPerStep) / (cfg.batchSize * 3);
-    cells.push({ cell, steps, secondsPerStep: probe.secondsPerStep, seconds });
+    cells.push({
+      cell,
+      steps,
+      secondsPerStep: probe.secondsPerStep,
+      seconds,
+      ...(probe.note ? { note: probe.note } : {}),
+    });
   }
   const load = { average: os.loadavg()[0], cores: os.cpus().length };
   // Calibrate against the first probed configuration a benchmark run measured (see the file doc).

@@ -1,0 +1,253 @@
+/**
+ * Plotly figures of a study's results (lib/study/aggregate.ts `StudyResults`), for report.html and the
+ * notebooks 06–07:
+ *
+ * - `accuracyFigure(r, 'params' | 'macs')`: test OA (mean over seeds, 95 % t-interval error bars) against
+ *   parameters or MACs on a log axis, one colour per model family, the Pareto front dotted;
+ * - `paperPanelFigure(r)`: two panels on the same axes, the paper's numbers (each arm's `paper` field, plus
+ *   Table I's other methods in grey when asked) and the kit's, both with parameters counted the paper's way
+ *   (1000-class head, training-time form): where the two agree and where they differ. The panel titles say
+ *   that the paper's numbers come from other datasets and another recipe;
+ * - `trainingTimeFigure(r)`: wall time per cell, mean ± sd over seeds and every seed as a dot.
+ *
+ * Colours follow the family (cnn, vit, hybrid, mamba, microscopic-mamba), which is also the paper's
+ * grouping of Table I (CNNs, ViTs, Hybrid-CNN-ViT, Mambas, Ours), so both panels colour alike.
+ */
+import type { Figure, Trace } from '../report/index';
+import type { ArmResult, StudyResults } from './aggregate';
+import { PAPER_TABLE_I, type PaperDataset, type PaperTableRow } from './paper-table1';
+
+/** A colour per model family (the paper's Table I groups map onto them). */
+export const FAMILY_COLOURS: Record<string, string> = {
+  cnn: '#1f77b4',
+  vit: '#ff7f0e',
+  hybrid: '#2ca02c',
+  mamba: '#9467bd',
+  'microscopic-mamba': '#d62728',
+};
+const OTHER_COLOURS = ['#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f'];
+
+/** Table I's group of methods → the kit's family. */
+export const PAPER_GROUP_FAMILY: Record<PaperTableRow['group'], string> = {
+  CNNs: 'cnn',
+  ViTs: 'vit',
+  'Hybrid-CNN-ViT': 'hybrid',
+  Mambas: 'mamba',
+  Ours: 'microscopic-mamba',
+};
+
+export function familyColour(family: string, i = 0): string {
+  return FAMILY_COLOURS[family] ?? OTHER_COLOURS[i % OTHER_COLOURS.length];
+}
+
+/** Arms on the Pareto front of (cost ↓, accuracy ↑): no other arm is at most as costly and more accurate. */
+export function paretoFront(points: ReadonlyArray<{ x: number; y: number }>): number[] {
+  return points
+    .map((p, i) => ({ p, i }))
+    .filter(({ p, i }) => !points.some((q, j) => j !== i && q.x <= p.x && q.y >= p.y && (q.x < p.x || q.y > p.y)))
+    .sort((a, b) => a.p.x - b.p.x)
+    .map(({ i }) => i);
+}
+
+/** Asymmetric error bars (percentage points) from a summary's t interval; 0 where there is one seed. */
+function errorBars(arms: readonly ArmResult[]) {
+  const acc = (a: ArmResult) => a.metrics.accuracy!;
+  return {
+    type: 'data',
+    symmetric: false,
+    array: arms.map((a) => (acc(a).high === null ? 0 : 100 * (acc(a).high! - acc(a).mean))),
+    arrayminus: arms.map((a) => (acc(a).low === null ? 0 : 100 * (acc(a).mean - acc(a).low!))),
+  };
+}
+
+const seedsNote = (a: ArmResult) => `${a.label}: ${a.seeds.length} seed(s)`;
+
+/** Accuracy (mean, t-interval error bars) against `cost` (log x), one trace per family, plus the Pareto front. */
+export function accuracyFigure(r: StudyResults, cost: 'params' | 'macs', opts: { height?: number } = {}): Figure {
+  const arms = r.arms.filter((a) => a.metrics.accuracy && (cost === 'params' ? Number.isFinite(a.params) : a.macs));
+  const x = (a: ArmResult) => (cost === 'params' ? a.params : a.macs!.paper);
+  const families = [...new Set(arms.map((a) => a.family))];
+  const data: Trace[] = families.map((fam, i) => {
+    const mine = arms.filter((a) => a.family === fam);
+    return {
+      type: 'scatter',
+      mode: 'markers+text',
+      name: fam,
+      x: mine.map(x),
+      y: mine.map((a) => 100 * a.metrics.accuracy!.mean),
+      text: mine.map((a) => a.label),
+      hovertext: mine.map(seedsNote),
+      textposition: 'top center',
+      textfont: { size: 10 },
+      marker: { size: 10, color: familyColour(fam, i) },
+      error_y: errorBars(mine),
+    };
+  });
+  const pts = arms.map((a) => ({ x: x(a), y: a.metrics.accuracy!.mean }));
+  const front = paretoFront(pts);
+  data.push({
+    type: 'scatter',
+    mode: 'lines',
+    name: 'Pareto front',
+    x: front.map((i) => pts[i].x),
+    y: front.map((i) => 100 * pts[i].y),
+    line: { dash: 'dot', color: '#444' },
+  });
+  const what = cost === 'params' ? 'parameters' : 'MACs';
+  return {
+    data,
+    layout: {
+      title: { text: `${r.study}: test OA vs ${what} (mean and 95 % t interval over seeds)` },
+      xaxis: {
+        type: 'log',
+        title: {
+          text:
+            cost === 'params'
+              ? `parameters (this study's ${r.dataset ? `${r.dataset.counts.train?.length ?? '?'}-class ` : ''}head)`
+              : "MACs per image at the arm's size (ptflops convention)",
+        },
+      },
+      yaxis: { title: { text: 'test OA (%)' } },
+      height: opts.height ?? 520,
+    },
+  };
+}
+
+export interface PaperPanelOptions {
+  /** Table I's other methods in grey on the paper's panel, on this dataset's OA (e.g. 'SARS'). */
+  tableI?: PaperDataset;
+  height?: number;
+}
+
+/**
+ * Left: the paper's OA against its parameter counts (1000-class head), one point per distinct paper number
+ * of the study's arms (and, with `tableI`, Table I's other methods in grey). Right: the kit's OA (mean and
+ * 95 % t interval over seeds) against the same convention's count of the arm's own model. Same axes, so a
+ * reader compares positions; the titles say the datasets and recipes differ.
+ */
+export function paperPanelFigure(r: StudyResults, opts: PaperPanelOptions = {}): Figure {
+  const data: Trace[] = [];
+  if (opts.tableI) {
+    const others = PAPER_TABLE_I.filter((row) => !r.arms.some((a) => a.model === row.kitModel && a.paper));
+    data.push({
+      type: 'scatter',
+      mode: 'markers',
+      name: `Table I, other methods (${opts.tableI})`,
+      x: others.map((row) => row.params * 1e6),
+      y: others.map((row) => 100 * row.oa[opts.tableI!]),
+      hovertext: others.map((row) => `${row.method} (${row.group})`),
+      marker: { size: 7, color: '#bbb' },
+      xaxis: 'x',
+      yaxis: 'y',
+    });
+  }
+  const withPaper = r.arms.filter((a) => a.paper?.oa !== undefined && a.paper.params !== undefined);
+  const seen = new Set<string>();
+  const paperPoints = withPaper.filter((a) => {
+    const key = JSON.stringify([a.model, a.paper]);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  const kitArms = r.arms.filter((a) => a.metrics.accuracy && a.paramsPaperConvention !== undefined);
+  const families = [...new Set([...paperPoints, ...kitArms].map((a) => a.family))];
+  families.forEach((fam, i) => {
+    const colour = familyColour(fam, i);
+    const paperMine = paperPoints.filter((a) => a.family === fam);
+    if (paperMine.length)
+      data.push({
+        type: 'scatter',
+        mode: 'markers+text',
+        name: `${fam} (paper)`,
+        legendgroup: fam,
+        x: paperMine.map((a) => a.paper!.params!),
+        y: paperMine.map((a) => 100 * a.paper!.oa!),
+        text: paperMine.map((a) => (a.model === a.label.split(' ')[0] ? a.model : a.label)),
+        hovertext: paperMine.map((a) => a.paper!.source),
+        textposition: 'top center',
+        textfont: { size: 9 },
+        marker: { size: 9, color: colour, symbol: 'diamond' },
+        xaxis: 'x',
+        yaxis: 'y',
+      });
+    const kitMine = kitArms.filter((a) => a.family === fam);
+    if (kitMine.length)
+      data.push({
+        type: 'scatter',
+        mode: 'markers+text',
+        name: `${fam} (kit)`,
+        legendgroup: fam,
+        x: kitMine.map((a) => a.paramsPaperConvention!),
+        y: kitMine.map((a) => 100 * a.metrics.accuracy!.mean),
+        text: kitMine.map((a) => a.label),
+        hovertext: kitMine.map(seedsNote),
+        textposition: 'top center',
+        textfont: { size: 9 },
+        marker: { size: 9, color: colour },
+        error_y: errorBars(kitMine),
+        xaxis: 'x2',
+        yaxis: 'y2',
+      });
+  });
+  const sources = [...new Set(withPaper.map((a) => a.paper!.source))];
+  const ds = r.dataset ? `${r.dataset.name}${r.dataset.synthetic ? ' (SYNTHETIC)' : ''}` : 'this study';
+  const ys = data.flatMap((t) => (t.y as number[]).filter(Number.isFinite));
+  const yRange = ys.length
+    ? [Math.floor(Math.min(...ys) - 2), Math.min(100.5, Math.ceil(Math.max(...ys) + 2))]
+    : undefined;
+  return {
+    data,
+    layout: {
+      title: {
+        text:
+          `Paper (left: ${sources.join('; ') || 'no paper numbers'}${opts.tableI ? `; Table I ${opts.tableI}` : ''}) vs ` +
+          `kit (right: ${ds}, recipe ${r.recipe}): DIFFERENT datasets and recipes`,
+        font: { size: 12 },
+      },
+      grid: { rows: 1, columns: 2, pattern: 'independent' },
+      xaxis: { type: 'log', title: { text: 'parameters, 1000-class head (paper)' } },
+      xaxis2: { type: 'log', title: { text: 'parameters, 1000-class head (kit count of the arm)' } },
+      yaxis: { title: { text: 'test OA (%), paper' }, ...(yRange ? { range: yRange } : {}) },
+      yaxis2: { title: { text: 'test OA (%), kit' }, ...(yRange ? { range: yRange } : {}) },
+      height: opts.height ?? 540,
+      legend: { font: { size: 10 } },
+    },
+  };
+}
+
+/** Wall time per cell in minutes: a bar per arm (mean, ± sd over seeds) and each seed as a dot. */
+export function trainingTimeFigure(r: StudyResults, opts: { height?: number } = {}): Figure {
+  const arms = r.arms.filter((a) => a.perSeed.length);
+  const families = [...new Set(arms.map((a) => a.family))];
+  const colours = arms.map((a) => familyColour(a.family, families.indexOf(a.family)));
+  const machines = r.machines?.length ? ` on ${r.machines.join('; ')}` : '';
+  return {
+    data: [
+      {
+        type: 'bar',
+        orientation: 'h',
+        name: 'mean over seeds',
+        y: arms.map((a) => a.label),
+        x: arms.map((a) => a.wallSeconds.mean / 60),
+        error_x: { type: 'data', array: arms.map((a) => (a.wallSeconds.sd === null ? 0 : a.wallSeconds.sd / 60)) },
+        marker: { color: colours, opacity: 0.7 },
+      },
+      {
+        type: 'scatter',
+        mode: 'markers',
+        name: 'one seed',
+        y: arms.flatMap((a) => a.perSeed.map(() => a.label)),
+        x: arms.flatMap((a) => a.perSeed.map((s) => s.wallSeconds / 60)),
+        hovertext: arms.flatMap((a) => a.perSeed.map((s) => `seed ${s.seed}`)),
+        marker: { color: '#222', size: 6 },
+      },
+    ],
+    layout: {
+      title: { text: `${r.study}: wall time per cell (training + evaluation)${machines}` },
+      xaxis: { title: { text: 'minutes' }, rangemode: 'tozero' },
+      yaxis: { automargin: true, autorange: 'reversed', type: 'category' },
+      height: opts.height ?? Math.max(300, 60 + 28 * arms.length),
+      margin: { l: 200 },
+    },
+  };
+}
