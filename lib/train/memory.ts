@@ -5,7 +5,7 @@
  * tfjs-backend-wasm's heap maximum is 4 GiB − 64 KiB). A training step that needs more ends in a trap
  * (`memory access out of bounds`, `Aborted()`) that says nothing about memory. So before training:
  *
- *   1. probe: one forward+backward pass of a throwaway copy of the model with batch 1 and batch 2 (with and
+ *   1. probe: one forward+backward pass of a throwaway copy of the model with batch 2 and batch 3 (with and
  *      without activation checkpointing, lib/models/checkpoint.ts), and one eval-mode forward at batch 1
  *      and 2, recording the peak of the tensor bytes tfjs holds (the engine's byte count, watched on every
  *      change). Activations grow linearly with the batch, so two points give `peak(b) = fixed + perImage · b`.
@@ -166,11 +166,18 @@ export interface LinearPeak {
   perImage: number;
 }
 
-/** The line through the peaks measured at batch 1 and batch 2 (the slope never below 0). */
-export function linearPeak(peak1: number, peak2: number): LinearPeak {
-  const perImage = Math.max(0, peak2 - peak1);
-  return { fixed: Math.max(0, peak1 - perImage), perImage };
+/** The line through the peaks measured at two batch sizes (by default 1 and 2; the slope never below 0). */
+export function linearPeak(peakA: number, peakB: number, batchA = 1, batchB = 2): LinearPeak {
+  const perImage = Math.max(0, (peakB - peakA) / (batchB - batchA));
+  return { fixed: Math.max(0, peakA - perImage * batchA), perImage };
 }
+
+/**
+ * Batch sizes the training-step probe measures: 2 and 3, not 1 and 2, because a training step at batch 1
+ * is not defined for every model (BatchNorm1d over one value per channel, as in RepViT's head, rejects it —
+ * PyTorch does too). Evaluation-mode probes keep batches 1 and 2.
+ */
+export const TRAIN_PROBE_BATCHES: readonly [number, number] = [2, 3];
 
 export function peakAt(line: LinearPeak, batch: number): number {
   return line.fixed + line.perImage * batch;
@@ -495,11 +502,16 @@ export function planForRun(
    * their own size are probed at it.
    */
   const sources: string[] = [];
-  const lineFor = (what: string, pass: (size: number, batch: number) => number): LinearPeak => {
+  const lineFor = (
+    what: string,
+    pass: (size: number, batch: number) => number,
+    [b1, b2]: readonly [number, number] = [1, 2],
+  ): LinearPeak => {
+    const line = (size: number) => linearPeak(pass(size, b1), pass(size, b2), b1, b2);
     let small: LinearPeak | undefined;
     if (s > PROBE_SIZE) {
       try {
-        small = measure(what, PROBE_SIZE, () => linearPeak(pass(PROBE_SIZE, 1), pass(PROBE_SIZE, 2)));
+        small = measure(what, PROBE_SIZE, () => line(PROBE_SIZE));
       } catch (e) {
         if (e instanceof OutOfMemoryError) throw e;
         small = undefined; // the model does not take PROBE_SIZE inputs
@@ -513,7 +525,7 @@ export function planForRun(
       }
     }
     sources.push(`${what}: measured at ${s} px`);
-    return measure(what, s, () => linearPeak(pass(s, 1), pass(s, 2)));
+    return measure(what, s, () => line(s));
   };
   const plain = makeModel(false);
   if (!plain) throw new Error('planForRun: makeModel(false) must build the model');
@@ -527,7 +539,7 @@ export function planForRun(
     plain.namedParameters().reduce((sum, [, p]) => sum + p.variable.size * 4, 0) +
     plain.namedBuffers().reduce((sum, [, b]) => sum + b.size * 4, 0);
   try {
-    train = lineFor('training step', (size, b) => probeTrainStep(plain, size, b));
+    train = lineFor('training step', (size, b) => probeTrainStep(plain, size, b), TRAIN_PROBE_BATCHES);
     forward = lineFor('evaluation', (size, b) => probeForward(plain, size, b));
   } finally {
     plain.dispose();
@@ -540,7 +552,11 @@ export function planForRun(
     const ck = makeModel(true);
     if (ck) {
       try {
-        probe.trainCheckpointed = lineFor('checkpointed training step', (size, b) => probeTrainStep(ck, size, b));
+        probe.trainCheckpointed = lineFor(
+          'checkpointed training step',
+          (size, b) => probeTrainStep(ck, size, b),
+          TRAIN_PROBE_BATCHES,
+        );
       } finally {
         ck.dispose();
       }
