@@ -25,6 +25,7 @@ import {
   readCell,
   runCell,
   runLocal,
+  exitWhenOrphaned,
   splitSlurmArgs,
   submitArray,
   writeStudyResults,
@@ -216,6 +217,7 @@ async function main(): Promise<void> {
     if (!Number.isInteger(cellIndex) || cellIndex < 0)
       throw new CliError(`--cell must be a cell index ≥ 0 (got ${cellIndex})`);
     const cell = cellByIndex(study, cellIndex);
+    exitWhenOrphaned();
     console.log(
       `cell ${cell.index} of ${study.def.name}: ${cell.arm.label}, seed ${cell.seed} → ${path.relative(process.cwd(), cell.runDir)}`,
     );

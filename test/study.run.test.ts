@@ -58,12 +58,19 @@ const studyCli = (args: string[], opts: { timeout?: number } = {}) =>
   });
 
 /** The reproducible part of a study's results (wall times are not). */
+/** A study's results without its wall times (measured, so they differ between two runs of the same cells). */
 function numbers(r: StudyResults) {
-  return {
-    arms: r.arms.map(({ wallSeconds: _w, ...rest }) => rest),
-    paired: r.paired,
-    cells: r.cells,
-  };
+  const noWall = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(noWall)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(
+            Object.entries(v)
+              .filter(([k]) => k !== 'wallSeconds')
+              .map(([k, x]) => [k, noWall(x)]),
+          )
+        : v;
+  return noWall({ arms: r.arms, paired: r.paired, cells: r.cells });
 }
 
 let reference: StudyResults | undefined;
@@ -145,14 +152,16 @@ test('a study killed mid-cell and restarted ends with the same numbers as an uni
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts', 'study.ts'), file], {
     cwd: ROOT,
     stdio: 'ignore',
+    detached: true, // its own process group: the study and the cell process it starts die together
   });
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   // Kill it once cell 0 has its first checkpoint (step 2 of 4) and before it finishes.
   const lastJson = path.join(first.runDir, 'checkpoints', 'last.json');
   const t0 = Date.now();
   while (!fs.existsSync(lastJson) && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 20));
-  child.kill('SIGKILL');
+  process.kill(-child.pid!, 'SIGKILL'); // as a closed terminal or a cancelled job kills the whole group
   await exited;
+  await new Promise((r) => setTimeout(r, 200)); // the group's cell process goes down with it
   assert.ok(fs.existsSync(lastJson), 'cell 0 reached a checkpoint');
   assert.ok(!readCell(first), 'killed before cell 0 finished');
   assert.ok(!fs.existsSync(path.join(first.runDir, 'summary.json')), 'killed mid-cell');

@@ -2,8 +2,11 @@
  * The local executor: run a study's unfinished cells on this machine, `jobs` at a time, and report
  * progress (cells done / running / left, with an ETA).
  *
- * jobs = 1 runs the cells one after another in this process. jobs > 1 starts each cell as its own
- * process (`cellCommand(i)`, e.g. `npm run study -- <file> --cell i`) with the cores split between them:
+ * Each cell runs as its own process (`cellCommand(i)`, e.g. `npm run study -- <file> --cell i`), also at
+ * jobs = 1: the wasm heap of a process only grows, and a study of many different models fragments it
+ * until it hits the 4 GiB wasm32 limit (a zoo study failed after ~16 models in one process). Without a
+ * `cellCommand` (notebooks, tests) the cells run in this process, one after another. With jobs > 1 the
+ * cores are split between the side-by-side cells:
  * each child gets MSM_SCAN_THREADS (the selective scan's worker threads) and OMP/TF intra-op thread
  * counts of floor(cores / jobs), at least 1. (The wasm backend itself runs on one thread per process in
  * Node, so side-by-side cells are how a study uses several cores.)
@@ -20,7 +23,7 @@ export interface LocalOptions {
   jobs?: number;
   /** Only these cells (default all). */
   cells?: number[];
-  /** The command that runs one cell in its own process (needed for jobs > 1). */
+  /** The command that runs one cell in its own process (needed for jobs > 1; used at jobs = 1 too when given). */
   cellCommand?: (index: number) => { command: string; args: string[] };
   /** Estimated seconds per cell (dry-run), for the ETA before the first cell finishes. */
   estimateSeconds?: (cell: Cell) => number | undefined;
@@ -77,7 +80,8 @@ export async function runLocal(study: Study, opts: LocalOptions = {}): Promise<L
     log(`cell ${cell.index} (${cell.id}) → ${cell.runDir}`);
     progress();
     try {
-      if (jobs === 1) {
+      if (!opts.cellCommand) {
+        if (jobs > 1) throw new Error('runLocal: jobs > 1 needs cellCommand (how to run one cell in a process)');
         outcomes[cell.index] = await runCell(study, cell, { log, progress: opts.progress ?? 'plain' });
       } else {
         await runChild(cell, opts, jobs, log);
@@ -112,6 +116,7 @@ function runChild(cell: Cell, opts: LocalOptions, jobs: number, log: (l: string)
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         ...process.env,
+        [PARENT_PID_ENV]: String(process.pid),
         MSM_SCAN_THREADS: threads,
         OMP_NUM_THREADS: threads,
         TF_NUM_INTRAOP_THREADS: threads,
@@ -125,13 +130,51 @@ function runChild(cell: Cell, opts: LocalOptions, jobs: number, log: (l: string)
     };
     child.stdout.on('data', relay);
     child.stderr.on('data', relay);
+    // Ctrl-C / kill of the study reaches the cell (a training run resumes from its last checkpoint), and
+    // the study ends with it.
+    const forward = (sig: NodeJS.Signals) => {
+      log(`${prefix}${sig}: stopping the cell (it keeps its last checkpoint; run the study again to resume)`);
+      child.kill(sig);
+      process.exitCode = 130;
+    };
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
     child.on('error', reject);
-    child.on('close', (code, signal) =>
-      code === 0
-        ? resolve()
-        : reject(new Error(`exited with ${signal ?? `code ${code}`} (see the lines prefixed ${prefix.trim()})`)),
-    );
+    child.on('close', (code, signal) => {
+      process.off('SIGINT', forward);
+      process.off('SIGTERM', forward);
+      if (process.exitCode === 130) process.exit(130);
+      if (code === 0) resolve();
+      else reject(new Error(`exited with ${signal ?? `code ${code}`} (see the lines prefixed ${prefix.trim()})`));
+    });
   });
+}
+
+/** Set in a cell's process: the pid of the study that started it (see `exitWhenOrphaned`). */
+export const PARENT_PID_ENV = 'MSM_STUDY_PARENT_PID';
+
+/**
+ * In a cell started by `runLocal`: end this process when the study that started it is gone (killed with
+ * SIGKILL, its terminal closed), so that no orphaned cell goes on training beside a restarted study. The
+ * run lock would refuse the second writer anyway; this frees the cores. Polls twice a second.
+ */
+export function exitWhenOrphaned(): void {
+  const parent = Number(process.env[PARENT_PID_ENV]);
+  if (!Number.isInteger(parent) || parent <= 1) return;
+  const alive = () => {
+    try {
+      process.kill(parent, 0);
+      return process.ppid === parent;
+    } catch {
+      return false;
+    }
+  };
+  setInterval(() => {
+    if (!alive()) {
+      console.error(`the study (pid ${parent}) is gone: this cell stops here (its last checkpoint is kept)`);
+      process.kill(process.pid, 'SIGKILL');
+    }
+  }, 500).unref();
 }
 
 export type { CellOutcome };

@@ -52,14 +52,24 @@ export interface AcquireOptions {
   warn?: (line: string) => void;
 }
 
-/** Is process `pid` alive on this host? (signal 0 checks without sending anything; EPERM = alive, not ours) */
+/**
+ * Is process `pid` alive on this host? Signal 0 checks without sending anything (EPERM = alive, not ours).
+ * A zombie — dead, but not yet reaped by its parent, as happens to orphans in containers whose init does
+ * not reap — still answers signal 0, so on Linux its state in /proc/<pid>/stat counts too.
+ */
 export function processAlive(pid: number): boolean {
   if (!(Number.isInteger(pid) && pid > 0)) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3); // after "pid (comm) "
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return true; // no /proc (not Linux): signal 0 is all there is
   }
 }
 
