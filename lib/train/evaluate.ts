@@ -14,9 +14,8 @@ import * as tf from '@tensorflow/tfjs';
 import {
   decodeImage,
   IMAGE_EXTENSIONS,
+  modelInputInto,
   normalizationTable,
-  normalizeInto,
-  resizeBilinear,
   type SplitName,
 } from '../data/index';
 import { classificationReport, type ClassificationReport } from '../metrics/index';
@@ -304,8 +303,7 @@ export async function predictImages(
         opts.warn?.(`skipped ${file}: ${problem}`);
         continue;
       }
-      const resized = img.width === s && img.height === s ? img : resizeBilinear(img, s, s);
-      normalizeInto(host, chunk.length * per, resized.data, lut);
+      modelInputInto(host, chunk.length * per, img, s, lut);
       chunk.push(file);
     }
     if (chunk.length === 0) continue;
