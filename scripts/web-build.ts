@@ -13,7 +13,9 @@ const SPEC: CliSpec = {
   summary: "Write the browser app plus a run's weights as a self-contained folder of static files.",
   positional: '<run folder>',
   backend: false,
-  flags: [{ key: 'out', type: 'string', default: 'web-dist', help: 'output folder (created; app and run files replaced)' }],
+  flags: [
+    { key: 'out', type: 'string', default: 'web-dist', help: 'output folder (created; app and run files replaced)' },
+  ],
   epilog: [
     'Examples:',
     '  npm run web:build -- runs/malaria-cpu --out site',
@@ -28,7 +30,8 @@ async function main(): Promise<void> {
   if (!fs.existsSync(runDir)) throw new CliError(`${runDir}: no such run folder`);
   const out = v.out as string;
   if (!out) throw new CliError('flag --out needs a folder name');
-  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new CliError(`--out ${out} exists and is not a folder`);
+  if (fs.existsSync(out) && !fs.statSync(out).isDirectory())
+    throw new CliError(`--out ${out} exists and is not a folder`);
   const runFiles = runFilesOf(runDir);
   const built = await buildWebApp(out);
   fs.mkdirSync(path.join(out, 'run'), { recursive: true });

@@ -78,7 +78,8 @@ async function main(): Promise<void> {
     fs.createReadStream(file).pipe(res);
   });
   const port = v.port as number;
-  if (!(Number.isInteger(port) && port >= 0 && port < 65536)) throw new CliError(`flag --port must be 0–65535, got ${port}`);
+  if (!(Number.isInteger(port) && port >= 0 && port < 65536))
+    throw new CliError(`flag --port must be 0–65535, got ${port}`);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
       reject(

@@ -9,7 +9,13 @@ import { resizeBilinear } from './resample';
 import { normalizeInto } from './transforms';
 
 /** Write image `img`'s s×s normalised float32 HWC input ([s, s, 3], s·s·3 floats) into `out` at `offset`. */
-export function modelInputInto(out: Float32Array, offset: number, img: RgbImage, size: number, lut: Float32Array): void {
+export function modelInputInto(
+  out: Float32Array,
+  offset: number,
+  img: RgbImage,
+  size: number,
+  lut: Float32Array,
+): void {
   const resized = img.width === size && img.height === size ? img : resizeBilinear(img, size, size);
   normalizeInto(out, offset, resized.data, lut);
 }

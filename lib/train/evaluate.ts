@@ -11,13 +11,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {
-  decodeImage,
-  IMAGE_EXTENSIONS,
-  modelInputInto,
-  normalizationTable,
-  type SplitName,
-} from '../data/index';
+import { decodeImage, IMAGE_EXTENSIONS, modelInputInto, normalizationTable, type SplitName } from '../data/index';
 import { classificationReport, type ClassificationReport } from '../metrics/index';
 import { readModelWeights } from './checkpoint';
 import { divergedText, EVALUATION_ADVICE } from './divergence';

@@ -52,7 +52,10 @@ const nodeBuiltinsEmpty: Plugin = {
       }
       return { path: args.path, namespace: 'browser-empty' };
     });
-    build.onLoad({ filter: /.*/, namespace: 'browser-empty' }, () => ({ contents: 'module.exports = {};', loader: 'js' }));
+    build.onLoad({ filter: /.*/, namespace: 'browser-empty' }, () => ({
+      contents: 'module.exports = {};',
+      loader: 'js',
+    }));
   },
 };
 

@@ -51,10 +51,13 @@ export class ChromiumPage {
       }
     });
     proc.on('exit', (code) => {
-      for (const p of page.pending.values()) p.reject(new Error(`chromium exited (${code}) during ${p.method}: ${stderr}`));
+      for (const p of page.pending.values())
+        p.reject(new Error(`chromium exited (${code}) during ${p.method}: ${stderr}`));
       page.pending.clear();
     });
-    const { targetId } = (await page.send('Target.createTarget', { url: 'about:blank' }, false)) as { targetId: string };
+    const { targetId } = (await page.send('Target.createTarget', { url: 'about:blank' }, false)) as {
+      targetId: string;
+    };
     const { sessionId } = (await page.send('Target.attachToTarget', { targetId, flatten: true }, false)) as {
       sessionId: string;
     };
@@ -147,7 +150,12 @@ export class ChromiumPage {
     } catch {
       /* already gone */
     }
-    if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
-    fs.rmSync(this.profile, { recursive: true, force: true });
+    if (this.proc.exitCode === null) {
+      const exited = new Promise((r) => this.proc.once('exit', r));
+      this.proc.kill('SIGKILL');
+      await exited;
+    }
+    // Chromium's helpers may still be writing the profile for a moment.
+    fs.rmSync(this.profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
   }
 }

@@ -1,7 +1,8 @@
 /**
  * One image through a run in the page: the input exactly as `npm run predict` builds it
  * (lib/data/model-input.ts: PIL-bilinear resize to s×s, the run's normalisation), softmax of the logits in
- * eval mode, then Grad-CAM (lib/explain/gradcam.ts) on the last stage for the predicted class.
+ * eval mode, then Grad-CAM (lib/explain/gradcam.ts) for the predicted class on the last stage with a map of
+ * at least 4×4.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { RgbImage } from '../../lib/data/decode';
@@ -38,8 +39,14 @@ export async function classify(run: PageRun, img: RgbImage): Promise<Classified>
     let predicted = 0;
     for (let c = 1; c < probs.length; c++) if (probs[c] > probs[predicted]) predicted = c;
 
+    // The last stage, unless its map is coarser than 4×4 (at 32 px the last stage is 1×1: one constant
+    // value, no localisation): then the deepest stage that has 4×4 cells or more.
     const t1 = performance.now();
-    const result = gradCam(run.model, x, { classIndex: predicted });
+    let result = gradCam(run.model, x, { classIndex: predicted });
+    for (let i = run.model.stageNames.length - 2; i >= 0 && result.map.shape[1] * result.map.shape[2] < 16; i--) {
+      tf.dispose([result.map, result.cam]);
+      result = gradCam(run.model, x, { classIndex: predicted, stage: run.model.stageNames[i] });
+    }
     const cam = (await result.cam.data()) as Float32Array; // [1, s, s]
     result.cam.dispose();
     result.map.dispose();

@@ -38,7 +38,10 @@ export async function decodeImageFile(file: File): Promise<RgbImage> {
   try {
     bitmap = await createImageBitmap(file, { premultiplyAlpha: 'none', colorSpaceConversion: 'none' });
   } catch (e) {
-    throw new InputError(file.name, `cannot decode ${format} image (${(e as Error).message || 'corrupt or truncated'})`);
+    throw new InputError(
+      file.name,
+      `cannot decode ${format} image (${(e as Error).message || 'corrupt or truncated'})`,
+    );
   }
   const { width, height } = bitmap;
   const canvas = new OffscreenCanvas(width, height);

@@ -7,7 +7,7 @@ import Plotly from 'plotly.js-dist';
 import { hasWebGPU, startBackend, type PageBackend } from './backend';
 import { classify } from './classify';
 import { decodeImageFile } from './image';
-import { drawGradCam } from './overlay';
+import { drawGradCam, drawImage } from './overlay';
 import { loadPageRun, RunError, type PageRun, type RunFiles } from './run';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -126,7 +126,12 @@ async function classifyFiles(list: FileList | File[]): Promise<void> {
   setStatus(`backend ${backendLine}; ${results.childElementCount} image(s) classified`, 'ready');
 }
 
-function addResult(r: PageRun, name: string, img: Parameters<typeof drawGradCam>[1], out: Awaited<ReturnType<typeof classify>>): void {
+function addResult(
+  r: PageRun,
+  name: string,
+  img: Parameters<typeof drawImage>[1],
+  out: Awaited<ReturnType<typeof classify>>,
+): void {
   const card = document.createElement('section');
   card.className = 'result';
   card.dataset.file = name;
@@ -140,17 +145,23 @@ function addResult(r: PageRun, name: string, img: Parameters<typeof drawGradCam>
   timing.textContent =
     `${backendLine.split(' ')[0]}: ${out.predictMs.toFixed(1)} ms prediction, ` +
     `${out.camMs.toFixed(1)} ms Grad-CAM (stage ${out.camStage})`;
+  const picture = document.createElement('div');
+  picture.className = 'picture';
+  const under = document.createElement('canvas');
+  under.className = 'image';
   const canvas = document.createElement('canvas');
   canvas.className = 'gradcam';
-  canvas.width = 224;
-  canvas.height = 224;
+  for (const c of [under, canvas]) c.width = c.height = 224;
   canvas.title = `Grad-CAM for ${r.classes[out.predicted]} at stage ${out.camStage}`;
-  drawGradCam(canvas, img, out.cam, r.imageSize);
+  drawImage(under, img);
+  drawGradCam(canvas, out.cam, r.imageSize);
+  picture.append(under, canvas);
+  card.dataset.camMax = String(Math.max(...out.cam));
   const chart = document.createElement('div');
   chart.className = 'chart';
   const row = document.createElement('div');
   row.className = 'row';
-  row.append(canvas, chart);
+  row.append(picture, chart);
   card.append(title, timing, row);
   for (const w of out.camWarnings) {
     const p = document.createElement('p');

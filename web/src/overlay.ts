@@ -1,6 +1,6 @@
 /**
- * Grad-CAM drawn over the image: the image scaled to the canvas, then the cam (values in [0, 1] on the
- * model's s×s input grid) as a colour map whose opacity grows with the value, scaled with smoothing.
+ * Grad-CAM over the image: two stacked canvases, the image scaled to the canvas below, the cam (values in
+ * [0, 1] on the model's s×s input grid) above as a colour map whose opacity grows with the value.
  * The model saw the image squashed to s×s, so the canvas shows it squashed too: the map lines up.
  */
 import type { RgbImage } from '../../lib/data/decode';
@@ -36,11 +36,17 @@ function rgbCanvas(img: RgbImage): HTMLCanvasElement {
   return c;
 }
 
-/** Draw `img` with `cam` ([s, s], row-major) over it on `canvas` (its size is kept). */
-export function drawGradCam(canvas: HTMLCanvasElement, img: RgbImage, cam: Float32Array, s: number): void {
+/** Draw `img` scaled to `canvas` (its size is kept). */
+export function drawImage(canvas: HTMLCanvasElement, img: RgbImage): void {
   const ctx = canvas.getContext('2d') as CanvasRenderingContext2D;
   ctx.imageSmoothingEnabled = true;
   ctx.drawImage(rgbCanvas(img), 0, 0, canvas.width, canvas.height);
+}
+
+/** Draw `cam` ([s, s], row-major, in [0, 1]) as a translucent heat map on `canvas`, laid over the image's. */
+export function drawGradCam(canvas: HTMLCanvasElement, cam: Float32Array, s: number): void {
+  const ctx = canvas.getContext('2d') as CanvasRenderingContext2D;
+  ctx.imageSmoothingEnabled = true;
   const heat = document.createElement('canvas');
   heat.width = s;
   heat.height = s;
@@ -52,7 +58,7 @@ export function drawGradCam(canvas: HTMLCanvasElement, img: RgbImage, cam: Float
     px.data[4 * i] = r;
     px.data[4 * i + 1] = g;
     px.data[4 * i + 2] = b;
-    px.data[4 * i + 3] = Math.round(255 * (0.15 + 0.45 * t));
+    px.data[4 * i + 3] = Math.round(255 * (0.2 + 0.4 * t));
   }
   hctx.putImageData(px, 0, 0);
   ctx.drawImage(heat, 0, 0, canvas.width, canvas.height);

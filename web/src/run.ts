@@ -58,7 +58,9 @@ export function loadPageRun(files: RunFiles): PageRun {
   const norm = info.normalization as PageRun['normalization'] | undefined;
   const imageSize = info.imageSize as number | undefined;
   if (!model?.name || !dataset?.classes || !norm?.mean || !norm?.std || !imageSize) {
-    throw new RunError(`${files.label}/run.json lacks model, dataset.classes, imageSize or normalization: not a run.json`);
+    throw new RunError(
+      `${files.label}/run.json lacks model, dataset.classes, imageSize or normalization: not a run.json`,
+    );
   }
   if (config.model !== model.name) {
     throw new RunError(
