@@ -18,8 +18,8 @@ const SPEC: CliSpec = {
   ],
   epilog: [
     'Examples:',
-    '  npm run web:build -- runs/malaria-cpu --out site',
-    '  npx --yes http-server site    # or any static server; GitHub Pages: publish the folder (README)',
+    '  npm run web:build -- runs/malaria-cpu --out web-dist',
+    '  python3 -m http.server -d web-dist    # or any static server; GitHub Pages: README § In the browser',
   ].join('\n'),
 };
 

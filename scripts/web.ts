@@ -26,7 +26,7 @@ const SPEC: CliSpec = {
     'Examples:',
     '  npm run web -- runs/malaria-cpu',
     '  npm run web -- runs/malaria-cpu --port 0',
-    'To publish the page as static files instead: npm run web:build -- runs/malaria-cpu --out site',
+    'To publish the page as static files instead: npm run web:build -- runs/malaria-cpu --out web-dist',
   ].join('\n'),
 };
 

@@ -31,6 +31,7 @@ import { makeTrainConfig } from '../lib/train/config';
 import { loadRun, predictImages } from '../lib/train/evaluate';
 import { trainRun } from '../lib/train/run';
 import { ChromiumPage } from './helpers/chromium-cdp';
+import { resolveUrl } from '../scripts/web';
 
 const repo = path.resolve(__dirname, '..');
 const chromium = findChromium();
@@ -236,8 +237,10 @@ test(
     if (record) {
       fs.mkdirSync(path.join(repo, 'docs', 'img'), { recursive: true });
       // A palette PNG keeps the README's picture small (~4× smaller than Chromium's RGBA PNG).
-    const png = await sharp(await p.screenshot()).png({ palette: true, colours: 128 }).toBuffer();
-    fs.writeFileSync(path.join(repo, 'docs', 'img', 'web.png'), png);
+      const png = await sharp(await p.screenshot())
+        .png({ palette: true, colours: 128 })
+        .toBuffer();
+      fs.writeFileSync(path.join(repo, 'docs', 'img', 'web.png'), png);
     }
 
     // Bad images: a truncated PNG and a text file get a message each, and no result.
@@ -315,3 +318,20 @@ test(
     if (record) fs.writeFileSync(path.join(repo, 'benchmarks', 'web.md'), report);
   },
 );
+
+test('npm run web serves the app folder and the run files only (no path escapes)', () => {
+  const app = path.join(os.tmpdir(), 'app');
+  const run = { 'run.json': '/r/run.json', 'best.safetensors': '/r/checkpoints/best.safetensors' };
+  assert.equal(resolveUrl('/', app, run), path.join(app, 'index.html'));
+  assert.equal(
+    resolveUrl('/wasm/tfjs-backend-wasm.wasm?v=1', app, run),
+    path.join(app, 'wasm', 'tfjs-backend-wasm.wasm'),
+  );
+  assert.equal(resolveUrl('/run/best.safetensors', app, run), '/r/checkpoints/best.safetensors');
+  assert.equal(resolveUrl('/run/last.json', app, run), undefined, 'only the listed run files');
+  for (const escape of ['/../../etc/passwd', '/%2e%2e/%2e%2e/etc/passwd', '/..%2f..%2fetc/passwd']) {
+    const file = resolveUrl(escape, app, run);
+    assert.ok(file === undefined || file.startsWith(app + path.sep), `${escape} → ${file}, outside the app folder`);
+  }
+  assert.equal(resolveUrl('/%E0%A4%A', app, run), undefined, 'a malformed escape is a 404');
+});
