@@ -310,7 +310,8 @@ test(
       ),
       '',
       "The page's first prediction includes decoding, wasm warm-up of every kernel, Grad-CAM and drawing of the",
-      "first card; Node's includes file decoding with sharp and the same warm-up. Timings on a shared, loaded",
+      "first card. Node's first `predictImages` call is warm (the test process has just trained the run, so the",
+      'wasm kernels are compiled); the cold Node figure is the `npm run predict` command. Timings on a shared, loaded',
       'machine are noisy: compare the two columns of one run only.',
       '',
     ].join('\n');
