@@ -9,7 +9,8 @@
  *   3. three test images uploaded through the page's file input: the page's probabilities must equal
  *      `npm run predict` (the script, and its `predictImages` in this process) on the same files to ≤ 1e-4, and each result's
  *      Grad-CAM canvas must hold a drawn, non-uniform picture;
- *   4. a truncated PNG and a text file uploaded: the page shows an error naming each file, no result card;
+ *   4. a truncated PNG, a text file and a TIFF uploaded: the page shows an error naming each file (TIFF: convert
+ *      it, browsers cannot decode it), and no result card;
  *   5. a run folder whose config.json does not match its weights, picked through the page's run-file input:
  *      an error saying the weights do not fit.
  * Timings (time to first prediction, ms per image) are taken in the page (wasm) and in Node (predict's code,
@@ -28,8 +29,9 @@ import { writeSyntheticDataset } from '../lib/data/index';
 import { sharedDataDir } from '../lib/data/paths';
 import { findChromium } from '../lib/report/figure-png';
 import { makeTrainConfig } from '../lib/train/config';
-import { loadRun, predictImages } from '../lib/train/evaluate';
-import { trainRun } from '../lib/train/run';
+import { loadRun, loadWeightsFile, predictImages } from '../lib/train/evaluate';
+import { createModel, listModels, modelMeta, saveWeights } from '../lib/models/index';
+import { trainRun, type Normalization } from '../lib/train/run';
 import { ChromiumPage } from './helpers/chromium-cdp';
 import { resolveUrl } from '../scripts/web';
 
@@ -248,11 +250,14 @@ test(
     fs.writeFileSync(truncated, fs.readFileSync(images[0]).subarray(0, 200));
     const text = path.join(tmp, 'notes.png');
     fs.writeFileSync(text, 'not an image at all\n');
-    await p.setFiles('#images', [truncated, text]);
-    await p.waitFor(`Number(document.body.dataset.errors) >= 2`, 'two error messages');
+    const tiff = path.join(tmp, 'slide.tif');
+    fs.writeFileSync(tiff, Buffer.from([0x49, 0x49, 0x2a, 0x00, 8, 0, 0, 0, 0, 0]));
+    await p.setFiles('#images', [truncated, text, tiff]);
+    await p.waitFor(`Number(document.body.dataset.errors) >= 3`, 'three error messages');
     const errors = await p.evaluate<string>(errorText);
     assert.match(errors, /truncated-cell\.png: cannot decode png image/);
     assert.match(errors, /notes\.png: not an image/);
+    assert.match(errors, /slide\.tif: TIFF is not supported in the browser .*convert it to PNG/);
     assert.equal(await p.evaluate<number>(resultCount), 3, 'bad files add no result');
 
     // A run whose config.json does not build the model its weights belong to.
@@ -336,3 +341,66 @@ test('npm run web serves the app folder and the run files only (no path escapes)
   }
   assert.equal(resolveUrl('/%E0%A4%A', app, run), undefined, 'a malformed escape is a 404');
 });
+
+/**
+ * Every model of the zoo in the page (opt-in: MSM_WEB_ZOO=all or a comma-separated list; several minutes on two
+ * cores). Each model, seeded and untrained, is saved as a run folder (run.json, config.json, best.safetensors), picked
+ * through the page's run-file input, and one real image is classified: the page's probabilities must equal
+ * `predictImages` on the same weights to ≤ 1e-4, and Grad-CAM must run (a result card appears, no error).
+ */
+const zooList = process.env.MSM_WEB_ZOO;
+test(
+  'every zoo model classifies in the page as predict does (MSM_WEB_ZOO)',
+  {
+    skip: noChromium ?? (zooList ? undefined : 'opt-in: set MSM_WEB_ZOO=all (or model names, comma-separated)'),
+    timeout: 1_800_000,
+  },
+  async () => {
+    const p = page as ChromiumPage;
+    const names = zooList === 'all' ? listModels().map((m) => m.name) : (zooList as string).split(',');
+    const normalization: Normalization = { mean: [0.5, 0.45, 0.4], std: [0.25, 0.25, 0.3], source: 'none' };
+    const classes = ['a', 'b', 'c'];
+    for (const name of names) {
+      const meta = modelMeta(name);
+      const size = meta.input.fixedSize ?? 32;
+      const dir = path.join(tmp, `zoo-${name}`);
+      fs.mkdirSync(dir, { recursive: true });
+      const model = createModel(name, { numClasses: classes.length, seed: 7, imageSize: size });
+      saveWeights(model, path.join(dir, 'best.safetensors'));
+      model.dispose();
+      const runJson = { name, model: { name, numClasses: 3 }, dataset: { classes }, imageSize: size, normalization };
+      fs.writeFileSync(path.join(dir, 'run.json'), JSON.stringify(runJson));
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model: name, modelConfig: '', seed: 7 }));
+      // Messages of an earlier step must not read as this model's.
+      await p.evaluate(`document.getElementById('error').replaceChildren(); delete document.body.dataset.errors`);
+      await p.setFiles(
+        '#run-files',
+        ['run.json', 'config.json', 'best.safetensors'].map((f) => path.join(dir, f)),
+      );
+      await p.waitFor(
+        `document.getElementById('run-info').textContent.startsWith(${JSON.stringify(name + ':')}) || document.body.dataset.errors`,
+        `${name}: the run to load`,
+        300_000,
+      );
+      const before = await p.evaluate<number>(resultCount);
+      await p.setFiles('#images', [images[0]]);
+      await p.waitFor(`${resultCount} > ${before} || document.body.dataset.errors`, `${name}: a result`, 600_000);
+      assert.equal(await p.evaluate<string>(errorText), '', `${name}: the page reported an error`);
+      const probs = await p.evaluate<number[]>(`JSON.parse(document.querySelector('.result').dataset.probs)`);
+      const loaded = loadWeightsFile(path.join(dir, 'best.safetensors'), {
+        model: name,
+        imageSize: size,
+        classes,
+        normalization,
+      });
+      try {
+        const [pred] = await predictImages(loaded, [images[0]], { batchSize: 1 });
+        const diff = Math.max(...pred.probs.map((v, i) => Math.abs(v - probs[i])));
+        process.stdout.write(`${name} (${size} px): max |page − predict| = ${diff.toExponential(2)}\n`);
+        assert.ok(diff <= 1e-4, `${name}: page [${probs}] vs predict [${pred.probs}], max |Δ| ${diff}`);
+      } finally {
+        loaded.model.dispose();
+      }
+    }
+  },
+);

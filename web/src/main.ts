@@ -200,19 +200,24 @@ async function main(): Promise<void> {
     location.href = url.toString(); // a fresh page: tfjs kernels are registered per backend once
   });
   const wrap = (f: () => Promise<void>) => () => f().catch((e: Error) => showError(e.message));
-  $<HTMLInputElement>('run-folder').addEventListener(
-    'change',
-    wrap(async () => useRun(await runFromPicked($<HTMLInputElement>('run-folder').files as FileList))),
-  );
-  $<HTMLInputElement>('run-files').addEventListener(
-    'change',
-    wrap(async () => useRun(await runFromPicked($<HTMLInputElement>('run-files').files as FileList))),
-  );
-  const images = $<HTMLInputElement>('images');
-  images.addEventListener(
-    'change',
-    wrap(() => classifyFiles(images.files as FileList)),
-  );
+  /** Call `use` with an input's files on change, then empty the input so choosing the same files again works. */
+  const onFiles = (id: string, use: (files: FileList) => Promise<void>) => {
+    const input = $<HTMLInputElement>(id);
+    input.addEventListener(
+      'change',
+      wrap(async () => {
+        const files = input.files as FileList;
+        try {
+          await use(files);
+        } finally {
+          input.value = '';
+        }
+      }),
+    );
+  };
+  onFiles('run-folder', async (files) => useRun(await runFromPicked(files)));
+  onFiles('run-files', async (files) => useRun(await runFromPicked(files)));
+  onFiles('images', (files) => classifyFiles(Array.from(files)));
   const drop = $('drop');
   drop.addEventListener('dragover', (e) => {
     e.preventDefault();
