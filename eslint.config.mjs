@@ -2,7 +2,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'runs/', 'data/', 'notebooks/', 'benchmarks/', '.cache/'] },
+  { ignores: ['node_modules/', 'dist/', 'runs/', 'data/', 'notebooks/', 'benchmarks/', '.cache/', 'web-dist/'] },
   ...tseslint.configs.recommended,
   {
     rules: {

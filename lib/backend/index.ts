@@ -15,33 +15,10 @@ import * as tf from '@tensorflow/tfjs';
 import { registerGradientFixes } from './gradient-fixes';
 import * as fs from 'fs';
 import { initWebGPU, WEBGPU_HOW_TO, WebGPUInfo } from './dawn';
+import { announceBackend, type BackendInfo, type BackendName } from './hooks';
 
-export type BackendName = 'wasm' | 'cpu' | 'webgpu' | 'tensorflow';
+export { currentBackend, onBackendInit, type BackendInfo, type BackendName } from './hooks';
 export const BACKENDS: readonly BackendName[] = ['wasm', 'cpu', 'webgpu', 'tensorflow'];
-
-export interface BackendInfo {
-  /** The tfjs backend that is now active. */
-  name: BackendName;
-  /** Where the choice came from. */
-  source: 'argument' | 'MSM_BACKEND' | 'default';
-  tfjsVersion: string;
-  /** wasm: SIMD and thread count; webgpu: adapter; tensorflow: the package that provided it. */
-  details: Record<string, string | number | boolean>;
-}
-
-/** Hooks other parts of lib register (e.g. the selective-scan kernels) to run after a backend is set. */
-const afterInitHooks: Array<(name: BackendName) => void> = [];
-export function onBackendInit(hook: (name: BackendName) => void): void {
-  afterInitHooks.push(hook);
-  if (current) hook(current.name);
-}
-
-let current: BackendInfo | undefined;
-
-/** The backend chosen by the last `initBackend`, if any. */
-export function currentBackend(): BackendInfo | undefined {
-  return current;
-}
 
 export class BackendUnavailableError extends Error {
   constructor(name: string, why: string, how: string) {
@@ -154,15 +131,15 @@ export async function initBackend(name?: string, opts: { quiet?: boolean } = {})
   const choice = resolveName(name);
   const details = await activate(choice.name);
   registerGradientFixes();
-  current = {
+  const info: BackendInfo = {
     name: choice.name,
     source: choice.source,
     tfjsVersion: tf.version.tfjs,
     details,
   };
-  for (const hook of afterInitHooks) hook(choice.name);
-  if (!opts.quiet && process.env.MSM_QUIET !== '1') console.log(describeBackend(current));
-  return current;
+  announceBackend(info);
+  if (!opts.quiet && process.env.MSM_QUIET !== '1') console.log(describeBackend(info));
+  return info;
 }
 
 /** One line such as `backend: wasm (default; simd=true, threads=1), tfjs 4.22.0`. */

@@ -17,6 +17,9 @@
 import * as fs from 'fs';
 import sharp from 'sharp';
 import { DataError, describeError } from './errors';
+import { sniffImageFormat } from './sniff';
+
+export { sniffImageFormat } from './sniff';
 
 /** A decoded image: `data` holds height·width·3 bytes, row-major, channels last (RGB). */
 export interface RgbImage {
@@ -32,20 +35,6 @@ export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.t
 export function isIgnorableName(name: string): boolean {
   const lower = name.toLowerCase();
   return name.startsWith('.') || lower === 'thumbs.db' || lower === 'desktop.ini' || lower === '__macosx';
-}
-
-/** Identify an image container from its first bytes; undefined for anything that is not an image. */
-export function sniffImageFormat(head: Uint8Array): string | undefined {
-  const at = (i: number, ...bytes: number[]) => bytes.every((b, k) => head[i + k] === b);
-  if (at(0, 0x89, 0x50, 0x4e, 0x47)) return 'png';
-  if (at(0, 0xff, 0xd8, 0xff)) return 'jpeg';
-  if (at(0, 0x49, 0x49, 0x2a, 0x00) || at(0, 0x4d, 0x4d, 0x00, 0x2a)) return 'tiff';
-  if (at(0, 0x49, 0x49, 0x2b, 0x00) || at(0, 0x4d, 0x4d, 0x00, 0x2b)) return 'tiff'; // BigTIFF
-  if (at(0, 0x42, 0x4d)) return 'bmp';
-  if (at(0, 0x52, 0x49, 0x46, 0x46) && at(8, 0x57, 0x45, 0x42, 0x50)) return 'webp';
-  if (at(0, 0x47, 0x49, 0x46, 0x38)) return 'gif';
-  if (at(4, 0x66, 0x74, 0x79, 0x70)) return 'heif'; // ISO-BMFF 'ftyp' (HEIF / AVIF)
-  return undefined;
 }
 
 /**

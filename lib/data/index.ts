@@ -9,6 +9,7 @@ export type { Batch, LoaderOptions, LoaderPosition } from './loader';
 export { decodeImage, decodeBmp, sniffImageFormat, IMAGE_EXTENSIONS } from './decode';
 export type { RgbImage } from './decode';
 export { resizeBilinear } from './resample';
+export { modelInputInto } from './model-input';
 export type { Crop } from './resample';
 export {
   augment,

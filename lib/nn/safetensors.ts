@@ -48,7 +48,7 @@ export function parseSafetensors(buf: Uint8Array, label = '<buffer>'): Safetenso
   }
   let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
   try {
-    header = JSON.parse(Buffer.from(buf.subarray(8, 8 + headerLen)).toString('utf8'));
+    header = JSON.parse(new TextDecoder().decode(buf.subarray(8, 8 + headerLen)));
   } catch (e) {
     throw new SafetensorsError(label, `header is not valid JSON (${(e as Error).message})`);
   }
@@ -170,9 +170,11 @@ export function serializeSafetensors(
     offset += bytes.byteLength;
   }
   // Pad the header with spaces to a multiple of 8 bytes so the data is aligned (as the reference writer does).
-  let json = Buffer.from(JSON.stringify(header), 'utf8');
-  const pad = (8 - (json.byteLength % 8)) % 8;
-  if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
+  // (TextEncoder rather than Buffer: this function also runs in the browser.)
+  const text = new TextEncoder().encode(JSON.stringify(header));
+  const pad = (8 - (text.byteLength % 8)) % 8;
+  const json = new Uint8Array(text.byteLength + pad).fill(0x20);
+  json.set(text);
   const out = new Uint8Array(8 + json.byteLength + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(json.byteLength), true);
   out.set(json, 8);

@@ -11,14 +11,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {
-  decodeImage,
-  IMAGE_EXTENSIONS,
-  normalizationTable,
-  normalizeInto,
-  resizeBilinear,
-  type SplitName,
-} from '../data/index';
+import { decodeImage, IMAGE_EXTENSIONS, modelInputInto, normalizationTable, type SplitName } from '../data/index';
 import { classificationReport, type ClassificationReport } from '../metrics/index';
 import { readModelWeights } from './checkpoint';
 import { divergedText, EVALUATION_ADVICE } from './divergence';
@@ -304,8 +297,7 @@ export async function predictImages(
         opts.warn?.(`skipped ${file}: ${problem}`);
         continue;
       }
-      const resized = img.width === s && img.height === s ? img : resizeBilinear(img, s, s);
-      normalizeInto(host, chunk.length * per, resized.data, lut);
+      modelInputInto(host, chunk.length * per, img, s, lut);
       chunk.push(file);
     }
     if (chunk.length === 0) continue;

@@ -367,7 +367,7 @@ export function assembleModule(fns: Fn[], mem: { initial: number; maximum?: numb
     out.push(...body);
   };
   const name = (s: string, into: number[]) => {
-    const bytes = [...Buffer.from(s, 'utf8')];
+    const bytes = [...new TextEncoder().encode(s)];
     uleb(bytes.length, into);
     into.push(...bytes);
   };

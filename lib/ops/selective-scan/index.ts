@@ -22,7 +22,7 @@
  * g = K (groups), e = E (channels per group), l = L, n = N, r = R; h, w map height and width.
  */
 import * as tf from '@tensorflow/tfjs';
-import { onBackendInit } from '../../backend/index';
+import { onBackendInit } from '../../backend/hooks';
 import { selectiveScanChunked } from './chunked';
 import { asGroups, checkScanArgs, ScanArgs } from './common';
 import { registerCpuScanKernels, SCAN_KERNEL } from './fused-cpu';
