@@ -4,6 +4,7 @@
  *   - the inference form's eval logits equal the training form's within 1e-5 relative (max |Δ| / max |y|),
  *   - no conv → BN pair of a Sequential is left unfolded, and it has fewer BatchNorms,
  *   - the training form's parameters and buffers are bit-for-bit unchanged (it trains on),
+ *   - the inference form says it is one (`isInferenceForm`) and is not folded again,
  *   - no tensor leaks.
  * Models without an inference form must have no BatchNorm at all (ConvNeXt and ViT use LayerNorm, which
  * normalises each position with its own statistics: nothing to fold), so no foldable model is missed.
@@ -130,6 +131,9 @@ for (const meta of listModels()) {
         assert.ok(isFused);
         assert.notEqual(fused, model, 'the inference form is a new model');
         assert.equal(fused.training, false, 'returned in eval mode');
+        assert.equal(fused.isInferenceForm, true, 'the inference form says so');
+        assert.equal(inferenceForm(fused).model, fused, 'an inference form is run as it is (no second fold)');
+        assert.throws(() => fused.fusedForInference!(), /already/, 'and is not folded again');
         const got = fused.forward(x, { training: false });
         const d = relativeDiff(got, want);
         got.dispose();

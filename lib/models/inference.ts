@@ -22,11 +22,14 @@ import type { ClassifierModel } from './contract';
  * parameters and buffers, every conv → BN pair of a Sequential and every pair `namedPairs(copy)` lists
  * folded. `model` is left unchanged (its training continues with its own parameters).
  */
-export function foldedCopy<M extends ClassifierModel>(
+export function foldedCopy<M extends ClassifierModel & { isInferenceForm: boolean }>(
   model: M,
   rebuild: () => M,
   namedPairs: (copy: M) => Array<[string, string]> = () => [],
 ): M {
+  if (model.isInferenceForm) {
+    throw new Error(`${model.constructor.name}.fusedForInference: the model is already its inference form`);
+  }
   const copy = rebuild();
   try {
     copy.loadStateDict(model.stateDict());
@@ -35,6 +38,7 @@ export function foldedCopy<M extends ClassifierModel>(
     copy.dispose();
     throw e;
   }
+  copy.isInferenceForm = true;
   return copy.eval();
 }
 
@@ -56,6 +60,7 @@ export function childPairs(
  * (in eval mode). With `fused` the returned model is a new one: the caller disposes it and the original.
  */
 export function inferenceForm(model: ClassifierModel): { model: ClassifierModel; fused: boolean } {
-  if (typeof model.fusedForInference !== 'function') return { model: model.eval(), fused: false };
+  if (typeof model.fusedForInference !== 'function' || model.isInferenceForm)
+    return { model: model.eval(), fused: false };
   return { model: model.fusedForInference(), fused: true };
 }

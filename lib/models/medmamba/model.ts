@@ -63,6 +63,8 @@ export class PatchEmbed2D extends Layer {
 }
 
 export class MedMamba extends Layer implements ClassifierModel {
+  /** Set on the copy `fusedForInference` returns (BatchNorm folded: it must not be trained or folded again). */
+  isInferenceForm = false;
   readonly patch_embed: PatchEmbed2D;
   readonly layers: Sequential;
   readonly head: Linear;

@@ -56,6 +56,8 @@ export class VSSLayer extends Layer {
 }
 
 export class MicroscopicMamba extends Layer implements ClassifierModel {
+  /** Set on the copy `fusedForInference` returns (BatchNorm folded: it must not be trained or folded again). */
+  isInferenceForm = false;
   readonly patch_embed: Sequential;
   readonly layers: Sequential;
   readonly head: Linear;

@@ -96,6 +96,8 @@ export class BasicBlock extends Layer {
 }
 
 export class ResNet extends Layer implements ClassifierModel {
+  /** Set on the copy `fusedForInference` returns (BatchNorm folded: it must not be trained or folded again). */
+  isInferenceForm = false;
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;
   readonly relu: ReLU;

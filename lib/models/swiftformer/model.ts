@@ -46,6 +46,8 @@ const MLP_RATIO = 4;
 const LAYER_SCALE_INIT = 1e-5;
 
 export class SwiftFormer extends Layer implements ClassifierModel {
+  /** Set on the copy `fusedForInference` returns (BatchNorm folded: it must not be trained or folded again). */
+  isInferenceForm = false;
   readonly patch_embed: Sequential;
   readonly network: Sequential;
   readonly norm: BatchNorm2d;
