@@ -26,6 +26,9 @@
  * the statistics of its micro-batch (and updates its running statistics once per micro-batch), not of the
  * whole batch, as in PyTorch with gradient accumulation.
  *
+ * Inference alone (evaluate, predict) holds no optimizer state: `planInferenceBatch` probes the eval forward
+ * pass the same way and picks the largest batch whose estimate stays under the limit.
+ *
  * `memoryError` turns a wasm trap anywhere in training or evaluation into one line that names the backend,
  * the step and the likely cause, and what to do.
  */
