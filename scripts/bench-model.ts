@@ -1,9 +1,11 @@
 /**
  * Model benchmark: forward (eval) and one training step (Adam) of registered models at batch 8, per
- * backend and input size; seconds, images/s and peak RSS. Writes benchmarks/model.json and
- * benchmarks/model.md.
+ * backend and input size; seconds, images/s, peak RSS, and the threads, backend, machine and load they ran
+ * with. Writes benchmarks/model.json and benchmarks/model.md.
  *
- *   npm run bench:model                                   microscopic-mamba-t (64, 224 px) + a CNN and a ViT (64 px)
+ *   npm run bench:model                                   every registered model at 64 px (microscopic-mamba-t
+ *                                                         also 224 px), resnet18 also at batch 32, and PyTorch
+ *   npm run bench:model -- --official ../Microscopic-Mamba   ... with the official model's PyTorch rows
  *   npm run bench:model -- --models resnet18,vit-tiny,swiftformer-xs --sizes 64 --merge
  *   npm run bench:model -- --backends wasm,webgpu --sizes 64
  *   npm run bench:model -- --profile --sizes 64           time per module type and per kernel, no files
@@ -11,8 +13,14 @@
  * Every measurement runs in its own child process, so that its peak RSS (getrusage maxrss) is its own.
  * Every model gets the size as its shared `imageSize` option (ViT is built for it). For Microscopic-Mamba
  * the baseline measured in the same run is the same model with the portable `chunked` scan (tf ops only)
- * instead of `auto` (the fused kernel where the backend has one), at the smallest size; for scale, the
- * table also lists the official PyTorch 1.13 timings of microscopic-mamba-t on this machine.
+ * instead of `auto` (the fused kernel where the backend has one), at the smallest size.
+ *
+ * PyTorch side by side: after the kit's rows, the same run calls scripts/bench-pytorch.py (Debian's
+ * /usr/bin/python3 with torch 1.13 / torchvision 0.14; MSM_PYTHON overrides) with the kit's thread count:
+ * the official Microscopic-Mamba (`--official` or MSM_OFFICIAL_MM: its checkout or microscopicmamba.py;
+ * reference and vectorised chunked scans) at 64 px batch 8, and torchvision's ResNet-18 at 64 px batch 32,
+ * denormals flushed. The ratio column compares rows of this one run; without Python, torch or the official
+ * file the PyTorch rows are skipped and the table says why.
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -20,6 +28,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from '../lib/backend/index';
+import { type ThreadInfo, threadInfo } from '../lib/backend/thread-info';
 import { type ClassifierModel, createModel, listModels, type ModelOptions } from '../lib/models/index';
 import * as mm from '../lib/models/microscopic-mamba/index';
 import * as nn from '../lib/nn/index';
@@ -54,20 +63,48 @@ interface Result extends Job {
   imagesPerSecond: number;
   peakRssMB: number;
   backendInfo: string;
+  /** The threads the measurement ran with (rows measured before this field have none). */
+  threads?: ThreadInfo;
   /** When and under what load this row was measured (rows kept by --merge carry their own). */
   measured?: { date: string; loadAverage: string; machine?: string };
 }
 
+/** What scripts/bench-pytorch.py prints (the fields the table uses). */
+interface PytorchRow {
+  model: string;
+  scan?: string;
+  size: number;
+  batch: number;
+  forward?: number;
+  train?: number;
+}
+interface PytorchResult {
+  torch?: string;
+  threads?: number;
+  flushDenormal?: boolean;
+  flushDenormalNote?: string;
+  loadAverage?: { start: number; end?: number };
+  machine?: { cpu: string; cores: number };
+  rows: PytorchRow[];
+  skipped: Array<{ what: string; reason: string }>;
+}
+
 const HELP = `Usage: npm run bench:model -- [options]
   --backends a,b     backends (default wasm; e.g. wasm,webgpu)
-  --sizes 64,224     input sizes (default 64,224 for Microscopic-Mamba, 64 for the other models)
+  --sizes 64,224     input sizes (default 64,224 for microscopic-mamba-t, 64 for the other models)
   --sizes-NAME list  sizes for backend NAME only (e.g. --sizes-webgpu 64: llvmpipe is slow)
   --batch N          batch size (default 8)
+  --resnet-batch N   also time resnet18 at the smallest size with batch N (default 32, issue 15's
+                     ResNet-18 config; 0 = no)
   --reps N           timed repetitions after one warm-up (default 3 at ≤ 64 px, 2 above)
-  --models a,b,c     registered models (npm run params -- --list); default microscopic-mamba-t plus
-                     resnet18 (or the first CNN) and vit-tiny (or the first ViT) when registered
+  --models a,b,c     registered models (npm run params -- --list), or all (the default: every registered model)
   --model NAME       one model (as --models NAME)
-  --no-baseline      skip Microscopic-Mamba's chunked-scan baseline
+  --no-baseline      skip Microscopic-Mamba's chunked-scan baseline (by default: microscopic-mamba-t only,
+                     or every Microscopic-Mamba variant named in --models)
+  --official PATH    the official Microscopic-Mamba checkout (or its microscopicmamba.py) for the PyTorch rows
+                     (default MSM_OFFICIAL_MM; without it only torchvision's ResNet-18 is timed in PyTorch)
+  --no-pytorch       skip scripts/bench-pytorch.py
+  --pytorch-reps N   PyTorch timed repetitions (default --reps or 3)
   --checkpoint MODE  activation checkpointing in the training step: auto (default: on above 64 px, where
                      batch 8 does not fit wasm's 4 GB heap otherwise), on, off
   --profile          print time per module type and per kernel for one forward and one train step
@@ -152,6 +189,7 @@ async function worker(job: Job): Promise<Result> {
     imagesPerSecond: job.batch / seconds,
     peakRssMB: process.resourceUsage().maxRSS / 1024,
     backendInfo: describeBackend(info),
+    threads: threadInfo(),
   };
 }
 
@@ -271,23 +309,61 @@ function runChild(job: Job): Result {
   }
 }
 
-const PYTORCH = {
-  note: 'official model, PyTorch 1.13, 2 threads, on the machine of the microscopic-mamba-t rows, 64 px, batch 8',
-  trainReferenceScan: 19.9,
-  trainVectorisedScan: 4.9,
-  forward: 1.06,
-};
+/** The Python that runs scripts/bench-pytorch.py: MSM_PYTHON, else Debian's (it has python3-torch), else python3. */
+function pythonPath(): string {
+  if (process.env.MSM_PYTHON) return process.env.MSM_PYTHON;
+  return fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+}
+
+/** Run scripts/bench-pytorch.py; a missing Python, torch or official file becomes a `skipped` reason. */
+function runPytorch(args: string[]): PytorchResult {
+  const script = path.join(__dirname, 'bench-pytorch.py');
+  const python = pythonPath();
+  process.stderr.write(`PyTorch: ${python} scripts/bench-pytorch.py ${args.join(' ')} ...\n`);
+  try {
+    const out = execFileSync(python, [script, ...args], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 24,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    return JSON.parse(out) as PytorchResult;
+  } catch (e) {
+    const err = e as { code?: string; message: string; stderr?: string };
+    const reason =
+      err.code === 'ENOENT'
+        ? `${python} not found (install Debian's python3-torch python3-torchvision, or set MSM_PYTHON)`
+        : `scripts/bench-pytorch.py failed: ${err.message.split('\n')[0].slice(0, 200)}`;
+    return { rows: [], skipped: [{ what: 'all', reason }] };
+  }
+}
 
 /** One measurement session: date, load and machine of a row. */
 function sessionKey(r: Result): string {
   return `${r.measured?.date}|${r.measured?.loadAverage ?? 'not recorded'}|${r.measured?.machine ?? 'a machine not recorded'}`;
 }
 
-function markdown(results: Result[], meta: Record<string, string | number>): string {
+/**
+ * The PyTorch seconds a kit row is compared with (same run, same size and batch): for microscopic-mamba-t the
+ * official model with the faster of its two scans for that pass (reference or vectorised chunked), for
+ * resnet18 torchvision's.
+ */
+function pytorchSeconds(r: Result, pytorch: PytorchResult | undefined): number | undefined {
+  const prefix = r.model === 'microscopic-mamba-t' ? 'microscopic-mamba-t' : r.model === 'resnet18' ? 'resnet18' : '';
+  if (!prefix || r.impl === 'chunked') return undefined;
+  const times = (pytorch?.rows ?? [])
+    .filter((p) => p.model.startsWith(prefix) && p.size === r.size && p.batch === r.batch)
+    .map((p) => (r.mode === 'forward' ? p.forward : p.train))
+    .filter((t): t is number => typeof t === 'number');
+  return times.length ? Math.min(...times) : undefined;
+}
+
+function markdown(results: Result[], meta: Record<string, string | number>, pytorch?: PytorchResult): string {
+  const threadLines = [...new Set(results.filter((r) => r.threads).map((r) => `${r.backend}: ${r.threads!.text}`))];
   const lines = [
     '# Model benchmark: forward and training step',
     '',
     `Latest run: ${meta.cpu}, ${meta.cores} cores; Node ${meta.node}; tfjs ${meta.tfjs}.`,
+    `Threads: ${threadLines.length ? threadLines.join('; ') : 'not recorded'}.`,
     // One line per measurement session (a --merge keeps older rows with their own date, load and machine).
     ...[...new Set(results.map(sessionKey))].map((key) => {
       const [date, load, machine] = key.split('|');
@@ -298,12 +374,14 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
       return `- ${what}: measured ${date} on ${machine}, 1-minute load average ${load}`;
     }),
     '',
-    `2 classes, batch ${meta.batch}, float32, default model options (imageSize = the size). Seconds are the median of`,
+    `2 classes, float32, default model options (imageSize = the size). Seconds are the median of`,
     'the timed repetitions after one warm-up; peak RSS is the child process maximum (getrusage), including the wasm heap.',
-    'The scan column applies to Microscopic-Mamba only.',
+    'The scan column applies to Microscopic-Mamba only. "vs PyTorch" compares with the PyTorch row of the same run',
+    '(table below): microscopic-mamba-t with the official model and the faster of its two scans for that pass,',
+    'resnet18 with torchvision.',
     '',
-    '| model | backend | size | pass | scan | seconds | images/s | peak RSS (MB) | vs chunked scan | vs PyTorch 1.13 |',
-    '|---|---|---:|---|---|---:|---:|---:|---:|---:|',
+    '| model | backend | size | batch | pass | scan | seconds | images/s | peak RSS (MB) | vs chunked scan | vs PyTorch |',
+    '|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|',
   ];
   const scan = (r: Result) => (hasScanOptions(r) ? r.impl : '–');
   /** "3.2× faster" / "2.0× slower": the reference's time over ours. */
@@ -315,7 +393,7 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
     if (r.error) {
       const rss = Number.isFinite(r.peakRssMB) ? r.peakRssMB.toFixed(0) : '';
       lines.push(
-        `| ${r.model} | ${r.backend} | ${r.size} | ${pass} | ${scan(r)} | failed: ${r.error.replace(/\|/g, '/')} | | ${rss} | | |`,
+        `| ${r.model} | ${r.backend} | ${r.size} | ${r.batch} | ${pass} | ${scan(r)} | failed: ${r.error.replace(/\|/g, '/')} | | ${rss} | | |`,
       );
       continue;
     }
@@ -329,21 +407,37 @@ function markdown(results: Result[], meta: Record<string, string | number>): str
         b.model === r.model &&
         r.impl !== 'chunked',
     );
-    const torch =
-      r.size === 64 && r.batch === 8 && r.model === 'microscopic-mamba-t'
-        ? ratio(r.mode === 'forward' ? PYTORCH.forward : PYTORCH.trainVectorisedScan, r.seconds)
-        : '';
+    const torchSeconds = pytorchSeconds(r, pytorch);
+    const torch = torchSeconds ? ratio(torchSeconds, r.seconds) : '';
     lines.push(
-      `| ${r.model} | ${r.backend} | ${r.size} | ${pass} | ${scan(r)} | ` +
+      `| ${r.model} | ${r.backend} | ${r.size} | ${r.batch} | ${pass} | ${scan(r)} | ` +
         `${r.seconds.toFixed(3)} | ${r.imagesPerSecond.toFixed(1)} | ${r.peakRssMB.toFixed(0)} | ` +
         `${base ? ratio(base.seconds, r.seconds) : ''} | ${torch} |`,
     );
   }
+  lines.push('', '## PyTorch on the same machine, same run (scripts/bench-pytorch.py)', '');
+  if (!pytorch) lines.push('Not measured in this run (--no-pytorch, or rows from before the PyTorch script).');
+  else {
+    if (pytorch.torch) {
+      lines.push(
+        `PyTorch ${pytorch.torch}, ${pytorch.threads} threads (torch.set_num_threads, the kit's count), ` +
+          `${pytorch.flushDenormalNote ?? ''}; load average ${pytorch.loadAverage?.start.toFixed(1)} → ` +
+          `${pytorch.loadAverage?.end?.toFixed(1) ?? '?'}.`,
+        '',
+        '| model | scan | size | batch | forward (s) | train step, Adam (s) |',
+        '|---|---|---:|---:|---:|---:|',
+        ...pytorch.rows.map(
+          (p) =>
+            `| ${p.model} | ${p.scan ?? '–'} | ${p.size} | ${p.batch} | ${p.forward?.toFixed(3) ?? ''} | ${p.train?.toFixed(3) ?? ''} |`,
+        ),
+      );
+    }
+    for (const sk of pytorch.skipped) lines.push('', `Skipped ${sk.what}: ${sk.reason}`);
+  }
   lines.push(
     '',
-    `PyTorch reference (microscopic-mamba-t, ${PYTORCH.note}): training step ${PYTORCH.trainReferenceScan} s with the reference scan, ` +
-      `${PYTORCH.trainVectorisedScan} s with a vectorised scan (the ratio column uses this one); forward ${PYTORCH.forward} s.`,
-    'Targets (this 2-core machine, 64 px, batch 8, wasm): training step ≤ 1.0 s, forward ≤ 0.3 s, peak RSS ≤ 3 GB.',
+    'Targets (issue 15; this 2-core machine, wasm): 64 px batch 8 training step ≤ 0.45 s, forward ≤ 0.12 s, 224 px',
+    'training step ≤ 4.5 s, peak RSS ≤ 3 GB at 64 px; resnet18 at 64 px batch 32 ≥ 0.5× PyTorch (the ratio column).',
     '"checkpointing": activation checkpointing per block (`useCheckpoint`, the official `use_checkpoint`): without it a',
     '224-px batch of 8 needs ~7 GB of saved activations, more than the wasm heap (4 GB) holds.',
     '',
@@ -370,20 +464,19 @@ async function main(): Promise<void> {
   }
   const backends = (arg('--backends') ?? 'wasm').split(',');
   const registered = listModels();
-  const pick = (preferred: string, family: string) =>
-    registered.find((m) => m.name === preferred)?.name ?? registered.find((m) => m.family === family)?.name;
-  const models = (
-    arg('--models')?.split(',') ??
-    (arg('--model') ? [arg('--model')!] : ['microscopic-mamba-t', pick('resnet18', 'cnn'), pick('vit-tiny', 'vit')])
-  ).filter((m): m is string => Boolean(m));
+  const named = arg('--models') ?? arg('--model');
+  // Every registered model by default (so every model's step time is known), Microscopic-Mamba-t first.
+  const all = ['microscopic-mamba-t', ...registered.map((m) => m.name).filter((n) => n !== 'microscopic-mamba-t')];
+  const models = (!named || named === 'all' ? all : named.split(',')).filter(Boolean);
   const familyOf = (name: string) => {
     const meta = registered.find((m) => m.name === name);
     if (!meta)
       throw new Error(`--models: unknown model '${name}'. Registered: ${registered.map((m) => m.name).join(', ')}`);
     return meta.family;
   };
-  const defaultSizes = (family: string) => (family === 'microscopic-mamba' ? '64,224' : '64');
-  const sizesOf = (family: string) => (arg('--sizes') ?? defaultSizes(family)).split(',').map(Number);
+  const defaultSizes = (model: string) => (model === 'microscopic-mamba-t' ? '64,224' : '64');
+  const sizesOf = (model: string) => (arg('--sizes') ?? defaultSizes(model)).split(',').map(Number);
+  const resnetBatch = Number(arg('--resnet-batch') ?? 32);
   const batch = Number(arg('--batch') ?? 8);
   const repsFor = (size: number) => Number(arg('--reps') ?? (size <= 64 ? 3 : 2));
   const checkpointMode = arg('--checkpoint') ?? 'auto';
@@ -397,15 +490,16 @@ async function main(): Promise<void> {
     const saved = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8')) as {
       meta: Record<string, string | number>;
       results: Result[];
+      pytorch?: PytorchResult;
     };
-    atomicWriteFile(path.join(out, 'model.md'), markdown(saved.results, saved.meta));
+    atomicWriteFile(path.join(out, 'model.md'), markdown(saved.results, saved.meta, saved.pytorch));
     return;
   }
   if (flag('--profile')) {
     const family = familyOf(models[0]);
     await profile({
       backend: backends[0],
-      size: sizesOf(family)[0],
+      size: sizesOf(models[0])[0],
       batch,
       mode: 'forward',
       impl: 'auto',
@@ -420,17 +514,23 @@ async function main(): Promise<void> {
   for (const model of models) {
     const family = familyOf(model);
     for (const backend of backends) {
-      const own = arg(`--sizes-${backend}`)?.split(',').map(Number) ?? sizesOf(family);
-      // The fused (`auto`) scan at every size, then Microscopic-Mamba's `chunked` baseline at the smallest one.
-      const runs: Array<[ScanImpl, number[]]> = [['auto', own]];
-      if (!flag('--no-baseline') && hasScanOptions({ family })) runs.push(['chunked', [Math.min(...own)]]);
-      for (const [impl, implSizes] of runs) {
+      const own = arg(`--sizes-${backend}`)?.split(',').map(Number) ?? sizesOf(model);
+      // The fused (`auto`) scan at every size, then Microscopic-Mamba's `chunked` baseline at the smallest one
+      // (by default for microscopic-mamba-t only: the other variants share its kernels).
+      const runs: Array<[ScanImpl, number[], number]> = [['auto', own, batch]];
+      const baseline = hasScanOptions({ family }) && (model === 'microscopic-mamba-t' || Boolean(named));
+      if (!flag('--no-baseline') && baseline) runs.push(['chunked', [Math.min(...own)], batch]);
+      // Issue 15's ResNet-18 config (64 px, batch 32), the one compared with torchvision.
+      if (model === 'resnet18' && resnetBatch > 0 && resnetBatch !== batch) {
+        runs.push(['auto', [Math.min(...own)], resnetBatch]);
+      }
+      for (const [impl, implSizes, b] of runs) {
         for (const size of implSizes) {
           for (const mode of ['forward', 'train'] as const) {
             jobs.push({
               backend,
               size,
-              batch,
+              batch: b,
               mode,
               impl,
               reps: repsFor(size),
@@ -447,14 +547,37 @@ async function main(): Promise<void> {
   const results: Result[] = [];
   for (const job of jobs) {
     const scan = hasScanOptions(job) ? ` (${job.impl} scan${job.checkpoint ? ', checkpointing' : ''})` : '';
-    process.stderr.write(`${job.model} ${job.backend} ${job.size}px ${job.mode}${scan} ... `);
+    process.stderr.write(`${job.model} ${job.backend} ${job.size}px batch ${job.batch} ${job.mode}${scan} ... `);
     const r = runChild(job);
     process.stderr.write(
       r.error
         ? `failed: ${r.error}\n`
-        : `${r.seconds.toFixed(3)} s, ${r.imagesPerSecond.toFixed(1)} img/s, peak RSS ${r.peakRssMB.toFixed(0)} MB\n`,
+        : `${r.seconds.toFixed(3)} s, ${r.imagesPerSecond.toFixed(1)} img/s, peak RSS ${r.peakRssMB.toFixed(0)} MB` +
+            ` (${r.threads?.text ?? 'threads not reported'})\n`,
     );
     results.push(r);
+  }
+  // PyTorch in the same run, with as many threads as the kit used (the most any kit row ran with).
+  let pytorch: PytorchResult | undefined;
+  if (!flag('--no-pytorch')) {
+    const threads = Math.max(1, ...results.map((r) => r.threads?.threads ?? 0));
+    const size = results.some((r) => r.size === 64) ? 64 : Math.min(...results.map((r) => r.size));
+    const official = arg('--official') ?? process.env.MSM_OFFICIAL_MM ?? '';
+    pytorch = runPytorch([
+      ...(official && models.includes('microscopic-mamba-t') ? ['--official', official] : []),
+      '--threads',
+      String(threads),
+      '--size',
+      String(size),
+      '--batch',
+      String(batch),
+      '--resnet-batch',
+      String(resnetBatch > 0 ? resnetBatch : batch),
+      '--reps',
+      String(Number(arg('--pytorch-reps') ?? arg('--reps') ?? 3)),
+      ...(models.includes('resnet18') ? [] : ['--no-resnet']),
+    ]);
+    for (const sk of pytorch.skipped) process.stderr.write(`PyTorch: skipped ${sk.what}: ${sk.reason}\n`);
   }
   const measured = {
     date: new Date().toISOString(),
@@ -467,14 +590,17 @@ async function main(): Promise<void> {
     const previous = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8')) as {
       meta: { date: string; loadAverage: string };
       results: Result[];
+      pytorch?: PytorchResult;
     };
+    pytorch ??= previous.pytorch; // --no-pytorch keeps the PyTorch rows of the run that measured them
     const sameRow = (a: Result, b: Result) =>
       a.model === b.model &&
       a.backend === b.backend &&
       a.size === b.size &&
       a.mode === b.mode &&
       a.impl === b.impl &&
-      a.checkpoint === b.checkpoint;
+      a.checkpoint === b.checkpoint &&
+      a.batch === b.batch;
     const kept = previous.results
       .filter((r) => !results.some((n) => sameRow(n, r)))
       .map((r) => ({
@@ -488,6 +614,7 @@ async function main(): Promise<void> {
       backends.indexOf(r.backend) < 0 ? 99 : backends.indexOf(r.backend),
       r.impl === 'chunked' ? 1 : 0,
       r.size,
+      r.batch,
       r.mode === 'forward' ? 0 : 1,
     ];
     results.sort((a, b) => {
@@ -507,8 +634,8 @@ async function main(): Promise<void> {
     models: models.join(', '),
     batch,
   };
-  atomicWriteJson(path.join(out, 'model.json'), { meta, pytorchReference: PYTORCH, results });
-  const md = markdown(results, meta);
+  atomicWriteJson(path.join(out, 'model.json'), { meta, results, ...(pytorch ? { pytorch } : {}) });
+  const md = markdown(results, meta, pytorch);
   atomicWriteFile(path.join(out, 'model.md'), md);
   console.log(md);
 }

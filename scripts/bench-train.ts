@@ -16,6 +16,7 @@ import { tableMarkdown, tableText, type Row } from '../lib/report/table';
 import { DEFAULT_TRAIN_CONFIG, makeTrainConfig, RECIPES, type TrainConfig } from '../lib/train/config';
 import type { ClassificationReport } from '../lib/metrics/index';
 import { machineInfo, trainRun } from '../lib/train/run';
+import type { ThreadInfo } from '../lib/backend/thread-info';
 import { atomicWriteFile, atomicWriteJson } from '../lib/util/fs';
 import { defaultDataRoot, sharedDataDir } from '../lib/data/paths';
 import { CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
@@ -56,7 +57,8 @@ interface ResultEntry {
   trainMinutes: number;
   imagesPerSecond: number;
   loadAverage: { start: number; end: number };
-  machine: ReturnType<typeof machineInfo> & { backend: string };
+  /** `threads` is absent in entries written before it was recorded. */
+  machine: Omit<ReturnType<typeof machineInfo>, 'threads'> & { backend: string; threads?: ThreadInfo };
   test: {
     n: number;
     oa: number;
@@ -118,6 +120,11 @@ function entryFromRun(runDir: string): ResultEntry {
 }
 
 const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
+/** 'wasm 1 + scan 2': the backend's kernel threads and the fused scan's (runs before this field: 'not recorded'). */
+const threadsCell = (e: ResultEntry) =>
+  e.machine.threads
+    ? `${e.machine.backend} ${e.machine.threads.backend ?? '?'} + scan ${e.machine.threads.scan}`
+    : 'not recorded';
 const pct = (v: number | null) => (v === null ? '–' : `${(100 * v).toFixed(2)}`);
 const ci = (c: [number | null, number | null] | null, f = pct) => (c ? `${f(c[0])}–${f(c[1])}` : '–');
 
@@ -136,6 +143,7 @@ function markdown(entries: ResultEntry[]): string {
     'wall min': e.wallMinutes.toFixed(1),
     'img/s': e.imagesPerSecond.toFixed(1),
     'load avg (start→end)': `${e.loadAverage.start.toFixed(1)}→${e.loadAverage.end.toFixed(1)}`,
+    threads: threadsCell(e),
   }));
   const paper: Row[] = [
     {
@@ -158,7 +166,8 @@ function markdown(entries: ResultEntry[]): string {
           .join(', '),
       `- status ${e.status}, ${e.steps} steps; train ${e.trainMinutes.toFixed(1)} min, wall ${e.wallMinutes.toFixed(1)} min`,
       `- machine: ${e.machine.cores} × ${e.machine.cpu}, ${e.machine.memoryGiB} GiB, ${e.machine.platform}, Node ${e.machine.node}, ` +
-        `tfjs ${e.machine.tfjs}, backend ${e.machine.backend}; load average ${e.loadAverage.start.toFixed(2)} at start, ` +
+        `tfjs ${e.machine.tfjs}, backend ${e.machine.backend}, threads: ${e.machine.threads?.text ?? 'not recorded'}; ` +
+        `load average ${e.loadAverage.start.toFixed(2)} at start, ` +
         `${e.loadAverage.end.toFixed(2)} at end (the machine was shared with other work)`,
       `- test confusion matrix (rows true ${e.test.classes.join(' / ')}): ${JSON.stringify(e.test.confusionMatrix)}`,
       `- acceptance (OA ≥ 93 %, AUC ≥ 0.97, wall ≤ 45 min): ${e.acceptance.oa ? 'OA ok' : 'OA MISSED'}, ` +
@@ -219,6 +228,8 @@ async function main(): Promise<void> {
         'OA %': pct(entry.test.oa),
         'AUC %': pct(entry.test.auc),
         'wall min': entry.wallMinutes.toFixed(1),
+        threads: threadsCell(entry),
+        'load avg (start→end)': `${entry.loadAverage.start.toFixed(1)}→${entry.loadAverage.end.toFixed(1)}`,
       },
     ]),
   );

@@ -3,6 +3,7 @@
  * split (official test.py, with every metric of lib/metrics), printed as tables and written as JSON.
  */
 import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
 import { tableText } from '../lib/report/table';
 import { atomicWriteJson } from '../lib/util/fs';
@@ -13,12 +14,13 @@ import {
   loadRun,
   loadWeightsFile,
   normalizationByName,
+  prepareInference,
   type LoadedModel,
 } from '../lib/train/evaluate';
 import { classRows, metricRows } from '../lib/train/report';
 import type { SplitName } from '../lib/data/index';
 import type { TrainConfig } from '../lib/train/config';
-import { checkOutputFile, CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
+import { batchSizeFlag, checkOutputFile, CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
 
 const SPEC: CliSpec = {
   command: 'npm run evaluate --',
@@ -39,7 +41,18 @@ const SPEC: CliSpec = {
       default: '',
       help: 'dataset kind when not a plain folder/.npz (malaria, mhist, ...)',
     },
-    { key: 'batchSize', type: 'number', default: 64, help: 'evaluation batch size' },
+    {
+      key: 'batchSize',
+      type: 'string',
+      default: 'auto',
+      help: 'evaluation batch size; auto = the largest that fits the backend memory (≤ 256)',
+    },
+    {
+      key: 'fold',
+      type: 'boolean',
+      default: true,
+      help: "evaluate the model's inference form (BatchNorm folded into the conv before it); --no-fold: the training form",
+    },
     { key: 'bootstrap', type: 'number', default: 1000, help: 'bootstrap resamples for 95% intervals (0 = none)' },
     { key: 'seed', type: 'number', default: 0, help: 'bootstrap seed' },
     { key: 'out', type: 'string', default: '', help: 'metrics JSON file (default: <run>/eval-<dataset>-<split>.json)' },
@@ -72,10 +85,7 @@ async function main(): Promise<void> {
   const { values: v, positional } = parseArgs(process.argv.slice(2), SPEC);
   if (positional.length !== 1) throw new CliError('give exactly one run folder or weights file (see --help)');
   const target = path.resolve(positional[0]);
-  const batchSize = v.batchSize as number;
-  if (!(Number.isInteger(batchSize) && batchSize > 0)) {
-    throw new CliError(`flag --batch-size must be a positive integer, got ${batchSize}`);
-  }
+  const batchSize = batchSizeFlag(v.batchSize as string);
   const outFlag = v.out as string;
   if (outFlag) checkOutputFile('--out', outFlag, 'a .json file name');
   const kind = weightsTarget(positional[0]);
@@ -107,11 +117,12 @@ async function main(): Promise<void> {
   }
   try {
     const split = v.split as SplitName;
+    const setup = prepareInference(loaded, { batchSize, fold: v.fold as boolean, fallback: 64 });
+    console.log(`inference: ${setup.reason}`);
     const r = await evaluateSplit(loaded, {
       data,
       dataKind,
       split,
-      batchSize,
       bootstrap: v.bootstrap as number,
       seed: v.seed as number,
     });
@@ -123,6 +134,11 @@ async function main(): Promise<void> {
     console.log(
       `\n${loaded.modelName} (${path.relative(process.cwd(), loaded.weights)}) on ${r.dataset.name} ${split}` +
         `${r.dataset.synthetic ? ' (SYNTHETIC data)' : ''}, ${r.report.n} images:`,
+    );
+    console.log(
+      `${r.throughput.images} images in ${r.throughput.seconds.toFixed(2)} s: ` +
+        `${r.throughput.imagesPerSecond.toFixed(1)} images/s (loading + forward; batch ${setup.batch}, ` +
+        `${setup.folded ? 'inference form' : 'training form'}, ${tf.getBackend()})`,
     );
     console.log(tableText(metricRows(r.report)));
     console.log('');
@@ -145,6 +161,7 @@ async function main(): Promise<void> {
       normalization: loaded.normalization,
       loss: r.eval.loss,
       metrics: r.report,
+      inference: { ...setup, backend: tf.getBackend(), throughput: r.throughput },
     });
     console.log(`\nmetrics JSON: ${out}`);
   } finally {

@@ -4,6 +4,7 @@
  */
 import * as os from 'os';
 import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
 import { toCsv } from '../lib/report/table';
 import { atomicWriteFile, atomicWriteJson } from '../lib/util/fs';
@@ -14,13 +15,15 @@ import {
   normalizationByName,
   predictImages,
   PredictionStopped,
+  prepareInference,
+  type PredictOptions,
   weightsTarget,
   type LoadedModel,
   type Prediction,
   type SkippedInput,
 } from '../lib/train/evaluate';
 import type { TrainConfig } from '../lib/train/config';
-import { checkOutputFile, CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
+import { batchSizeFlag, checkOutputFile, CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
 
 const SPEC: CliSpec = {
   command: 'npm run predict --',
@@ -30,7 +33,18 @@ const SPEC: CliSpec = {
     { key: 'out', type: 'string', default: '', help: 'output file, .csv or .json (default: CSV on stdout)' },
     { key: 'format', type: 'string', default: 'csv', help: 'stdout format without --out', choices: ['csv', 'json'] },
     { key: 'checkpoint', type: 'string', default: 'best', help: 'run checkpoint: best | last | a weights file' },
-    { key: 'batchSize', type: 'number', default: 32, help: 'images per forward pass' },
+    {
+      key: 'batchSize',
+      type: 'string',
+      default: 'auto',
+      help: 'images per forward pass; auto = the largest that fits the backend memory (≤ 256 and the image count)',
+    },
+    {
+      key: 'fold',
+      type: 'boolean',
+      default: true,
+      help: "run the model's inference form (BatchNorm folded into the conv before it); --no-fold runs the training form",
+    },
     {
       key: 'skipBad',
       type: 'boolean',
@@ -87,10 +101,7 @@ async function main(): Promise<void> {
   if (positional.length < 2) throw new CliError('give a run folder (or weights file) and at least one image or folder');
   const [target, ...inputs] = positional;
   // Everything a user can get wrong is checked before the backend starts and the model loads.
-  const batchSize = v.batchSize as number;
-  if (!(Number.isInteger(batchSize) && batchSize > 0)) {
-    throw new CliError(`flag --batch-size must be a positive integer, got ${batchSize}`);
-  }
+  const batchSize = batchSizeFlag(v.batchSize as string);
   const out = v.out as string;
   if (out) checkOutputFile('--out', out, 'a file name ending in .csv or .json');
   const kind = weightsTarget(target);
@@ -123,11 +134,14 @@ async function main(): Promise<void> {
     const files = listImages(inputs, skipBad ? skipped : undefined);
     for (const s of skipped) warn(`skipped ${s.file}: ${s.problem}`);
     if (files.length === 0) throw new CliError(`no images found in ${inputs.join(', ')}`);
-    process.stderr.write(`predicting ${files.length} image(s), batches of ${batchSize} (Ctrl-C stops)\n`);
+    const setup = prepareInference(loaded, { batchSize, maxBatch: files.length, fold: v.fold as boolean });
+    process.stderr.write(`inference: ${setup.reason}\n`);
+    process.stderr.write(`predicting ${files.length} image(s), batches of ${setup.batch} (Ctrl-C stops)\n`);
     let preds: Prediction[];
+    const speed: PredictOptions['throughput'] = {};
     try {
       preds = await predictImages(loaded, files, {
-        batchSize,
+        throughput: speed,
         skipBad,
         skipped,
         warn,
@@ -155,12 +169,19 @@ async function main(): Promise<void> {
       })),
     ];
     const asJson = out ? out.toLowerCase().endsWith('.json') : v.format === 'json';
+    const t = speed.total!;
+    process.stderr.write(
+      `${t.images} image(s) in ${t.seconds.toFixed(2)} s: ${t.imagesPerSecond.toFixed(1)} images/s ` +
+        `(forward passes alone ${speed.forward!.imagesPerSecond.toFixed(1)} images/s; batch ${setup.batch}, ` +
+        `${setup.folded ? 'inference form' : 'training form'}, ${tf.getBackend()})\n`,
+    );
     const json = {
       model: loaded.modelName,
       weights: loaded.weights,
       classes: loaded.classes,
       predictions: preds,
       ...(skipBad ? { skipped } : {}),
+      inference: { ...setup, backend: tf.getBackend(), throughput: speed },
     };
     if (skipped.length) warn(`${skipped.length} file(s) skipped (listed in the output)`);
     if (out) {

@@ -99,6 +99,11 @@ export interface ClassifierModel extends Module {
    * prints its parameter count next to the training form's.
    */
   fusedForInference?(): ClassifierModel;
+  /**
+   * True when this model already is an inference form (built fused / reparameterised, or returned by
+   * `fusedForInference`): it has no further one, so `fusedForInference` must not be called on it.
+   */
+  readonly isInferenceForm?: boolean;
 }
 
 /** Shared options with their defaults filled in, plus the model-specific ones. */

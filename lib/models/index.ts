@@ -15,3 +15,4 @@ import './repvit/index';
 import './swiftformer/index';
 import './vit/index';
 import './medmamba/index';
+export * from './inference';

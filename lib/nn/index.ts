@@ -9,3 +9,4 @@ export * from './dropout';
 export * from './batchnorm1d';
 export * from './layer-scale';
 export * from './attention';
+export * from './fold';

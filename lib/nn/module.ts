@@ -102,6 +102,25 @@ export abstract class Module {
     return module;
   }
 
+  /**
+   * Swap the child `name` for `module` (model surgery, as PyTorch's `setattr(parent, name, new)`; lib/nn/fold.ts
+   * builds inference forms with it): the registry entry, and every field of this module that held the old
+   * child (directly, or as an element of an array field such as Sequential's layers), now hold the new one,
+   * so `forward` uses it. Returns the old child, not disposed.
+   */
+  replaceChild(name: string, module: Module): Module {
+    const old = this._children.get(name);
+    if (!old) throw new Error(`replaceChild: ${this.constructor.name} has no child '${name}'`);
+    this._children.set(name, module);
+    const fields = this as unknown as Record<string, unknown>;
+    for (const key of Object.keys(fields)) {
+      const value = fields[key];
+      if (value === old) fields[key] = module;
+      else if (Array.isArray(value)) value.forEach((v, i) => v === old && (value[i] = module));
+    }
+    return old;
+  }
+
   /** Direct children in registration order. */
   children(): Array<[string, Module]> {
     return [...this._children.entries()];

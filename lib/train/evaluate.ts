@@ -26,9 +26,9 @@ import {
   type Normalization,
   type RunInfo,
 } from './run';
-import type { ClassifierModel } from '../models/index';
+import { type ClassifierModel, inferenceForm } from '../models/index';
 import { evaluateModel, type EvalResult } from './trainer';
-import { memoryError } from './memory';
+import { memoryError, planInferenceBatch } from './memory';
 
 /** A model with its weights loaded and everything needed to feed it. */
 export interface LoadedModel {
@@ -42,6 +42,70 @@ export interface LoadedModel {
   /** The run's configuration, when loaded from a run folder. */
   config?: TrainConfig;
   runDir?: string;
+  /** Set by `prepareInference`: the model is its inference form, run in batches of `batch`. */
+  inference?: InferenceSetup;
+}
+
+/** How `prepareInference` set a loaded model up. */
+export interface InferenceSetup {
+  /** The model was replaced by its inference form (BatchNorm folded / reparameterised). */
+  folded: boolean;
+  /** Images per forward pass. */
+  batch: number;
+  /** One line: the form and the batch, and why. */
+  reason: string;
+}
+
+/**
+ * Set a loaded model up for evaluation or prediction (both only run eval-mode forward passes):
+ *   - its inference form (`fusedForInference()`: eval-mode BatchNorm folded into the conv before it,
+ *     MobileOne / RepViT reparameterised; lib/models/inference.ts) replaces `loaded.model`, whose training
+ *     form is disposed — same logits within 1e-5 relative (test/models.fold.test.ts), fewer kernels;
+ *   - the batch: `batchSize` when given (> 0), else the largest that fits the backend's memory
+ *     (lib/train/memory.ts `planInferenceBatch`), at most `maxBatch` (e.g. the number of images).
+ */
+export function prepareInference(
+  loaded: LoadedModel,
+  opts: { batchSize?: number; maxBatch?: number; fallback?: number; fold?: boolean } = {},
+): InferenceSetup {
+  let folded = false;
+  if (opts.fold !== false) {
+    const form = inferenceForm(loaded.model);
+    if (form.fused) {
+      loaded.model.dispose();
+      loaded.model = form.model;
+      folded = true;
+    }
+  }
+  loaded.model.eval();
+  const form = folded
+    ? 'inference form (BatchNorm folded)'
+    : opts.fold === false
+      ? 'training form (folding off)'
+      : 'training form (no inference form: nothing to fold)';
+  let setup: InferenceSetup;
+  if (opts.batchSize && opts.batchSize > 0) {
+    setup = { folded, batch: opts.batchSize, reason: `${form}; batch ${opts.batchSize} (--batch-size)` };
+  } else {
+    const plan = planInferenceBatch(loaded.model, loaded.imageSize, tf.getBackend(), {
+      max: opts.maxBatch,
+      fallback: opts.fallback,
+    });
+    setup = { folded, batch: plan.batch, reason: `${form}; ${plan.reason}` };
+  }
+  loaded.inference = setup;
+  return setup;
+}
+
+/** Images per second over a phase. */
+export interface Throughput {
+  images: number;
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+function throughput(images: number, seconds: number): Throughput {
+  return { images, seconds, imagesPerSecond: seconds > 0 ? images / seconds : NaN };
 }
 
 /** Is `p` a run folder (has run.json)? */
@@ -151,6 +215,8 @@ export interface EvaluateSplitOptions {
 
 export interface SplitEvaluation {
   eval: EvalResult;
+  /** The evaluation loop (loading, forward passes, softmax), images per second. */
+  throughput: Throughput;
   report: ClassificationReport;
   dataset: { name: string; synthetic: boolean; split: SplitName };
 }
@@ -167,10 +233,13 @@ export async function evaluateSplit(loaded: LoadedModel, opts: EvaluateSplitOpti
         `${opts.data}: classes [${data.classes.join(', ')}] differ from the model's [${loaded.classes.join(', ')}]`,
       );
     }
-    const loader = evalLoader(data, opts.split, { evalBatchSize: opts.batchSize ?? 64 }, loaded.normalization);
+    const evalBatchSize = opts.batchSize ?? loaded.inference?.batch ?? 64;
+    const loader = evalLoader(data, opts.split, { evalBatchSize }, loaded.normalization);
     if (loader.length === 0) throw new Error(`${opts.data}: the ${opts.split} split is empty`);
-    const microBatch = opts.microBatch ?? (loaded.config?.evalMicroBatch || undefined);
+    // prepareInference's batch was planned for this model alone; without it, the run's training-time plan.
+    const microBatch = opts.microBatch ?? loaded.inference?.batch ?? (loaded.config?.evalMicroBatch || undefined);
     let r: EvalResult;
+    const t0 = performance.now();
     try {
       r = await evaluateModel(loaded.model, asBatches(loader.epoch(0)), opts.onBatch, { microBatch });
     } catch (e) {
@@ -181,7 +250,13 @@ export async function evaluateSplit(loaded: LoadedModel, opts: EvaluateSplitOpti
       bootstrap: (opts.bootstrap ?? 1000) > 0 ? { samples: opts.bootstrap ?? 1000, seed: opts.seed ?? 0 } : false,
     });
     const info = data.dataset.info;
-    return { eval: r, report, dataset: { name: info.name, synthetic: info.synthetic, split: opts.split } };
+    const seconds = (performance.now() - t0) / 1000;
+    return {
+      eval: r,
+      throughput: throughput(r.labels.length, seconds),
+      report,
+      dataset: { name: info.name, synthetic: info.synthetic, split: opts.split },
+    };
   } finally {
     data.close();
   }
@@ -235,6 +310,8 @@ export interface PredictOptions {
   warn?: (line: string) => void;
   /** Checked between batches; true stops the loop with PredictionStopped. */
   shouldStop?: () => boolean;
+  /** Filled in: decoding + forward passes, and forward passes alone, in images per second. */
+  throughput?: { total?: Throughput; forward?: Throughput };
 }
 
 /** Thrown between batches when `shouldStop` says so (e.g. after SIGINT). */
@@ -263,12 +340,15 @@ export async function predictImages(
   options: number | PredictOptions = {},
 ): Promise<Prediction[]> {
   const opts: PredictOptions = typeof options === 'number' ? { batchSize: options } : options;
-  let batchSize = opts.batchSize ?? 32;
+  let batchSize = opts.batchSize ?? loaded.inference?.batch ?? 32;
   if (!(Number.isInteger(batchSize) && batchSize > 0)) {
     throw new RangeError(`batch size must be a positive integer, got ${batchSize}`);
   }
-  // No larger batches than the run's memory plan evaluated with (lib/train/memory.ts).
-  if (loaded.config?.evalMicroBatch) batchSize = Math.min(batchSize, loaded.config.evalMicroBatch);
+  // No larger batches than the run's memory plan evaluated with (lib/train/memory.ts), unless
+  // prepareInference planned them for this model alone.
+  if (loaded.config?.evalMicroBatch && !loaded.inference) batchSize = Math.min(batchSize, loaded.config.evalMicroBatch);
+  const t0 = performance.now();
+  let forwardSeconds = 0;
   const s = loaded.imageSize;
   const per = s * s * 3;
   const lut = normalizationTable(loaded.normalization);
@@ -302,6 +382,7 @@ export async function predictImages(
     }
     if (chunk.length === 0) continue;
     let probs: tf.Tensor;
+    const f0 = performance.now();
     try {
       probs = tf.tidy(() => {
         const x = tf.tensor4d(host.subarray(0, chunk.length * per), [chunk.length, s, s, 3]); // [b, s, s, 3]
@@ -315,6 +396,7 @@ export async function predictImages(
     }
     const p = probs.dataSync() as Float32Array;
     probs.dispose();
+    forwardSeconds += (performance.now() - f0) / 1000;
     const k = loaded.classes.length;
     chunk.forEach((file, j) => {
       const row = Array.from(p.subarray(j * k, (j + 1) * k));
@@ -325,6 +407,10 @@ export async function predictImages(
       for (let c = 1; c < k; c++) if (row[c] > row[arg]) arg = c;
       out.push({ file, predicted: loaded.classes[arg], probs: row });
     });
+  }
+  if (opts.throughput) {
+    opts.throughput.total = throughput(out.length, (performance.now() - t0) / 1000);
+    opts.throughput.forward = throughput(out.length, forwardSeconds);
   }
   return out;
 }

@@ -6,7 +6,7 @@
  *   trainRun(makeTrainConfig({ recipe: 'cpu', data: 'synthetic' }))   a whole run, as `npm run train`
  *   fit({ model, train, val, config, runDir })                          the loop, on any EpochSource
  *   new Trainer(model, optimizer, opts).trainStep(batch, step)          one optimizer step
- *   loadRun('runs/x') → evaluateSplit / predictImages                   use trained weights
+ *   loadRun('runs/x') → prepareInference → evaluateSplit / predictImages  use trained weights (inference form)
  *   planMemory / planForRun                                             fit a step into the backend's memory
  */
 export * from './config';

@@ -26,6 +26,9 @@
  * the statistics of its micro-batch (and updates its running statistics once per micro-batch), not of the
  * whole batch, as in PyTorch with gradient accumulation.
  *
+ * Inference alone (evaluate, predict) holds no optimizer state: `planInferenceBatch` probes the eval forward
+ * pass the same way and picks the largest batch whose estimate stays under the limit.
+ *
  * `memoryError` turns a wasm trap anywhere in training or evaluation into one line that names the backend,
  * the step and the likely cause, and what to do.
  */
@@ -566,4 +569,76 @@ export function planForRun(
   }
   probe.sources = sources;
   return { ...planMemory(input), probe, input, probeSeconds: (Date.now() - t0) / 1000 };
+}
+
+/** Largest batch `planInferenceBatch` chooses: beyond it images/s no longer grows on a CPU backend. */
+export const MAX_INFERENCE_BATCH = 256;
+
+/**
+ * Heap estimate of one inference forward pass at batch m: the model (no optimizer state: nothing trains),
+ * the batch in use and the next, and the forward pass's peak.
+ */
+export function inferenceHeapEstimate(modelBytes: number, imageSize: number, line: LinearPeak, m: number): number {
+  const inputs = 2 * m * imageSize * imageSize * 3 * 4;
+  return HEAP_BASE_BYTES + HEAP_PER_TENSOR_BYTE * (modelBytes + inputs + peakAt(line, m));
+}
+
+export interface InferenceBatchPlan {
+  /** Images per forward pass. */
+  batch: number;
+  /** Heap estimate at that batch (NaN where the backend has no known limit). */
+  estimate: number;
+  limit: MemoryLimit;
+  /** One line for the log: what was chosen and why. */
+  reason: string;
+}
+
+/**
+ * The largest inference batch (≤ `max`, default MAX_INFERENCE_BATCH) whose forward pass fits the backend's
+ * memory, from an eval-mode probe of `model` at batch 1 and 2 at `imageSize` (the line of `probeForward`,
+ * as the training planner's). Backends without a known limit get `fallback`. A model that does not fit
+ * even one image is an error naming the estimate and the limit.
+ */
+export function planInferenceBatch(
+  model: ProbeModel,
+  imageSize: number,
+  backend: string,
+  opts: { max?: number; fallback?: number; memoryLimitMb?: number } = {},
+): InferenceBatchPlan {
+  const max = Math.max(1, opts.max ?? MAX_INFERENCE_BATCH);
+  const limit = backendMemoryLimit(backend, opts.memoryLimitMb ?? 0);
+  if (limit.bytes === null) {
+    const batch = Math.min(max, opts.fallback ?? 32);
+    return { batch, estimate: NaN, limit, reason: `batch ${batch} (${limit.what}: not probed)` };
+  }
+  const budget = limit.bytes * (1 - HEADROOM);
+  let line: LinearPeak;
+  try {
+    line = linearPeak(probeForward(model, imageSize, 1), probeForward(model, imageSize, 2));
+  } catch (e) {
+    throw memoryError(e, { backend, where: `the memory probe (inference at ${imageSize} px)` });
+  }
+  const modelBytes =
+    model.namedParameters().reduce((sum, [, p]) => sum + p.variable.size * 4, 0) +
+    model.namedBuffers().reduce((sum, [, b]) => sum + b.size * 4, 0);
+  const fits = (m: number) => inferenceHeapEstimate(modelBytes, imageSize, line, m) <= budget;
+  if (!fits(1)) {
+    throw new OutOfMemoryError(
+      `out of memory before inference: one ${imageSize}-px image needs ~${gib(inferenceHeapEstimate(modelBytes, imageSize, line, 1))}, ` +
+        `more than ${limit.what} less ${HEADROOM * 100} % headroom; use a smaller image size or another backend`,
+    );
+  }
+  // The estimate grows linearly in m: bisect for the largest batch that fits.
+  let [lo, hi] = [1, max];
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  const estimate = inferenceHeapEstimate(modelBytes, imageSize, line, lo);
+  const why =
+    lo === max
+      ? `the most asked for (${max})`
+      : `the largest under ${gib(budget)} (${limit.what} less ${HEADROOM * 100} % headroom)`;
+  return { batch: lo, estimate, limit, reason: `batch ${lo}: ${why}, estimated ${gib(estimate)}` };
 }

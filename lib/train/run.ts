@@ -22,6 +22,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { currentBackend, initBackend } from '../backend/index';
+import { type ThreadInfo, threadInfo } from '../backend/thread-info';
 import {
   checkTrainingSplits,
   openDataset,
@@ -93,6 +94,8 @@ export interface MachineInfo {
   node: string;
   tfjs: string;
   platform: string;
+  /** The threads the run computed with (backend kernels and the fused scan; lib/backend/thread-info.ts). */
+  threads: ThreadInfo;
 }
 
 export function machineInfo(): MachineInfo {
@@ -104,6 +107,7 @@ export function machineInfo(): MachineInfo {
     node: process.version,
     tfjs: tf.version.tfjs,
     platform: `${os.platform()} ${os.arch()}`,
+    threads: threadInfo(),
   };
 }
 

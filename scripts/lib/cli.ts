@@ -230,3 +230,15 @@ export function runMain(main: () => Promise<void>): void {
     process.exit(e instanceof CliError ? 2 : 1);
   });
 }
+
+/** --batch-size: 'auto' (0: planned by prepareInference) or a positive integer. */
+export function batchSizeFlag(raw: string): number {
+  if (raw === 'auto') return 0;
+  const n = Number(raw);
+  if (!(raw.trim() !== '' && Number.isInteger(n) && n > 0)) {
+    throw new CliError(
+      `flag --batch-size must be a positive integer, got ${raw} (or auto: the largest batch that fits)`,
+    );
+  }
+  return n;
+}

@@ -22,6 +22,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Conv2d, Dropout, Layer, LayerNorm, Linear, Sequential } from '../../nn/index';
 import type { ScanImpl } from '../../ops/selective-scan/index';
 import { Rng } from '../../util/random';
+import { foldedCopy } from '../inference';
 import { type ClassifierModel, type ModelForwardContext, tapStage } from '../contract';
 import { dropPathSchedule } from '../microscopic-mamba/config';
 import { initMicroscopicMamba } from '../microscopic-mamba/init';
@@ -62,6 +63,8 @@ export class PatchEmbed2D extends Layer {
 }
 
 export class MedMamba extends Layer implements ClassifierModel {
+  /** Set on the copy `fusedForInference` returns (BatchNorm folded: it must not be trained or folded again). */
+  isInferenceForm = false;
   readonly patch_embed: PatchEmbed2D;
   readonly layers: Sequential;
   readonly head: Linear;
@@ -142,5 +145,14 @@ export class MedMamba extends Layer implements ClassifierModel {
           `${this.config.patchSize} and ${this.config.depths.length - 1} PatchMerging layers halve it again; e.g. 32, 64, 224)`,
       );
     }
+  }
+
+  /**
+   * The inference form (lib/models/inference.ts): a NEW model in eval mode with each conv branch's
+   * Conv3×3 → BN pairs (conv33conv33conv11.1→2, .4→5) folded; the branch's first BN precedes a padded conv
+   * and the stem's norm is a LayerNorm: both stay. This model is unchanged.
+   */
+  fusedForInference(): MedMamba {
+    return foldedCopy(this, () => new MedMamba({ ...this.config, useCheckpoint: false }, this.name));
   }
 }

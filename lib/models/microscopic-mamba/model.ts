@@ -23,7 +23,8 @@ import { dropPathSchedule, MicroscopicMambaConfig, needsSquareInput } from './co
 import { initMicroscopicMamba } from './init';
 import { MIFA } from './mifa';
 import { SS2D } from './ss2d';
-import { buildStem, PatchMerging2D } from './stem';
+import { buildStem, Conv2dBN, PatchMerging2D } from './stem';
+import { childPairs, foldedCopy } from '../inference';
 
 /** One stage, official `VSSLayer` (L1040–1103): `blocks.0..` then an optional `downsample`. */
 export class VSSLayer extends Layer {
@@ -55,6 +56,8 @@ export class VSSLayer extends Layer {
 }
 
 export class MicroscopicMamba extends Layer implements ClassifierModel {
+  /** Set on the copy `fusedForInference` returns (BatchNorm folded: it must not be trained or folded again). */
+  isInferenceForm = false;
   readonly patch_embed: Sequential;
   readonly layers: Sequential;
   readonly head: Linear;
@@ -170,5 +173,19 @@ export class MicroscopicMamba extends Layer implements ClassifierModel {
           `fixPsffnTranspose: true (a different model).`,
       );
     }
+  }
+
+  /**
+   * The inference form (lib/models/inference.ts): a NEW model in eval mode with eval-mode BatchNorm folded
+   * into the conv before it — the stem's two `Conv2d_BN` (c → bn) and each conv branch's dw3×3 → BN,
+   * dw3×3 → BN and 1×1 → BN (Conv_branch.1→2, .4→5, .7→8). The branch's first BN precedes a padded conv
+   * and stays. This model is unchanged.
+   */
+  fusedForInference(): MicroscopicMamba {
+    return foldedCopy(
+      this,
+      () => new MicroscopicMamba({ ...this.config, useCheckpoint: false }, this.name),
+      (copy) => childPairs(copy, (m) => m instanceof Conv2dBN, ['c', 'bn']),
+    );
   }
 }

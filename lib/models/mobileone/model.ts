@@ -155,6 +155,9 @@ export class MobileOne extends Layer implements ClassifierModel {
    * equals this model's eval forward (≤ 1e-4); this model is left unchanged; dispose the result yourself.
    */
   reparameterize(): MobileOne {
+    if (this.isInferenceForm) {
+      throw new Error(`${this.name}.reparameterize: the model is already in its inference form (inferenceMode)`);
+    }
     const fused = new MobileOne({ ...this.config, inferenceMode: true }, this.name);
     const blocks = (model: MobileOne) => [
       model.stage0,
@@ -176,6 +179,11 @@ export class MobileOne extends Layer implements ClassifierModel {
     fused.linear.weight.assign(this.linear.weight);
     fused.linear.bias!.assign(this.linear.bias!);
     return fused.eval();
+  }
+
+  /** Built with `inferenceMode: true` (or returned by `reparameterize()`): one conv per block already. */
+  get isInferenceForm(): boolean {
+    return this.config.inferenceMode;
   }
 
   /** The contract's hook for the inference form: `reparameterize()`. */

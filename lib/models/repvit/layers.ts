@@ -19,8 +19,10 @@ import * as tf from '@tensorflow/tfjs';
 import {
   BatchNorm1d,
   BatchNorm2d,
+  bnScaleShift,
   constant,
   Conv2d,
+  convWithWeights,
   DropPath,
   ForwardContext,
   GELU,
@@ -28,6 +30,7 @@ import {
   Layer,
   Linear,
   ReLU,
+  scaleFilter,
   Sequential,
   truncNormal,
 } from '../../nn/index';
@@ -44,40 +47,6 @@ function isFusable(l: Layer): l is Layer & Fusable {
 
 /** Throwaway generator for the initial values of fused modules (overwritten at once). */
 const fuseInitRng = () => new Rng(0);
-
-/** Per-channel BN fold: scale = γ/√(running_var + eps), shift = β − running_mean·scale. */
-function bnScaleShift(bn: BatchNorm2d | BatchNorm1d): { scale: tf.Tensor1D; shift: tf.Tensor1D } {
-  return tf.tidy(() => {
-    const scale = tf.mul(bn.weight, tf.rsqrt(tf.add(bn.runningVar, bn.eps))) as tf.Tensor1D; // [C]
-    const shift = tf.sub(bn.bias, tf.mul(bn.runningMean, scale)) as tf.Tensor1D; // [C]
-    return { scale, shift };
-  });
-}
-
-/** Multiply a conv filter by a per-output-channel factor (dense [kh,kw,in,out]; depthwise [kh,kw,C,m]). */
-function scaleFilter(conv: Conv2d, filter: tf.Tensor, perOut: tf.Tensor1D): tf.Tensor {
-  return tf.tidy(() => {
-    if (!conv.depthwise) return tf.mul(filter, perOut); // broadcast over the last axis (out)
-    const [, , c, m] = filter.shape;
-    return tf.mul(filter, perOut.reshape([c, m])); // output channel c·m + j (PyTorch order)
-  });
-}
-
-/** A new Conv2d like `like` (stride, padding, groups) with bias, holding `weight` and `bias`. */
-function convWith(like: Conv2d, weight: tf.Tensor, bias: tf.Tensor): Conv2d {
-  const conv = new Conv2d(like.inChannels, like.outChannels, like.kernelSize, {
-    stride: like.stride,
-    padding: like.padding,
-    groups: like.groups,
-    bias: true,
-    rng: fuseInitRng(),
-  });
-  conv.weight.assign(weight);
-  conv.bias!.assign(bias);
-  weight.dispose();
-  bias.dispose();
-  return conv;
-}
 
 /** The inference form of any layer RepViT is built from (fusable ones fused, parameter-free ones copied). */
 export function fuseLayer(layer: Layer): Layer {
@@ -125,7 +94,7 @@ export class Conv2dBN extends Layer implements Fusable {
   /** L42–55: W·scale, bias = shift. */
   fuse(): Conv2d {
     const { weight, bias } = this.fusedWeights();
-    return convWith(this.c, weight, bias);
+    return convWithWeights(this.c, weight, bias);
   }
 
   /** The folded filter (tfjs layout) and bias. */
@@ -180,7 +149,7 @@ export class RepVGGDW extends Layer implements Fusable {
         bias: tf.add(this.bn.bias, tf.mul(innerBias, scale)),
       };
     });
-    return convWith(this.conv.c, weight, bias);
+    return convWithWeights(this.conv.c, weight, bias);
   }
 }
 

@@ -199,8 +199,12 @@ export class RepViT extends Layer implements ClassifierModel {
    * The inference form: a NEW RepViT in eval mode with every BN folded (see the file header); its
    * eval-mode logits equal this model's. This model is unchanged; the caller disposes the result.
    */
+  get isInferenceForm(): boolean {
+    return this.fused || this.classifier instanceof Linear;
+  }
+
   fusedForInference(): RepViT {
-    if (this.fused || this.classifier instanceof Linear) {
+    if (this.isInferenceForm || this.classifier instanceof Linear) {
       throw new Error(`${this.name}.fusedForInference: the model is already in its fused inference form`);
     }
     const features = fuseLayer(this.features) as Sequential;

@@ -41,6 +41,7 @@ import {
 import { Rng } from '../../util/random';
 import { type ClassifierModel, type ModelForwardContext, tapStage } from '../contract';
 import { checkImageInput } from '../cnn-input';
+import { childPairs, foldedCopy } from '../inference';
 
 export type ResNetStem = 'imagenet' | 'cifar';
 
@@ -95,6 +96,8 @@ export class BasicBlock extends Layer {
 }
 
 export class ResNet extends Layer implements ClassifierModel {
+  /** Set on the copy `fusedForInference` returns (BatchNorm folded: it must not be trained or folded again). */
+  isInferenceForm = false;
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;
   readonly relu: ReLU;
@@ -186,5 +189,21 @@ export class ResNet extends Layer implements ClassifierModel {
   checkInput(shape: number[], dtype = 'float32'): void {
     const stride = this.config.stem === 'cifar' ? 8 : 32;
     checkImageInput(`${this.name}.forward`, shape, dtype, stride, `the net's total stride is ${stride}`);
+  }
+
+  /**
+   * The inference form (lib/models/inference.ts): a NEW ResNet in eval mode with every BatchNorm folded
+   * into the conv before it (conv1 → bn1, each block's conv1 → bn1 and conv2 → bn2, downsample.0 → .1);
+   * in its state dict those BatchNorms are gone and the convs have biases. This model is unchanged.
+   */
+  fusedForInference(): ResNet {
+    return foldedCopy(
+      this,
+      () => new ResNet(this.config, this.name),
+      (copy) => [
+        ['conv1', 'bn1'],
+        ...childPairs(copy, (m) => m instanceof BasicBlock, ['conv1', 'bn1'], ['conv2', 'bn2']),
+      ],
+    );
   }
 }

@@ -20,6 +20,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Dropout } from '../../nn/dropout';
 import { BatchNorm2d, Conv2d, Layer, Linear, ReLU, Sequential } from '../../nn/index';
 import { Rng } from '../../util/random';
+import { childPairs, foldedCopy } from '../inference';
 import { type ClassifierModel, type ModelForwardContext, tapStage } from '../contract';
 import { ConvEncoder, Embedding, SwiftFormerEncoder, truncNormalInit } from './layers';
 
@@ -45,6 +46,8 @@ const MLP_RATIO = 4;
 const LAYER_SCALE_INIT = 1e-5;
 
 export class SwiftFormer extends Layer implements ClassifierModel {
+  /** Set on the copy `fusedForInference` returns (BatchNorm folded: it must not be trained or folded again). */
+  isInferenceForm = false;
   readonly patch_embed: Sequential;
   readonly network: Sequential;
   readonly norm: BatchNorm2d;
@@ -143,5 +146,22 @@ export class SwiftFormer extends Layer implements ClassifierModel {
       throw new Error(`${where}: expected 3 input channels (RGB, NHWC), got ${shape[3]} in shape [${shape}]`);
     if (dtype !== 'float32') throw new Error(`${where}: expected float32 input, got ${dtype}`);
     if (shape[1] < 1 || shape[2] < 1) throw new Error(`${where}: empty input ${shape[1]}×${shape[2]}`);
+  }
+
+  /**
+   * The inference form (lib/models/inference.ts): a NEW model in eval mode with BatchNorm folded into the
+   * conv before it — the stem's two conv → BN, each Embedding's proj → norm, each ConvEncoder's (and local
+   * representation's) dwconv → norm. The Mlp's norm1 comes before its conv and the final norm after a
+   * residual add: both stay. This model is unchanged.
+   */
+  fusedForInference(): SwiftFormer {
+    return foldedCopy(
+      this,
+      () => new SwiftFormer(this.config, this.name),
+      (copy) => [
+        ...childPairs(copy, (m) => m instanceof Embedding, ['proj', 'norm']),
+        ...childPairs(copy, (m) => m instanceof ConvEncoder, ['dwconv', 'norm']),
+      ],
+    );
   }
 }
