@@ -49,6 +49,8 @@ export interface CellRecord {
   };
   training: { status: string; epochs: number; steps: number; trainSeconds: number; wallSeconds: number };
   machine: { cpu: string; cores: number; backend: string };
+  /** The kit's git commit the cell trained with (cells written before it was recorded lack it). */
+  code?: { commit: string; dirty: boolean };
   dataset: { name: string; synthetic: boolean; counts: Record<string, number[]> };
 }
 
@@ -148,6 +150,7 @@ export function collectCell(study: Study, cell: Cell): CellRecord {
       wallSeconds: f.summary.wallSeconds,
     },
     machine: { cpu: f.run.machine.cpu, cores: f.run.machine.cores, backend: f.run.backend },
+    ...(f.run.code ? { code: f.run.code } : {}),
     dataset: { name: f.run.dataset.name, synthetic: f.run.dataset.synthetic, counts: f.run.dataset.counts },
   };
 }

@@ -16,6 +16,7 @@
  *   summary.json     status, wall time, images/s, load average (not reproducible)
  *   report.html      curves, confusion matrix, ROC, tables
  */
+import { spawnSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -30,6 +31,7 @@ import {
   type DatasetSpec,
   type DataLoader,
   type PreparedDataset,
+  repoRoot,
 } from '../data/index';
 import type { AugmentConfig } from '../data/index';
 import { classificationReport, type ClassificationReport } from '../metrics/index';
@@ -85,6 +87,23 @@ export interface RunInfo {
   };
   backend: string;
   machine: MachineInfo;
+  /** The kit's code the run trained with (git commit of the checkout; absent outside a git checkout). */
+  code?: CodeVersion;
+}
+
+export interface CodeVersion {
+  commit: string;
+  /** Tracked files differed from that commit (results may not be reproducible from it alone). */
+  dirty: boolean;
+}
+
+/** The git commit of the kit's checkout, or undefined where git or the checkout's .git is missing. */
+export function codeVersion(root = repoRoot()): CodeVersion | undefined {
+  const git = (...args: string[]) => spawnSync('git', ['-C', root, ...args], { encoding: 'utf8', timeout: 10_000 });
+  const head = git('rev-parse', 'HEAD');
+  if (head.status !== 0) return undefined;
+  const status = git('status', '--porcelain', '--untracked-files=no');
+  return { commit: head.stdout.trim(), dirty: status.status !== 0 || status.stdout.trim() !== '' };
 }
 
 export interface MachineInfo {
@@ -529,6 +548,7 @@ async function trainRunLocked(
       },
       backend: backend.name,
       machine: machineInfo(),
+      code: codeVersion(),
     };
     atomicWriteJson(path.join(runDir, 'run.json'), runInfo);
     log(
