@@ -5,7 +5,8 @@
  *   - the y axis is reversed (row 0 at the top, as images) and locked to the x scale;
  *   - a shared colour range shows one colour bar; per-panel ranges show none;
  *   - boxes become rectangle shapes on the panel's axes; titles and row labels become annotations;
- *   - an image given as a data URI spans its stated size; `smooth` interpolates; map values keep 4 digits.
+ *   - an image given as a data URI spans its stated size; `smooth` interpolates; map values keep 4 digits;
+ *   - a long title widens the figure (its longest line, tags stripped), a short one does not.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -111,4 +112,13 @@ test('overlayGrid: images as data URIs, smoothing and rounding', () => {
     [0, 0.1235],
   ]);
   assert.equal(map.dx, 16);
+});
+
+test('overlayGrid: the figure is wide enough for its title', () => {
+  const panels = [[{ heat: heat(2, 2) }]];
+  const narrow = overlayGrid(panels, { title: 'short' }).layout!.width as number;
+  assert.equal(narrow, 20 + 20 + 150 + 12, 'one panel and the margins');
+  const long = 'x'.repeat(100);
+  const wide = overlayGrid(panels, { title: `${long}<br><sup>${'y'.repeat(50)}</sup>` }).layout!.width as number;
+  assert.equal(wide, 8 * 100 + 40);
 });

@@ -67,7 +67,9 @@ export function overlayGrid(panels: Array<Array<OverlayPanel | undefined>>, opts
   const right = shared ? 90 : 20;
   const top = opts.title ? 70 : 40;
   const rowPx = px + 28; // the panel and its title
-  const width = left + right + cols * (px + 12);
+  // Wide enough for the title's longest line (about 8 px per character at plotly's default title size).
+  const titleChars = Math.max(0, ...(opts.title ?? '').split('<br>').map((l) => l.replace(/<[^>]+>/g, '').length));
+  const width = Math.max(left + right + cols * (px + 12), 8 * titleChars + 40);
   const height = top + 20 + rows * rowPx;
   const gap = 12 / (cols * (px + 12));
   const data: Trace[] = [];
