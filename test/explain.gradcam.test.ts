@@ -13,7 +13,19 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
-import { gradCam, mifaGateMaps, scanDirectionMaps, scanDirectionOutputs, tokenGrid } from '../lib/explain/index';
+import {
+  boxMean,
+  boxOnGrid,
+  explainableMaps,
+  gradCam,
+  mifaGateMaps,
+  mirrorBox,
+  occlusionResponse,
+  scanDirectionMaps,
+  scanDirectionOutputs,
+  stageMap,
+  tokenGrid,
+} from '../lib/explain/index';
 import type { ClassifierModel, ModelForwardContext } from '../lib/models/contract';
 import { tapStage } from '../lib/models/contract';
 import { createModel, listModels } from '../lib/models/index';
@@ -307,3 +319,127 @@ for (const name of ['resnet18', 'vit-tiny']) {
     },
   );
 }
+
+test('explainableMaps / stageMap: Microscopic-Mamba also offers each stage before its PatchMerging', () => {
+  const x = images();
+  const model = createModel('microscopic-mamba-t', { numClasses: 2, seed: 0 });
+  const maps = explainableMaps(model);
+  assert.deepEqual(maps, [
+    'stem',
+    'layers.0.blocks',
+    'layers.0',
+    'layers.1.blocks',
+    'layers.1',
+    'layers.2.blocks',
+    'layers.2',
+    'layers.3.blocks',
+    'layers.3',
+  ]);
+  const before = tf.memory().numTensors;
+  const sides = maps.map((name) => {
+    const a = stageMap(model, x, name);
+    const side = a.shape[1];
+    a.dispose();
+    return side;
+  });
+  assert.deepEqual(sides, [8, 8, 4, 4, 2, 2, 1, 1, 1], 'at 32 px');
+  // The blocks' output of the last stage (no PatchMerging) is the stage output itself.
+  const [a, b] = [stageMap(model, x, 'layers.3.blocks'), stageMap(model, x, 'layers.3')];
+  assert.deepEqual(Array.from(a.dataSync()), Array.from(b.dataSync()));
+  tf.dispose([a, b]);
+  assert.equal(tf.memory().numTensors, before, 'stageMap leaks no tensors');
+  assert.throws(
+    () => stageMap(model, x, 'layers.9.blocks'),
+    /stageMap: unknown stage 'layers\.9\.blocks'.*layers\.0\.blocks/,
+  );
+  assert.deepEqual(explainableMaps(new TinyModel()), ['features']);
+  model.dispose();
+  x.dispose();
+});
+
+test('Grad-CAM at layers.0.blocks (8×8 at 32 px): the map before PatchMerging, warned only with the transpose', () => {
+  const x = images();
+  for (const fix of [false, true]) {
+    const model = createModel('microscopic-mamba-t', { numClasses: 2, seed: 0, fixPsffnTranspose: fix });
+    const before = tf.memory().numTensors;
+    const r = gradCam(model, x, { stage: 'layers.0.blocks', classIndex: 1 });
+    assert.deepEqual(r.map.shape, [2, 8, 8]);
+    assert.deepEqual(r.cam.shape, [2, 32, 32]);
+    assert.ok(r.cam.dataSync().every((v) => Number.isFinite(v) && v >= 0 && v <= 1 + 1e-6));
+    assert.ok(Math.max(...r.cam.dataSync()) > 0, 'some position raises the class score');
+    assert.equal(r.warnings.filter((w) => /fixPsffnTranspose: false/.test(w)).length, fix ? 0 : 1, r.warnings.join());
+    // The map explained is the stage's blocks' output, before PatchMerging halves it to 4×4.
+    const A = stageMap(model, x, 'layers.0.blocks');
+    assert.deepEqual(A.shape, [2, 8, 8, 96]);
+    tf.dispose([r.map, r.cam, A]);
+    assert.equal(tf.memory().numTensors, before, 'no leak');
+    model.dispose();
+  }
+  x.dispose();
+});
+
+test('occlusionResponse on a pointwise model is exactly the box (and boxOnGrid / mirrorBox map it)', () => {
+  const model = new TinyModel();
+  const x = patches();
+  const before = tf.memory().numTensors;
+  const box = { top: 5, left: 1, height: 2, width: 2 }; // the red patch
+  const r = occlusionResponse(model, x, { map: 'features', box });
+  assert.deepEqual(r.response.shape, [1, 8, 8]);
+  const resp = r.response.dataSync();
+  const expected = Math.sqrt((1 + 0.05 ** 2) / 2);
+  for (let i = 0; i < 64; i++) {
+    const [row, col] = [Math.floor(i / 8), i % 8];
+    const inside = row >= 5 && row <= 6 && col >= 1 && col <= 2;
+    // red 1 → 0 and green 0.05 → 0: RMS over the 2 channels = sqrt((1 + 0.05²) / 2); outside, nothing changes
+    assert.ok(Math.abs(resp[i] - (inside ? expected : 0)) < 1e-6, `response[${row}, ${col}] = ${resp[i]}`);
+  }
+  assert.deepEqual(r.boxOnMap, box);
+  assert.deepEqual(r.mirrorOnMap, { top: 1, left: 5, height: 2, width: 2 });
+  assert.ok(Math.abs(boxMean(r.response, r.boxOnMap)[0] - expected) < 1e-6);
+  r.response.dispose();
+  assert.equal(tf.memory().numTensors, before, 'occlusionResponse leaks no tensors');
+  assert.deepEqual(mirrorBox({ top: 0, left: 16, height: 8, width: 4 }), { top: 16, left: 0, height: 4, width: 8 });
+  assert.deepEqual(boxOnGrid({ top: 0, left: 16, height: 8, width: 8 }, 32, 32, 8, 8), {
+    top: 0,
+    left: 4,
+    height: 2,
+    width: 2,
+  });
+  assert.deepEqual(boxOnGrid({ top: 3, left: 3, height: 1, width: 1 }, 32, 32, 4, 4), {
+    top: 0,
+    left: 0,
+    height: 1,
+    width: 1,
+  });
+  assert.throws(
+    () => occlusionResponse(model, x, { map: 'features', box: { top: 6, left: 0, height: 4, width: 1 } }),
+    /not inside the 8×8 input/,
+  );
+  x.dispose();
+});
+
+test('occlusionResponse: the H/W transpose puts an echo at the mirror box that the same weights without it lack', () => {
+  // Same seed, same parameters; only fixPsffnTranspose differs. A box in the upper right, off the diagonal.
+  const x = images(2);
+  const box = { top: 0, left: 20, height: 8, width: 8 };
+  const echo = (fix: boolean) => {
+    const model = createModel('microscopic-mamba-t', { numClasses: 2, seed: 0, fixPsffnTranspose: fix });
+    const r = occlusionResponse(model, x, { map: 'layers.0.blocks', box });
+    assert.deepEqual(r.boxOnMap, { top: 0, left: 5, height: 2, width: 2 });
+    assert.deepEqual(r.mirrorOnMap, { top: 5, left: 0, height: 2, width: 2 });
+    const direct = boxMean(r.response, r.boxOnMap);
+    const mirror = boxMean(r.response, r.mirrorOnMap);
+    r.response.dispose();
+    model.dispose();
+    return direct.map((d, i) => mirror[i] / d);
+  };
+  const faithful = echo(false);
+  const fixed = echo(true);
+  faithful.forEach((f, i) =>
+    assert.ok(
+      f > 1.5 * fixed[i],
+      `image ${i}: echo/direct ${f.toFixed(4)} with the transpose, ${fixed[i].toFixed(4)} without`,
+    ),
+  );
+  x.dispose();
+});

@@ -12,6 +12,12 @@
  * shape; `tf.variableGrads` of the class score with respect to the probe is ∂y_c/∂A (the forward pass is
  * unchanged since the probe is zero). A first pass stops at the stage (the tap throws) to learn A's shape.
  *
+ * Which maps: every model's `stageNames` (each stage's output), and for Microscopic-Mamba also each stage's
+ * map before its PatchMerging, `layers.<i>.blocks` (its inner tap, lib/models/microscopic-mamba/taps.ts):
+ * `explainableMaps(model)` lists them in forward order. That matters at small inputs: at 32 px the stage
+ * outputs are 8×8 (stem), 4×4, 2×2, 1×1, 1×1, and a 1×1 map says nothing about where; `layers.0.blocks` is
+ * the last map at 8×8, the resolution of the first stage's scans.
+ *
  * ViT stages are tokens [b, T, D]: the prefix tokens (class / distillation) are dropped and the rest reshaped to
  * the patch grid, whose aspect follows the input's.
  *
@@ -20,11 +26,12 @@
  * columns: the result carries a warning saying so (build with `fixPsffnTranspose: true` for aligned maps).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { ClassifierModel, ModelForwardContext } from '../models/contract';
+import type { ClassifierModel } from '../models/contract';
 import { MicroscopicMamba } from '../models/microscopic-mamba/model';
+import type { InnerTapContext } from '../models/microscopic-mamba/taps';
 
 export interface GradCamOptions {
-  /** Stage to explain (one of `model.stageNames`; default: the last one, the map the head pools). */
+  /** Map to explain (one of `explainableMaps(model)`; default: the last stage, the map the head pools). */
   stage?: string;
   /** Class to explain, one for all images or one per image (default: each image's predicted class). */
   classIndex?: number | number[];
@@ -48,7 +55,10 @@ export interface GradCamResult {
 
 /** Thrown by the shape pass's tap to stop the forward pass at the stage. */
 class StopAtStage {
-  constructor(readonly shape: number[]) {}
+  constructor(
+    readonly shape: number[],
+    readonly map?: tf.Tensor,
+  ) {}
 }
 
 /**
@@ -77,38 +87,82 @@ export function alignmentWarnings(model: ClassifierModel, stage: string): string
     return [
       `${stage}: this Microscopic-Mamba has the official PSFFN H/W transpose (docs/architecture.md §Quirks Q1, ` +
         'fixPsffnTranspose: false): every SS2D adds its output with rows and columns swapped, so maps after the ' +
-        'stem mix the image and its transpose and do not line up with the input (a model built with ' +
-        'fixPsffnTranspose: true does)',
+        'stem mix each position (r, c) with its mirror (c, r) and do not exactly line up with the input ' +
+        '(occlusionResponse measures the echo; a model built with fixPsffnTranspose: true has none)',
     ];
   }
   return [];
 }
 
+/**
+ * The maps `gradCam` and `stageMap` can explain, in forward order: the model's `stageNames`, and for
+ * Microscopic-Mamba each stage's map before its PatchMerging (`layers.<i>.blocks`, just before `layers.<i>`).
+ */
+export function explainableMaps(model: ClassifierModel): string[] {
+  if (!(model instanceof MicroscopicMamba)) return [...model.stageNames];
+  return model.stageNames.flatMap((s) => (s === 'stem' ? [s] : [`${s}.blocks`, s]));
+}
+
+/**
+ * A forward context whose stage tap and inner tap both call `fn` for the map `name` (and pass every other
+ * map through unchanged).
+ */
+function mapContext(name: string, fn: (t: tf.Tensor) => tf.Tensor): InnerTapContext {
+  const tap = (s: string, t: tf.Tensor) => (s === name ? fn(t) : t);
+  return { training: false, tap, tapInner: tap };
+}
+
+function checkMapName(model: ClassifierModel, name: string, where: string): void {
+  const maps = explainableMaps(model);
+  if (!maps.includes(name)) throw new Error(`${where}: unknown stage '${name}'; this model's maps: ${maps.join(', ')}`);
+}
+
+/**
+ * The map `name` (one of `explainableMaps(model)`) for the batch `x` [b, H, W, 3], in inference mode; the
+ * forward pass stops there. [b, h, w, C] (or ViT tokens [b, T, D]). The caller disposes it.
+ */
+export function stageMap(model: ClassifierModel, x: tf.Tensor4D, name: string): tf.Tensor {
+  checkMapName(model, name, 'stageMap');
+  model.checkInput(x.shape, x.dtype);
+  try {
+    tf.dispose(
+      model.forward(
+        x,
+        mapContext(name, (t) => {
+          throw new StopAtStage(t.shape, tf.keep(t.clone()));
+        }),
+      ),
+    );
+  } catch (e) {
+    if (e instanceof StopAtStage) return e.map!;
+    throw e;
+  }
+  throw new Error(`stageMap: the model never passed '${name}' to its tap`);
+}
+
 /** Grad-CAM of `model` on the batch `x` [b, H, W, 3] (inference mode: BatchNorm running stats, no DropPath). */
 export function gradCam(model: ClassifierModel, x: tf.Tensor4D, opts: GradCamOptions = {}): GradCamResult {
   const stage = opts.stage ?? model.stageNames[model.stageNames.length - 1];
-  if (!model.stageNames.includes(stage)) {
-    throw new Error(`gradCam: unknown stage '${stage}'; this model's stages: ${model.stageNames.join(', ')}`);
-  }
+  checkMapName(model, stage, 'gradCam');
   model.checkInput(x.shape, x.dtype);
   const [b, H, W] = x.shape;
 
   // 1. The stage's shape: run until the tap sees it.
   let shape: number[] | undefined;
   try {
-    const stopCtx: ModelForwardContext = {
-      training: false,
-      tap: (s, t) => {
-        if (s === stage) throw new StopAtStage(t.shape);
-        return t;
-      },
-    };
-    tf.dispose(model.forward(x, stopCtx));
+    tf.dispose(
+      model.forward(
+        x,
+        mapContext(stage, (t) => {
+          throw new StopAtStage(t.shape);
+        }),
+      ),
+    );
   } catch (e) {
     if (!(e instanceof StopAtStage)) throw e;
     shape = e.shape;
   }
-  if (!shape) throw new Error(`gradCam: the model never passed stage '${stage}' to tapStage`);
+  if (!shape) throw new Error(`gradCam: the model never passed stage '${stage}' to its tap`);
   if (shape.length !== 4 && shape.length !== 3) {
     throw new Error(`gradCam: stage '${stage}' is [${shape}]; expected NHWC [b, h, w, C] or tokens [b, T, D]`);
   }
@@ -121,14 +175,10 @@ export function gradCam(model: ClassifierModel, x: tf.Tensor4D, opts: GradCamOpt
   let classIndex: number[] = [];
   try {
     const { value, grads } = tf.variableGrads(() => {
-      const ctx: ModelForwardContext = {
-        training: false,
-        tap: (s, t) => {
-          if (s !== stage) return t;
-          activation = tf.keep(t);
-          return tf.add(t, probe);
-        },
-      };
+      const ctx = mapContext(stage, (t) => {
+        activation = tf.keep(t);
+        return tf.add(t, probe);
+      });
       const out = model.forward(x, ctx); // [b, K]
       logits = tf.keep(out);
       classIndex = resolveClasses(opts.classIndex, out, b);

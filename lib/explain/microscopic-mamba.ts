@@ -47,8 +47,9 @@ export function transposeWarnings(model: MicroscopicMamba): string[] {
   return [
     'this Microscopic-Mamba has the official PSFFN H/W transpose (docs/architecture.md §Quirks Q1, ' +
       'fixPsffnTranspose: false): every SS2D adds its output with rows and columns swapped, so every map here ' +
-      'except the scan input of layers.0.blocks.0 mixes the image with its transpose and does not line up with ' +
-      'the input (a model built with fixPsffnTranspose: true does)',
+      'except the scan input of layers.0.blocks.0 mixes each position (r, c) with its mirror (c, r) and does not ' +
+      'exactly line up with the input (occlusionResponse measures the echo; a model built with ' +
+      'fixPsffnTranspose: true has none)',
   ];
 }
 

@@ -25,11 +25,14 @@ import { MIFA } from './mifa';
 import { SS2D } from './ss2d';
 import { buildStem, Conv2dBN, PatchMerging2D } from './stem';
 import { childPairs, foldedCopy } from '../inference';
+import { innerTap, type InnerTapContext } from './taps';
 
 /** One stage, official `VSSLayer` (L1040–1103): `blocks.0..` then an optional `downsample`. */
 export class VSSLayer extends Layer {
   readonly blocks: Sequential;
   readonly downsample?: PatchMerging2D;
+  /** Its state-dict path (set by the model): `ctx.tapInner` sees the blocks' output as `<tapName>.blocks`. */
+  tapName = 'VSSLayer';
 
   constructor(
     blocks: Layer[], // MicroscopicMambaBlock here; medmamba/ reuses the stage with its own blocks
@@ -50,6 +53,7 @@ export class VSSLayer extends Layer {
         // Official L1093–1097: `x = checkpoint.checkpoint(blk, x)` when use_checkpoint.
         y = this.useCheckpoint && training ? checkpoint(block, y, { training, rng: ctx?.rng }) : block.forward(y, ctx);
       }
+      y = innerTap(ctx as InnerTapContext | undefined, `${this.tapName}.blocks`, y); // the stage's map before PatchMerging
       return this.downsample ? this.downsample.forward(y) : y; // [b, h/2, w/2, 2C] or [b, h, w, C]
     });
   }
@@ -103,7 +107,8 @@ export class MicroscopicMamba extends Layer implements ClassifierModel {
     this.head = this.addModule('head', new Linear(cfg.dims[cfg.dims.length - 1], cfg.numClasses, { rng }));
     initMicroscopicMamba(this, rng);
     // Inner taps (./taps.ts) are named by the module's state-dict path.
-    for (const [name, m] of this.namedModules()) if (m instanceof MIFA || m instanceof SS2D) m.tapName = name;
+    for (const [name, m] of this.namedModules())
+      if (m instanceof MIFA || m instanceof SS2D || m instanceof VSSLayer) m.tapName = name;
   }
 
   /** Stage names passed to `tapStage`: the stem, then each stage's output (after its PatchMerging). */

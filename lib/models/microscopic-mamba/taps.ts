@@ -6,6 +6,7 @@
  *   layers.<i>.blocks.<j>.MIFA.gate_local                 M_l = sigmoid(ReLU(W(l)))   [b, h, w, c]
  *   layers.<i>.blocks.<j>.MIFA.gate_global                M_g = sigmoid(GELU(W(g)))   [b, h, w, c]
  *   layers.<i>.blocks.<j>.pvm_layer.mamba.scan_input      xc, the cross-scan's input  [b·G, h, w, e]  (G PVM groups on the batch axis)
+ *   layers.<i>.blocks                                     stage i's blocks' output, before its PatchMerging  [b, h, w, C]
  *
  * Without `tapInner` nothing changes (the default): the forward pass is the same tensors as before.
  */
