@@ -27,6 +27,9 @@ const NOTEBOOKS = [
   '03_psffn.ipynb',
   '04_mifa.ipynb',
   '05_train_microscopic_mamba.ipynb',
+  '06_ablations.ipynb',
+  '07_accuracy_vs_parameters.ipynb',
+  '08_where_the_model_looks.ipynb',
 ];
 /** Committed notebooks link plotly.js (MSM_PLOTLY=link); one inlined copy alone is ~10 MB. */
 const MAX_BYTES = 4 * 2 ** 20;
