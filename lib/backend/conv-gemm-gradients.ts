@@ -28,9 +28,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { compileOptimized, WA, type WasmMemory, type WasmModule } from '../util/wasm-api';
 import {
-  assembleModule,
   type Expr,
   f32,
   f32add,
@@ -49,6 +47,7 @@ import {
   vload,
   vzero,
 } from '../util/wasm-asm';
+import { heapModule } from './heap-module';
 import { heapKernels } from './wasm-heap-kernels';
 
 // ---- kernels -----------------------------------------------------------------------------------
@@ -59,7 +58,11 @@ import { heapKernels } from './wasm-heap-kernels';
  * inside x, else `padded(cols)`; cols = &cols[(n, y, x), (i, j, 0)] advances by c floats per tap.
  * Parameters: x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl.
  */
-function patchWalk(name: string, valid: (f: Fn, src: Local, dst: Local, c: Local) => void, padded?: (f: Fn, dst: Local, c: Local) => void): Fn {
+function patchWalk(
+  name: string,
+  valid: (f: Fn, src: Local, dst: Local, c: Local) => void,
+  padded?: (f: Fn, dst: Local, c: Local) => void,
+): Fn {
   const f = new Fn(name, Array<ValType>(14).fill('i32'));
   const [x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl] = f.params;
   const [n, y, xo, i, j, r, col, src, dst, rowBase] = Array.from({ length: 10 }, () => f.local('i32'));
@@ -76,7 +79,10 @@ function patchWalk(name: string, valid: (f: Fn, src: Local, dst: Local, c: Local
             f.if(
               i32and(i32ltU(get(r), get(h)), i32ltU(get(col), get(w))), // 0 ≤ r < h, 0 ≤ col < w (unsigned)
               () => {
-                f.set(src, i32add(get(x), i32mul(i32mul(i32add(i32mul(get(rowBase), get(w)), get(col)), get(c)), i32(4))));
+                f.set(
+                  src,
+                  i32add(get(x), i32mul(i32mul(i32add(i32mul(get(rowBase), get(w)), get(col)), get(c)), i32(4))),
+                );
                 valid(f, src, dst, c);
               },
               padded ? () => padded(f, dst, c) : undefined,
@@ -131,7 +137,8 @@ function buildCol2im(): Fn {
       f,
       c,
       (o) => f.storeV128(i32add(get(dxAt), o), 0, vadd(vload(i32add(get(dxAt), o)), vload(i32add(get(colsAt), o)))),
-      (o) => f.storeF32(i32add(get(dxAt), o), 0, f32add(loadF32(i32add(get(dxAt), o)), loadF32(i32add(get(colsAt), o)))),
+      (o) =>
+        f.storeF32(i32add(get(dxAt), o), 0, f32add(loadF32(i32add(get(dxAt), o)), loadF32(i32add(get(colsAt), o)))),
     ),
   );
 }
@@ -139,37 +146,9 @@ function buildCol2im(): Fn {
 // ---- module on the backend's heap --------------------------------------------------------------
 
 type Walk = (x: number, cols: number, ...dims: number[]) => void;
-interface PatchExports {
-  im2col: Walk;
-  col2im: Walk;
-}
 
-let compiled: { shared: boolean; module: WasmModule } | undefined;
-let unavailable = false;
-const instances = new WeakMap<WasmMemory, PatchExports>();
-
-/** im2col / col2im bound to this backend's memory (shared or not), or undefined where it is not reachable. */
-function patchKernels(backend: BackendWasm): PatchExports | undefined {
-  const memory = (backend.wasm as unknown as { asm?: { memory?: WasmMemory } }).asm?.memory;
-  if (unavailable || !(memory instanceof WA.Memory)) return undefined;
-  let ex = instances.get(memory);
-  if (!ex) {
-    try {
-      // A threaded build's memory is shared: the import must say so (with a maximum) to link.
-      const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
-      if (compiled?.shared !== shared) {
-        const mem = shared ? { initial: 1, maximum: 65536, shared } : { initial: 1, shared };
-        compiled = { shared, module: compileOptimized(assembleModule([buildIm2col(), buildCol2im()], mem)) };
-      }
-      ex = new WA.Instance(compiled.module, { env: { mem: memory } }).exports as unknown as PatchExports;
-    } catch {
-      unavailable = true; // e.g. no wasm SIMD: the composites keep working
-      return undefined;
-    }
-    instances.set(memory, ex);
-  }
-  return ex;
-}
+/** im2col / col2im bound to the backend's memory (undefined where it is not reachable). */
+const patchKernels = heapModule<{ im2col: Walk; col2im: Walk }>(() => [buildIm2col(), buildCol2im()]);
 
 // ---- kernels for tfjs ------------------------------------------------------------------------------
 
@@ -241,7 +220,9 @@ type Attrs = Record<string, unknown>;
 
 /** What both kernels need to run here rather than in `fallback`. */
 function eligible(attrs: Attrs, ...ts: tf.TensorInfo[]): boolean {
-  return !useComposite() && attrs.dataFormat !== 'NCHW' && ts.every((t) => t.dtype === 'float32' && t.shape.length === 4);
+  return (
+    !useComposite() && attrs.dataFormat !== 'NCHW' && ts.every((t) => t.dtype === 'float32' && t.shape.length === 4)
+  );
 }
 
 /** Conv2DBackpropFilter: dW [kh, kw, ci, co] = colsᵀ · dy. */
@@ -306,7 +287,18 @@ export function conv2dInputGradKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     const pointwise = isPointwise(g);
     const dcols = pointwise ? dx : backend.makeOutput([rows, patch], 'float32'); // [R, P]
     const run = Math.min(GEMM_KC, g.co) * patch * 4 <= GEMM_B_BLOCK_CACHED ? gemm.gemm_m : gemm.gemm_n;
-    run(offsetOf(backend, dy), offsetOf(backend, wT), offsetOf(backend, dcols), rows, patch, g.co, g.co, 1, patch, GEMM_KC);
+    run(
+      offsetOf(backend, dy),
+      offsetOf(backend, wT),
+      offsetOf(backend, dcols),
+      rows,
+      patch,
+      g.co,
+      g.co,
+      1,
+      patch,
+      GEMM_KC,
+    );
     backend.disposeData(wT.dataId);
     if (!pointwise) {
       (backend.typedArrayFromHeap(dx) as Float32Array).fill(0); // views after the last makeOutput
