@@ -43,7 +43,7 @@ import {
   vsub,
   vzero,
 } from '../util/wasm-asm';
-import { heapModule } from './heap-module';
+import { cnnKernelsOff, heapModule } from './heap-module';
 
 // ---- kernels -----------------------------------------------------------------------------------
 
@@ -256,10 +256,10 @@ export function registerBatchNormKernels(): void {
 
 /**
  * True when the fused kernels run on the active backend (wasm with a reachable heap) and are not
- * switched off (MSM_FUSED_BN=0, for side-by-side timings and tests against the unfused ops).
+ * switched off (MSM_CNN_KERNELS=off, for side-by-side timings and tests against the unfused ops).
  */
 export function batchNormKernelsAvailable(): boolean {
-  if (process.env.MSM_FUSED_BN === '0') return false;
+  if (cnnKernelsOff()) return false;
   if (tf.getBackend() !== 'wasm' || !tf.getKernel(BN_GRAD, 'wasm')) return false;
   return bnKernels(tf.backend() as unknown as BackendWasm) !== undefined;
 }

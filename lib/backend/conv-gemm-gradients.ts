@@ -47,7 +47,7 @@ import {
   vload,
   vzero,
 } from '../util/wasm-asm';
-import { heapModule } from './heap-module';
+import { cnnKernelsOff, heapModule } from './heap-module';
 import { heapKernels } from './wasm-heap-kernels';
 
 // ---- kernels -----------------------------------------------------------------------------------
@@ -213,15 +213,12 @@ function offsetOf(backend: BackendWasm, t: tf.TensorInfo): number {
   return backend.dataIdMap.get(t.dataId)!.memoryOffset;
 }
 
-/** The environment switch back to the composites (for side-by-side timings): MSM_CONV_GRAD=composite. */
-const useComposite = () => process.env.MSM_CONV_GRAD === 'composite';
-
 type Attrs = Record<string, unknown>;
 
 /** What both kernels need to run here rather than in `fallback`. */
 function eligible(attrs: Attrs, ...ts: tf.TensorInfo[]): boolean {
   return (
-    !useComposite() && attrs.dataFormat !== 'NCHW' && ts.every((t) => t.dtype === 'float32' && t.shape.length === 4)
+    !cnnKernelsOff() && attrs.dataFormat !== 'NCHW' && ts.every((t) => t.dtype === 'float32' && t.shape.length === 4)
   );
 }
 

@@ -31,7 +31,7 @@ import {
   vload,
   vselect,
 } from '../util/wasm-asm';
-import { heapModule } from './heap-module';
+import { cnnKernelsOff, heapModule } from './heap-module';
 
 /** f32.gt (an i32 0 / 1; false when either side is NaN) */
 const f32gt =
@@ -176,12 +176,13 @@ function offsetOf(backend: BackendWasm, t: tf.TensorInfo): number {
   return backend.dataIdMap.get(t.dataId)!.memoryOffset;
 }
 
-/** MaxPoolGrad on the heap; `fallback` (the JS loop) runs other dtypes and a heap the kernels cannot reach. */
+/** MaxPoolGrad on the heap; `fallback` (the JS loop) runs other dtypes, a heap the kernels cannot reach, and MSM_CNN_KERNELS=off. */
 export function maxPoolGradHeapKernel(fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { dy, input } = args.inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
     const backend = args.backend as BackendWasm;
-    const k = input.dtype === 'float32' && dy.dtype === 'float32' ? poolKernels(backend) : undefined;
+    const k =
+      input.dtype === 'float32' && dy.dtype === 'float32' && !cnnKernelsOff() ? poolKernels(backend) : undefined;
     if (!k) return fallback(args);
     const a = args.attrs as unknown as {
       filterSize: number | [number, number];
