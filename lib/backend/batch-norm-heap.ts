@@ -43,6 +43,7 @@ import {
   vsub,
   vzero,
 } from '../util/wasm-asm';
+import { offsetOf } from './heap';
 import { cnnKernelsOff, heapModule } from './heap-module';
 
 // ---- kernels -----------------------------------------------------------------------------------
@@ -182,10 +183,6 @@ export const BN_MOMENTS = 'MsmBatchNormMoments';
 export const BN_APPLY = 'MsmBatchNormApply';
 export const BN_GRAD = 'MsmBatchNormGrad';
 
-function offsetOf(backend: BackendWasm, t: tf.TensorInfo): number {
-  return backend.dataIdMap.get(t.dataId)!.memoryOffset;
-}
-
 /** x as [R, C] (channels last); throws a one-line error for what the kernels do not take. */
 function rowsAndChannels(kernel: string, x: tf.TensorInfo, ...perChannel: tf.TensorInfo[]): [number, number] {
   const c = x.shape[x.shape.length - 1];
@@ -204,7 +201,8 @@ function kernelsOf(kernel: string, backend: unknown) {
   return { k, backend: backend as BackendWasm };
 }
 
-const momentsKernel = (args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo[] => {
+/** MsmBatchNormMoments: x → [mean, biased variance]. */
+export const batchNormMomentsKernel = (args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo[] => {
   const { x } = args.inputs as Record<string, tf.TensorInfo>;
   const { k, backend } = kernelsOf(BN_MOMENTS, args.backend);
   const [R, C] = rowsAndChannels(BN_MOMENTS, x);
@@ -213,7 +211,8 @@ const momentsKernel = (args: { inputs: tf.NamedTensorInfoMap; backend: unknown }
   return outs;
 };
 
-const applyKernel = (args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo => {
+/** MsmBatchNormApply: y = (x − mean)·invstd·γ + β. */
+export const batchNormApplyKernel = (args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo => {
   const { x, mean, invstd, gamma, beta } = args.inputs as Record<string, tf.TensorInfo>;
   const { k, backend } = kernelsOf(BN_APPLY, args.backend);
   const [R, C] = rowsAndChannels(BN_APPLY, x, mean, invstd, gamma, beta);
@@ -223,7 +222,8 @@ const applyKernel = (args: { inputs: tf.NamedTensorInfoMap; backend: unknown }):
   return y;
 };
 
-const gradKernel = (args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo[] => {
+/** MsmBatchNormGrad: x, dy, mean, invstd, γ → [dx, dγ, dβ]. */
+export const batchNormGradKernel = (args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo[] => {
   const { x, dy, mean, invstd, gamma } = args.inputs as Record<string, tf.TensorInfo>;
   const { k, backend } = kernelsOf(BN_GRAD, args.backend);
   const [R, C] = rowsAndChannels(BN_GRAD, x, mean, invstd, gamma);
@@ -237,22 +237,6 @@ const gradKernel = (args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): 
   backend.disposeData(scratch.dataId);
   return outs;
 };
-
-let registered = false;
-
-/** Registers the three kernels for the wasm backend (once). */
-export function registerBatchNormKernels(): void {
-  if (registered) return;
-  registered = true;
-  for (const [kernelName, fn] of [
-    [BN_MOMENTS, momentsKernel],
-    [BN_APPLY, applyKernel],
-    [BN_GRAD, gradKernel],
-  ] as const) {
-    if (tf.getKernel(kernelName, 'wasm')) tf.unregisterKernel(kernelName, 'wasm');
-    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: fn as unknown as tf.KernelFunc });
-  }
-}
 
 /**
  * True when the fused kernels run on the active backend (wasm with a reachable heap) and are not

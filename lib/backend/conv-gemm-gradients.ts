@@ -16,7 +16,7 @@
  * its micro-kernel for every tap), after transposing x and dy; the input gradient gathered its phase
  * filter with the stock GatherV2 (a scalar loop, ~20 ms per call on a 512-channel 3×3 filter) and, for a
  * stride-2 conv, multiplied the zero taps of its phase filter too (1.8× the MACs at 3×3, 4× at 1×1).
- * Here every multiply-add is one the gradient needs, in the kit's SIMD GEMM (wasm-heap-kernels.ts).
+ * Here every multiply-add is one the gradient needs, in the kit's SIMD GEMM (./simd/matmul.ts).
  *
  * Numerics: sums run in a different order from the composites' (not bit-identical to them; tests compare
  * values within 1e-5 relative and finite differences); the result is deterministic (one thread, fixed order).
@@ -48,7 +48,7 @@ import {
   vzero,
 } from '../util/wasm-asm';
 import { cnnKernelsOff, heapModule } from './heap-module';
-import { heapKernels } from './wasm-heap-kernels';
+import { heapKernels, offsetOf } from './heap';
 
 // ---- kernels -----------------------------------------------------------------------------------
 
@@ -152,7 +152,7 @@ const patchKernels = heapModule<{ im2col: Walk; col2im: Walk }>(() => [buildIm2c
 
 // ---- kernels for tfjs ------------------------------------------------------------------------------
 
-/** k block of the GEMM and the b-block size below which it walks rows outside (see wasm-heap-kernels.ts). */
+/** k block of the GEMM and the b-block size below which it walks rows outside (as ./matmul.ts picks them). */
 const GEMM_KC = 256;
 const GEMM_B_BLOCK_CACHED = 256 * 1024;
 
@@ -208,10 +208,6 @@ const isPointwise = (g: ConvGeometry) =>
   g.kh === 1 && g.kw === 1 && g.sh === 1 && g.sw === 1 && g.pt === 0 && g.pl === 0 && g.ho === g.h && g.wo === g.w;
 
 const walkArgs = (g: ConvGeometry) => [g.b, g.h, g.w, g.ci, g.ho, g.wo, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl];
-
-function offsetOf(backend: BackendWasm, t: tf.TensorInfo): number {
-  return backend.dataIdMap.get(t.dataId)!.memoryOffset;
-}
 
 type Attrs = Record<string, unknown>;
 

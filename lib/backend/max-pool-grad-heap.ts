@@ -31,6 +31,7 @@ import {
   vload,
   vselect,
 } from '../util/wasm-asm';
+import { offsetOf } from './heap';
 import { cnnKernelsOff, heapModule } from './heap-module';
 
 /** f32.gt (an i32 0 / 1; false when either side is NaN) */
@@ -172,11 +173,7 @@ function buildMaxPoolGrad(): Fn {
 
 const poolKernels = heapModule<{ maxpoolgrad: (...args: number[]) => void }>(() => [buildMaxPoolGrad()]);
 
-function offsetOf(backend: BackendWasm, t: tf.TensorInfo): number {
-  return backend.dataIdMap.get(t.dataId)!.memoryOffset;
-}
-
-/** MaxPoolGrad on the heap; `fallback` (the JS loop) runs other dtypes, a heap the kernels cannot reach, and MSM_CNN_KERNELS=off. */
+/** MaxPoolGrad on the heap; `fallback` (./pool-gradients.ts' JS loop) runs other dtypes, a heap the kernels cannot reach, and MSM_CNN_KERNELS=off. */
 export function maxPoolGradHeapKernel(fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { dy, input } = args.inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };

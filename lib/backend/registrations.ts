@@ -28,7 +28,16 @@ import {
   transposeKernel,
   unpackKernel,
 } from './copies';
+import { conv2dFilterGradKernel, conv2dInputGradKernel } from './conv-gemm-gradients';
 import { CUMULATIVE_BACKENDS, fixNegativeAxis } from './cumulative-axis';
+import {
+  BN_APPLY,
+  BN_GRAD,
+  BN_MOMENTS,
+  batchNormApplyKernel,
+  batchNormGradKernel,
+  batchNormMomentsKernel,
+} from './batch-norm-heap';
 import {
   batchMatMulGrad,
   cumsumGrad,
@@ -43,6 +52,7 @@ import {
 } from './gradient-fixes';
 import { fastBatchMatMul, fastFusedMatMul } from './matmul';
 import { ADAM_KERNEL, adamKernel } from './optimizer';
+import { maxPoolGradHeapKernel } from './max-pool-grad-heap';
 import { maxPoolGradKernel } from './pool-gradients';
 import { reductionKernel, unsortedSegmentSumKernel } from './reductions';
 import { replaceWasmKernel } from './wasm-registry';
@@ -53,23 +63,28 @@ type WasmRegistration =
 
 /** The wasm backend's kernels, in registration order. */
 export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
-  // convolution gradients (./conv-gradients.ts): three missing, one naive
-  { kernel: 'Conv2DBackpropFilter', add: conv2dBackpropFilterKernel },
+  // convolution gradients (./conv-gradients.ts): three missing, one naive; dense Conv2D's two as
+  // im2col/col2im + GEMM (./conv-gemm-gradients.ts), the composites of ./conv-gradients.ts behind them
+  { kernel: 'Conv2DBackpropFilter', add: conv2dFilterGradKernel(conv2dBackpropFilterKernel) },
   { kernel: 'DepthwiseConv2dNativeBackpropFilter', add: depthwiseBackpropFilterKernel },
   { kernel: 'DepthwiseConv2dNativeBackpropInput', add: depthwiseBackpropInputKernel },
   // gather's gradient, missing (./reductions.ts)
   { kernel: 'UnsortedSegmentSum', add: unsortedSegmentSumKernel },
-  { kernel: 'Conv2DBackpropInput', replace: () => conv2dBackpropInputKernel },
+  { kernel: 'Conv2DBackpropInput', replace: () => conv2dInputGradKernel(conv2dBackpropInputKernel) },
   // matrix products: XNNPACK's order on the heap GEMM, transposes free (./matmul.ts)
   { kernel: 'BatchMatMul', replace: fastBatchMatMul },
   { kernel: '_FusedMatMul', replace: fastFusedMatMul },
-  // wrong for all-negative windows (./pool-gradients.ts)
-  { kernel: 'MaxPoolGrad', replace: () => maxPoolGradKernel },
+  // wrong for all-negative windows (./pool-gradients.ts), its loop in SIMD (./max-pool-grad-heap.ts)
+  { kernel: 'MaxPoolGrad', replace: () => maxPoolGradHeapKernel(maxPoolGradKernel) },
   // Sum / Mean over leading axes without the transpose (./reductions.ts)
   { kernel: tf.Sum, replace: (stock) => reductionKernel(stock, false) },
   { kernel: tf.Mean, replace: (stock) => reductionKernel(stock, true) },
   // the whole Adam update of one parameter in one call (./optimizer.ts, used by lib/train/optim.ts)
   { kernel: ADAM_KERNEL, add: adamKernel as unknown as tf.KernelFunc },
+  // training-mode BatchNorm in three calls (./batch-norm-heap.ts, used by lib/nn's BatchNorm2d)
+  { kernel: BN_MOMENTS, add: batchNormMomentsKernel as unknown as tf.KernelFunc },
+  { kernel: BN_APPLY, add: batchNormApplyKernel as unknown as tf.KernelFunc },
+  { kernel: BN_GRAD, add: batchNormGradKernel as unknown as tf.KernelFunc },
   // copies without the stock kernels' whole-tensor reads and element-by-element index loops (./copies.ts)
   { kernel: tf.Slice, replace: leaveStringsToStock(sliceKernel) },
   { kernel: tf.Unpack, replace: leaveStringsToStock(unpackKernel) },
