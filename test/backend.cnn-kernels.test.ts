@@ -1,8 +1,9 @@
 /**
  * The CNN training kernels on wasm against what they replaced (MSM_CNN_KERNELS=off in the same
  * process), the cpu backend and finite differences:
- *   Conv2DBackpropFilter / Conv2DBackpropInput as im2col/col2im + GEMM (lib/backend/conv-gemm-gradients.ts):
+ *   Conv2DBackpropFilter / Conv2DBackpropInput as im2col/col2im + GEMM (lib/backend/conv-gemm.ts):
  *     gradients ≤ 1e-5 relative to the composites (another summation order), ≤ 1e-4 to cpu;
+ *   Conv2D with a filter of ≥ 1 Mi weights the same way: ≤ 1e-5 relative to XNNPACK;
  *   MaxPoolGrad in SIMD (lib/backend/max-pool-grad-heap.ts): bit-identical to the JS loop;
  *   fused training-mode BatchNorm (lib/backend/batch-norm-heap.ts): forward and running statistics
  *     bit-identical to the tf-op chain, gradients ≤ 1e-4 relative;
@@ -109,6 +110,27 @@ test('Conv2D gradient kernels leave no tensors or heap blocks behind', async () 
   );
   assert.equal(blocks(), before, 'heap blocks left behind');
   tf.dispose([x, f]);
+});
+
+test('Conv2D with a large filter (im2col + GEMM) matches XNNPACK (≤ 1e-5) and cpu, forward and gradients', async () => {
+  const cases: Array<[number[], number[], number, Pad]> = [
+    [[2, 3, 5, 512], [3, 3, 512, 256], 1, 'same'], // 1.18 Mi weights
+    [[2, 5, 4, 512], [3, 3, 512, 256], 2, 'valid'],
+    [[3, 2, 2, 1024], [1, 1, 1024, 1024], 1, 'valid'], // pointwise: no im2col copy
+  ];
+  for (const [xs, fs, s, pad] of cases) {
+    const label = `large conv2d x ${JSON.stringify(xs)} filter ${JSON.stringify(fs)} stride ${s} ${pad}`;
+    const inputs = [normal(xs, 31), normal(fs, 32, 0.05)];
+    const cpu = await gradsOn('cpu', conv(s, pad), inputs, [0, 1]);
+    await tf.setBackend('wasm');
+    const stock = withKernels(false, () => evalGrads(conv(s, pad), inputs, [0, 1]));
+    const ours = withKernels(true, () => evalGrads(conv(s, pad), inputs, [0, 1]));
+    const again = withKernels(true, () => evalGrads(conv(s, pad), inputs, [0, 1]));
+    assertClose(ours.y, stock.y, `${label}: forward vs XNNPACK`, 1e-5);
+    assertClose(ours.y, cpu.y, `${label}: forward vs cpu`, 1e-5);
+    ours.grads.forEach((g, i) => assertClose(g, cpu.grads[i], `${label}: gradient ${i} vs cpu`, 1e-4));
+    assertRepeatable(ours, again, label);
+  }
 });
 
 test('MaxPoolGrad in SIMD is bit-identical to the JS loop, ties and all-negative windows included', async () => {

@@ -28,7 +28,7 @@ import {
   transposeKernel,
   unpackKernel,
 } from './copies';
-import { conv2dFilterGradKernel, conv2dInputGradKernel } from './conv-gemm-gradients';
+import { conv2dFilterGradKernel, conv2dForwardKernel, conv2dInputGradKernel } from './conv-gemm';
 import { CUMULATIVE_BACKENDS, fixNegativeAxis } from './cumulative-axis';
 import {
   BN_APPLY,
@@ -64,13 +64,15 @@ type WasmRegistration =
 /** The wasm backend's kernels, in registration order. */
 export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   // convolution gradients (./conv-gradients.ts): three missing, one naive; dense Conv2D's two as
-  // im2col/col2im + GEMM (./conv-gemm-gradients.ts), the composites of ./conv-gradients.ts behind them
+  // im2col/col2im + GEMM (./conv-gemm.ts), the composites of ./conv-gradients.ts behind them
   { kernel: 'Conv2DBackpropFilter', add: conv2dFilterGradKernel(conv2dBackpropFilterKernel) },
   { kernel: 'DepthwiseConv2dNativeBackpropFilter', add: depthwiseBackpropFilterKernel },
   { kernel: 'DepthwiseConv2dNativeBackpropInput', add: depthwiseBackpropInputKernel },
   // gather's gradient, missing (./reductions.ts)
   { kernel: 'UnsortedSegmentSum', add: unsortedSegmentSumKernel },
   { kernel: 'Conv2DBackpropInput', replace: () => conv2dInputGradKernel(conv2dBackpropInputKernel) },
+  // Conv2D with a large filter (≥ 1 Mi weights) as im2col + GEMM: no XNNPACK repacking per step (./conv-gemm.ts)
+  { kernel: 'Conv2D', replace: conv2dForwardKernel },
   // matrix products: XNNPACK's order on the heap GEMM, transposes free (./matmul.ts)
   { kernel: 'BatchMatMul', replace: fastBatchMatMul },
   { kernel: '_FusedMatMul', replace: fastFusedMatMul },

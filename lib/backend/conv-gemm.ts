@@ -1,13 +1,14 @@
 /**
- * The two gradients of a dense Conv2D (NHWC, float32) on the wasm heap as one GEMM each, around an
- * im2col / col2im copy — the textbook lowering (Chellapilla et al. 2006, "High performance convolutional
- * neural networks for document processing"; Caffe's `im2col`/`col2im`), which is what PyTorch's CPU
- * backward does too. With the patch matrix
+ * Dense Conv2D (NHWC, float32) on the wasm heap as one GEMM around an im2col / col2im copy — the
+ * textbook lowering (Chellapilla et al. 2006, "High performance convolutional neural networks for
+ * document processing"; Caffe's `im2col`/`col2im`), which is what PyTorch's CPU backward does too. With
+ * the patch matrix
  *   cols[(b, y, x), (i, j, ci)] = xpad[b, y·sh + i − pt, x·sw + j − pl, ci]      [b·ho·wo, kh·kw·ci]
  * the forward conv is y = cols · W (W viewed as [kh·kw·ci, co]), so
  *   Conv2DBackpropFilter   dW = colsᵀ · dy         GEMM [kh·kw·ci, b·ho·wo] × [b·ho·wo, co]  (colsᵀ read in place)
  *   Conv2DBackpropInput    dx = col2im(dy · Wᵀ)    GEMM [b·ho·wo, co] × [co, kh·kw·ci], then every patch
  *                                                  row added back where im2col took it from
+ *   Conv2D (large filters) y = cols · W            GEMM [b·ho·wo, kh·kw·ci] × [kh·kw·ci, co]
  * A 1×1, stride-1, unpadded conv needs no copy: cols is x itself and dy·Wᵀ is dx.
  *
  * Why: the composites these replace (conv-gradients' forward-conv tricks) spent, per ResNet-18 training
@@ -17,9 +18,14 @@
  * filter with the stock GatherV2 (a scalar loop, ~20 ms per call on a 512-channel 3×3 filter) and, for a
  * stride-2 conv, multiplied the zero taps of its phase filter too (1.8× the MACs at 3×3, 4× at 1×1).
  * Here every multiply-add is one the gradient needs, in the kit's SIMD GEMM (./simd/matmul.ts).
+ * The forward conv stays with XNNPACK except for filters of ≥ 1 Mi weights (ResNet-18's last stage):
+ * XNNPACK packs a filter afresh whenever its tensor is new — after every optimizer step — and then
+ * streams the whole packed filter once per 4 output pixels; at 64 px, batch 32 that made the last
+ * stage's forward ~2× slower than the same product here (measured side by side, fresh filters).
  *
- * Numerics: sums run in a different order from the composites' (not bit-identical to them; tests compare
- * values within 1e-5 relative and finite differences); the result is deterministic (one thread, fixed order).
+ * Numerics: sums run in a different order from the composites' and XNNPACK's (not bit-identical to them;
+ * tests compare values within 1e-5 relative and finite differences); the result is deterministic (one
+ * thread, fixed order).
  * NCHW, non-float32, or a heap the kernels cannot reach fall back to the composite given.
  *
  * Shape glossary: b batch; h, w input rows / cols; ho, wo output rows / cols; kh, kw filter rows / cols;
@@ -299,5 +305,54 @@ export function conv2dInputGradKernel(fallback: tf.KernelFunc): tf.KernelFunc {
       backend.disposeData(dcols.dataId);
     }
     return dx;
+  };
+}
+
+/** Filters with at least this many weights run forward here (see the header), smaller ones in XNNPACK. */
+const FORWARD_GEMM_MIN_WEIGHTS = 1 << 20;
+
+/** Conv2D: y [b, ho, wo, co] = cols · W for filters of ≥ FORWARD_GEMM_MIN_WEIGHTS weights; `stock` (XNNPACK) otherwise. */
+export function conv2dForwardKernel(stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { x, filter } = args.inputs as { x: tf.TensorInfo; filter: tf.TensorInfo };
+    const attrs = (args.attrs ?? {}) as Attrs;
+    const backend = args.backend as BackendWasm;
+    const dil = attrs.dilations ?? 1;
+    const unitDilation = Array.isArray(dil) ? dil.every((d) => d === 1) : dil === 1;
+    if (!unitDilation || !eligible(attrs, x, filter)) return stock(args);
+    if (tf.util.sizeFromShape(filter.shape) < FORWARD_GEMM_MIN_WEIGHTS) return stock(args);
+    const gemm = heapKernels(backend);
+    const patches = gemm && patchKernels(backend);
+    if (!gemm || !patches) return stock(args);
+    const g = geometry(
+      x.shape as [number, number, number, number],
+      filter.shape as [number, number, number, number],
+      attrs,
+    );
+    if (x.shape[3] !== filter.shape[2]) return stock(args); // its error
+    const rows = g.b * g.ho * g.wo; // R
+    const patch = g.kh * g.kw * g.ci; // P
+    const y = backend.makeOutput([g.b, g.ho, g.wo, g.co], 'float32');
+    if (rows === 0) return y;
+    let cols: tf.TensorInfo | undefined;
+    if (!isPointwise(g)) {
+      cols = backend.makeOutput([rows, patch], 'float32'); // [R, P]
+      patches.im2col(offsetOf(backend, x), offsetOf(backend, cols), ...walkArgs(g));
+    }
+    const run = Math.min(GEMM_KC, patch) * g.co * 4 <= GEMM_B_BLOCK_CACHED ? gemm.gemm_m : gemm.gemm_n;
+    run(
+      offsetOf(backend, cols ?? x),
+      offsetOf(backend, filter),
+      offsetOf(backend, y),
+      rows,
+      g.co,
+      patch,
+      patch,
+      1,
+      g.co,
+      GEMM_KC,
+    );
+    if (cols) backend.disposeData(cols.dataId);
+    return y;
   };
 }
