@@ -41,7 +41,18 @@ import {
   stridedSliceGrad,
   sumGrad,
 } from './gradient-fixes';
+import { PARTIAL_SILU_GRAD_KERNEL, PARTIAL_SILU_KERNEL, partialSiluGradKernel, partialSiluKernel } from './activations';
 import { fastBatchMatMul, fastFusedMatMul } from './matmul';
+import {
+  BATCH_NORM_GRAD_KERNEL,
+  BATCH_NORM_KERNEL,
+  batchNormGradKernel,
+  batchNormKernel,
+  LAYER_NORM_GRAD_KERNEL,
+  LAYER_NORM_KERNEL,
+  layerNormGradKernel,
+  layerNormKernel,
+} from './norms';
 import { ADAM_KERNEL, adamKernel } from './optimizer';
 import { maxPoolGradKernel } from './pool-gradients';
 import { reductionKernel, unsortedSegmentSumKernel } from './reductions';
@@ -70,6 +81,14 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   { kernel: tf.Mean, replace: (stock) => reductionKernel(stock, true) },
   // the whole Adam update of one parameter in one call (./optimizer.ts, used by lib/train/optim.ts)
   { kernel: ADAM_KERNEL, add: adamKernel as unknown as tf.KernelFunc },
+  // LayerNorm and training-mode BatchNorm in one call each way (./norms.ts, used by lib/nn/layers.ts)
+  { kernel: LAYER_NORM_KERNEL, add: layerNormKernel as unknown as tf.KernelFunc },
+  { kernel: LAYER_NORM_GRAD_KERNEL, add: layerNormGradKernel as unknown as tf.KernelFunc },
+  { kernel: BATCH_NORM_KERNEL, add: batchNormKernel as unknown as tf.KernelFunc },
+  { kernel: BATCH_NORM_GRAD_KERNEL, add: batchNormGradKernel as unknown as tf.KernelFunc },
+  // SiLU (on the first p channels) with a one-call gradient (./activations.ts, used by lib/nn/layers.ts)
+  { kernel: PARTIAL_SILU_KERNEL, add: partialSiluKernel as unknown as tf.KernelFunc },
+  { kernel: PARTIAL_SILU_GRAD_KERNEL, add: partialSiluGradKernel as unknown as tf.KernelFunc },
   // copies without the stock kernels' whole-tensor reads and element-by-element index loops (./copies.ts)
   { kernel: tf.Slice, replace: leaveStringsToStock(sliceKernel) },
   { kernel: tf.Unpack, replace: leaveStringsToStock(unpackKernel) },
