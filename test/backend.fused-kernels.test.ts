@@ -10,7 +10,12 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
 import { PARTIAL_SILU_GRAD_KERNEL } from '../lib/backend/activations';
-import { fusedNormsAvailable, LAYER_NORM_KERNEL, BATCH_NORM_KERNEL } from '../lib/backend/norms';
+import {
+  BATCH_NORM_INFERENCE_KERNEL,
+  BATCH_NORM_KERNEL,
+  fusedNormsAvailable,
+  LAYER_NORM_KERNEL,
+} from '../lib/backend/norms';
 import { BatchNorm2d, LayerNorm, silu, siluFirstChannels } from '../lib/nn/index';
 import { Rng } from '../lib/util/random';
 import { assertClose, assertNoLeak } from './backend.helpers';
@@ -148,6 +153,43 @@ describe('fused kernels match the tf ops on wasm', () => {
       const again = await run(make(), x, r, true);
       assert.deepEqual(again.y, fused.y, 'forward repeats bit for bit');
       again.grads.forEach((g, i) => assert.deepEqual(g, fused.grads[i], `gradient ${i} repeats bit for bit`));
+      tf.dispose([x, r]);
+    });
+  }
+
+  for (const shape of [BN_SHAPES[0], BN_SHAPES[2], BN_SHAPES[3]]) {
+    test(`BatchNorm (eval, running statistics) [${shape}] and its gradient`, async () => {
+      const c = shape[shape.length - 1];
+      const rng = new Rng(shape.length * 77 + c);
+      const layer = new BatchNorm2d(c);
+      params(layer, rng, c);
+      layer.runningMean.assign(randn(rng, [c], 0.3) as tf.Tensor1D);
+      layer.runningVar.assign(tf.abs(randn(rng, [c], 0.5, 1)) as tf.Tensor1D);
+      const x = randn(rng, shape, 1.5, -0.4);
+      const r = randn(rng, shape);
+      const once = async (fused: boolean) => {
+        let out: Float32Array[] = [];
+        const profile = await tf.profile(() =>
+          withFused(fused, () => {
+            const loss = (xi: tf.Tensor) => tf.sum(tf.mul(layer.forward(xi, { training: false }), r)) as tf.Scalar;
+            out = tf.tidy(() => {
+              const y = layer.forward(x, { training: false });
+              const dx = tf.grad(loss)(x);
+              const g = tf.variableGrads(() => loss(x), [layer.weight, layer.bias]).grads;
+              return [y, dx, g[layer.weight.name], g[layer.bias.name]].map((t) => t.dataSync() as Float32Array);
+            });
+          }),
+        );
+        return { out, kernels: profile.kernelNames };
+      };
+      const fused = await once(true);
+      const ref = await once(false);
+      assert.ok(fused.kernels.includes(BATCH_NORM_INFERENCE_KERNEL), 'fused run uses the kernel');
+      assert.ok(!ref.kernels.includes(BATCH_NORM_INFERENCE_KERNEL), 'reference run does not');
+      assertClose(fused.out[0], ref.out[0], 'forward', 1e-5);
+      ['x', 'weight', 'bias'].forEach((name, i) => assertClose(fused.out[i + 1], ref.out[i + 1], `d${name}`, 1e-4));
+      const again = await once(true);
+      again.out.forEach((v, i) => assert.deepEqual(v, fused.out[i], `output ${i} repeats bit for bit`));
       tf.dispose([x, r]);
     });
   }

@@ -25,6 +25,7 @@ export const LAYER_NORM_KERNEL = 'MsmLayerNorm';
 export const LAYER_NORM_GRAD_KERNEL = 'MsmLayerNormGrad';
 export const BATCH_NORM_KERNEL = 'MsmBatchNorm';
 export const BATCH_NORM_GRAD_KERNEL = 'MsmBatchNormGrad';
+export const BATCH_NORM_INFERENCE_KERNEL = 'MsmBatchNormInference';
 
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
@@ -131,6 +132,29 @@ export function batchNormGradKernel(args: KernelArgs): Info[] {
   return outs;
 }
 
+/**
+ * inputs x [..., c], weight, bias, mean, variance [c] (the running statistics); attrs eps → y [..., c]:
+ * BatchNorm in eval mode, y = x·s + (b − μ·s) with s = w/√(σ² + eps) computed here per channel, x by `affine`.
+ */
+export function batchNormInferenceKernel(args: KernelArgs): Info {
+  const backend = args.backend as BackendWasm;
+  const { x, weight, bias, mean, variance } = args.inputs as Record<string, Info>;
+  const eps = Number((args.attrs as { eps: number }).eps);
+  const [n, c] = rowsAndChannels(x);
+  const k = heap(backend, BATCH_NORM_INFERENCE_KERNEL);
+  const y = backend.makeOutput(x.shape, 'float32');
+  const scratch = [backend.makeOutput([c], 'float32'), backend.makeOutput([c], 'float32')]; // s, b − μ·s
+  const [wv, bv, mv, vv, sv, hv] = views(backend, [weight, bias, mean, variance, ...scratch]);
+  for (let j = 0; j < c; j++) {
+    sv[j] = wv[j] / Math.sqrt(vv[j] + eps);
+    hv[j] = bv[j] - mv[j] * sv[j];
+  }
+  const p = (t: Info) => offsetOf(backend, t);
+  if (n > 0) k.affine(p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
+  for (const t of scratch) backend.disposeData(t.dataId);
+  return y;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The ops (used by lib/nn/layers.ts)
 // ---------------------------------------------------------------------------------------------------
@@ -193,6 +217,42 @@ export function fusedBatchNorm(
         return tf
           .engine()
           .runKernel(BATCH_NORM_GRAD_KERNEL, { dy, x: xs, weight: ws, mean: ms, rstd: rs }) as tf.Tensor[];
+      },
+    };
+  });
+  return f(x, weight, bias);
+}
+
+/**
+ * BatchNorm in eval mode (running statistics) as one kernel (see batchNormInferenceKernel). Its gradient,
+ * needed only when a model is differentiated in eval mode (e.g. Grad-CAM), is written with tf ops.
+ */
+export function fusedBatchNormInference(
+  x: tf.Tensor,
+  weight: tf.Tensor,
+  bias: tf.Tensor,
+  runningMean: tf.Tensor,
+  runningVar: tf.Tensor,
+  eps: number,
+): tf.Tensor {
+  const f = tf.customGrad((xi, wi, bi, save) => {
+    const inputs = {
+      x: xi as tf.Tensor,
+      weight: wi as tf.Tensor,
+      bias: bi as tf.Tensor,
+      mean: runningMean,
+      variance: runningVar,
+    };
+    const y = tf.engine().runKernel(BATCH_NORM_INFERENCE_KERNEL, inputs, { eps }) as tf.Tensor;
+    (save as tf.GradSaveFunc)([xi as tf.Tensor, wi as tf.Tensor]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, [xs, ws]: tf.Tensor[]) => {
+        const axes = xs.shape.slice(0, -1).map((_, i) => i); // all but channels
+        const rstd = tf.rsqrt(tf.add(runningVar, eps)); // [c]
+        const dx = tf.mul(dy, tf.mul(ws, rstd)); // [..., c]
+        const dw = tf.sum(tf.mul(dy, tf.mul(tf.sub(xs, runningMean), rstd)), axes); // [c]
+        return [dx, dw, tf.sum(dy, axes)];
       },
     };
   });

@@ -45,8 +45,10 @@ import { PARTIAL_SILU_GRAD_KERNEL, PARTIAL_SILU_KERNEL, partialSiluGradKernel, p
 import { fastBatchMatMul, fastFusedMatMul } from './matmul';
 import {
   BATCH_NORM_GRAD_KERNEL,
+  BATCH_NORM_INFERENCE_KERNEL,
   BATCH_NORM_KERNEL,
   batchNormGradKernel,
+  batchNormInferenceKernel,
   batchNormKernel,
   LAYER_NORM_GRAD_KERNEL,
   LAYER_NORM_KERNEL,
@@ -86,6 +88,7 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   { kernel: LAYER_NORM_GRAD_KERNEL, add: layerNormGradKernel as unknown as tf.KernelFunc },
   { kernel: BATCH_NORM_KERNEL, add: batchNormKernel as unknown as tf.KernelFunc },
   { kernel: BATCH_NORM_GRAD_KERNEL, add: batchNormGradKernel as unknown as tf.KernelFunc },
+  { kernel: BATCH_NORM_INFERENCE_KERNEL, add: batchNormInferenceKernel as unknown as tf.KernelFunc },
   // SiLU (on the first p channels) with a one-call gradient (./activations.ts, used by lib/nn/layers.ts)
   { kernel: PARTIAL_SILU_KERNEL, add: partialSiluKernel as unknown as tf.KernelFunc },
   { kernel: PARTIAL_SILU_GRAD_KERNEL, add: partialSiluGradKernel as unknown as tf.KernelFunc },

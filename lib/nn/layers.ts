@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { fusedPartialSilu, PARTIAL_SILU_KERNEL } from '../backend/activations';
 import { fusedKernelsAvailable } from '../backend/fused';
-import { fusedBatchNorm, fusedLayerNorm, fusedNormsAvailable } from '../backend/norms';
+import { fusedBatchNorm, fusedBatchNormInference, fusedLayerNorm, fusedNormsAvailable } from '../backend/norms';
 import { Rng } from '../util/random';
 import { defaultInitRng, torchDefaultBound, uniform, constant } from './init';
 import { reportConvMacs, reportElementwiseMacs, reportLinearMacs, reportNormMacs } from './macs';
@@ -199,7 +199,11 @@ export class BatchNorm2d extends Layer {
     const training = ctx?.training ?? this.training;
     if (!training) {
       // y = x·scale + shift with per-channel scale = γ/√(running_var + eps), shift = β − running_mean·scale
-      // (two broadcast ops: tfjs-wasm's FusedBatchNorm kernel is ~6× slower than this).
+      // (two broadcast ops: tfjs-wasm's FusedBatchNorm kernel is ~6× slower than this; on wasm one fused
+      // kernel, lib/backend/norms.ts).
+      if (fusedNormsAvailable(x)) {
+        return fusedBatchNormInference(x, this.weight, this.bias, this.runningMean, this.runningVar, this.eps);
+      }
       return tf.tidy(() => {
         const scale = tf.mul(this.weight, tf.rsqrt(tf.add(this.runningVar, this.eps))); // [c]
         const shift = tf.sub(this.bias, tf.mul(this.runningMean, scale)); // [c]
