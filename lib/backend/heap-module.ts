@@ -45,8 +45,7 @@ export function heapModule<Exports>(build: () => Fn[]): (backend: BackendWasm) =
 }
 
 /**
- * MSM_CNN_KERNELS=off: the CNN training kernels (conv-gemm.ts, max-pool-grad-heap.ts,
- * batch-norm-heap.ts) step aside for the kernels they replaced — for side-by-side timings in one process
+ * MSM_CNN_KERNELS=off: the CNN training kernels (conv-gemm.ts, max-pool-grad-heap.ts) step aside for the kernels they replaced — for side-by-side timings in one process
  * and for tests against those kernels. Read at every call, so it can be flipped between steps.
  */
 export function cnnKernelsOff(): boolean {

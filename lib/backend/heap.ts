@@ -6,7 +6,8 @@
  * undefined and every caller keeps the stock kernel.
  *
  * Which kernel uses which function: ./reductions.ts colsum; ./optimizer.ts adam; ./conv-gradients.ts
- * dwfilter; ./matmul.ts gemm_m / gemm_n; ./copies.ts copyruns, transpose2d, fillrows. Why each exists
+ * dwfilter; ./matmul.ts gemm_m / gemm_n; ./copies.ts copyruns, transpose2d, fillrows; ./norms.ts colsums,
+ * affine, bngradsums, bngradapply, lnforward, lnbackward; ./activations.ts psilu, psilugrad. Why each exists
  * and what it must match bit for bit: the header of the file that uses it.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -15,7 +16,16 @@ import { compileOptimized, WA, WasmMemory, WasmModule } from '../util/wasm-api';
 import { assembleModule } from '../util/wasm-asm';
 import { buildDepthwiseFilterGrad } from './simd/conv-gradients';
 import { buildCopyRuns, buildFillRows, buildTranspose2d } from './simd/copies';
+import { buildPartialSilu, buildPartialSiluGrad } from './simd/activations';
 import { buildGemm } from './simd/matmul';
+import {
+  buildAffine,
+  buildBatchNormGradApply,
+  buildBatchNormGradSums,
+  buildColSums,
+  buildLayerNormBackward,
+  buildLayerNormForward,
+} from './simd/norms';
 import { buildAdam } from './simd/optimizer';
 import { buildColSum } from './simd/reductions';
 
@@ -43,6 +53,14 @@ export interface HeapExports {
   fillrows(base: number, count: number, rep: number, stride: number): void;
   gemm_m: Gemm;
   gemm_n: Gemm;
+  colsums(x: number, n: number, c: number, mu: number, s: number, mode: number): void;
+  affine(x: number, y: number, n: number, c: number, a: number, b: number): void;
+  bngradsums(dy: number, x: number, n: number, c: number, mu: number, sdy: number, sdx: number): void;
+  bngradapply(...args: number[]): void;
+  lnforward(...args: number[]): void;
+  lnbackward(...args: number[]): void;
+  psilu(x: number, s: number, y: number, rows: number, c: number, p: number): void;
+  psilugrad(dy: number, x: number, s: number, dx: number, rows: number, c: number, p: number): void;
 }
 
 let compiledModule: WasmModule | undefined;
@@ -67,6 +85,14 @@ export function heapKernels(backend: BackendWasm): HeapExports | undefined {
             buildCopyRuns(),
             buildTranspose2d(),
             buildFillRows(),
+            buildColSums(),
+            buildAffine(),
+            buildBatchNormGradSums(),
+            buildBatchNormGradApply(),
+            buildLayerNormForward(),
+            buildLayerNormBackward(),
+            buildPartialSilu(),
+            buildPartialSiluGrad(),
           ],
           { initial: 1, shared: false },
         ),

@@ -31,14 +31,6 @@ import {
 import { conv2dFilterGradKernel, conv2dForwardKernel, conv2dInputGradKernel } from './conv-gemm';
 import { CUMULATIVE_BACKENDS, fixNegativeAxis } from './cumulative-axis';
 import {
-  BN_APPLY,
-  BN_GRAD,
-  BN_MOMENTS,
-  batchNormApplyKernel,
-  batchNormGradKernel,
-  batchNormMomentsKernel,
-} from './batch-norm-heap';
-import {
   batchMatMulGrad,
   cumsumGrad,
   maximumGrad,
@@ -50,7 +42,20 @@ import {
   stridedSliceGrad,
   sumGrad,
 } from './gradient-fixes';
+import { PARTIAL_SILU_GRAD_KERNEL, PARTIAL_SILU_KERNEL, partialSiluGradKernel, partialSiluKernel } from './activations';
 import { fastBatchMatMul, fastFusedMatMul } from './matmul';
+import {
+  BATCH_NORM_GRAD_KERNEL,
+  BATCH_NORM_INFERENCE_KERNEL,
+  BATCH_NORM_KERNEL,
+  batchNormGradKernel,
+  batchNormInferenceKernel,
+  batchNormKernel,
+  LAYER_NORM_GRAD_KERNEL,
+  LAYER_NORM_KERNEL,
+  layerNormGradKernel,
+  layerNormKernel,
+} from './norms';
 import { ADAM_KERNEL, adamKernel } from './optimizer';
 import { maxPoolGradHeapKernel } from './max-pool-grad-heap';
 import { maxPoolGradKernel } from './pool-gradients';
@@ -83,10 +88,15 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   { kernel: tf.Mean, replace: (stock) => reductionKernel(stock, true) },
   // the whole Adam update of one parameter in one call (./optimizer.ts, used by lib/train/optim.ts)
   { kernel: ADAM_KERNEL, add: adamKernel as unknown as tf.KernelFunc },
-  // training-mode BatchNorm in three calls (./batch-norm-heap.ts, used by lib/nn's BatchNorm2d)
-  { kernel: BN_MOMENTS, add: batchNormMomentsKernel as unknown as tf.KernelFunc },
-  { kernel: BN_APPLY, add: batchNormApplyKernel as unknown as tf.KernelFunc },
-  { kernel: BN_GRAD, add: batchNormGradKernel as unknown as tf.KernelFunc },
+  // LayerNorm and training-mode BatchNorm in one call each way (./norms.ts, used by lib/nn/layers.ts)
+  { kernel: LAYER_NORM_KERNEL, add: layerNormKernel as unknown as tf.KernelFunc },
+  { kernel: LAYER_NORM_GRAD_KERNEL, add: layerNormGradKernel as unknown as tf.KernelFunc },
+  { kernel: BATCH_NORM_KERNEL, add: batchNormKernel as unknown as tf.KernelFunc },
+  { kernel: BATCH_NORM_GRAD_KERNEL, add: batchNormGradKernel as unknown as tf.KernelFunc },
+  { kernel: BATCH_NORM_INFERENCE_KERNEL, add: batchNormInferenceKernel as unknown as tf.KernelFunc },
+  // SiLU (on the first p channels) with a one-call gradient (./activations.ts, used by lib/nn/layers.ts)
+  { kernel: PARTIAL_SILU_KERNEL, add: partialSiluKernel as unknown as tf.KernelFunc },
+  { kernel: PARTIAL_SILU_GRAD_KERNEL, add: partialSiluGradKernel as unknown as tf.KernelFunc },
   // copies without the stock kernels' whole-tensor reads and element-by-element index loops (./copies.ts)
   { kernel: tf.Slice, replace: leaveStringsToStock(sliceKernel) },
   { kernel: tf.Unpack, replace: leaveStringsToStock(unpackKernel) },
