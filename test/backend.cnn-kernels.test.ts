@@ -10,6 +10,8 @@
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
+import { convGemmAvailable } from '../lib/backend/conv-gemm';
+import { maxPoolGradHeapAvailable } from '../lib/backend/max-pool-grad-heap';
 import {
   assertClose,
   assertFiniteDifference,
@@ -21,7 +23,12 @@ import {
   setupBackends,
 } from './backend.helpers';
 
-before(setupBackends);
+before(async () => {
+  await setupBackends();
+  // Otherwise every comparison below would compare the fallbacks with themselves.
+  assert.ok(convGemmAvailable(), 'im2col / GEMM kernels reachable on the wasm heap');
+  assert.ok(maxPoolGradHeapAvailable(), 'SIMD MaxPoolGrad reachable on the wasm heap');
+});
 after(() => {
   delete process.env.MSM_CNN_KERNELS;
 });

@@ -356,3 +356,10 @@ export function conv2dForwardKernel(stock: tf.KernelFunc): tf.KernelFunc {
     return y;
   };
 }
+
+/** True when the kernels above can run on the active backend (wasm, heap GEMM and im2col reachable). */
+export function convGemmAvailable(): boolean {
+  if (tf.getBackend() !== 'wasm') return false;
+  const backend = tf.backend() as unknown as BackendWasm;
+  return heapKernels(backend) !== undefined && patchKernels(backend) !== undefined;
+}

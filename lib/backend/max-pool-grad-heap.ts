@@ -219,3 +219,8 @@ export function maxPoolGradHeapKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     return out;
   };
 }
+
+/** True when the SIMD MaxPoolGrad can run on the active backend (wasm with its heap reachable). */
+export function maxPoolGradHeapAvailable(): boolean {
+  return tf.getBackend() === 'wasm' && poolKernels(tf.backend() as unknown as BackendWasm) !== undefined;
+}
