@@ -433,7 +433,7 @@ function markdown(meta: Record<string, unknown> & { backends: Record<string, str
       '(reference: fewer time steps, time ∝ L; chunked and webgpu: fewer sequences, time ∝ b).',
     '',
     'On wasm, every implementation runs with the Slice / Unpack / SplitV / Identity replacements of ' +
-      '`lib/backend/wasm-fixes.ts`: the stock kernels copy ' +
+      '`lib/backend/copies.ts`: the stock kernels copy ' +
       'whole tensors per slice and per saved gradient input, which made reference and chunked about 2× ' +
       'slower. The fused CPU kernel is the SIMD WebAssembly engine (`wasm-simd.ts`) on all cores; the ' +
       'reference and chunked scans are tfjs ops, which run on one core.',

@@ -1,5 +1,5 @@
 /**
- * The tfjs 4.22 fixes of lib/backend (gradient-fixes.ts, wasm-kernels.ts), each checked against an
+ * The tfjs 4.22 fixes of lib/backend (gradient-fixes.ts and the wasm kernels listed in registrations.ts), each checked against an
  * independent reference: the cpu backend's own kernels (conv / depthwise backprop, segment sum, matMul),
  * plain-JS sums (cumsum, strided slice) or the same product with the broadcast made explicit (BatchMatMul).
  * Tolerance (docs/platform.md §Bit-identity policy): max abs diff <= 1e-4 x output scale.

@@ -1,5 +1,5 @@
 /**
- * The wasm heap kernels (lib/backend/wasm-heap-kernels.ts) must be bit-identical to what they replace:
+ * The wasm heap kernels (lib/backend/heap.ts and the files that use it) must be bit-identical to what they replace:
  * Sum and Mean against the stock tfjs-backend-wasm kernels, the fused Adam update against the same
  * update written with tf ops. (Bit-identity is what keeps recorded training results reproducible.)
  */
@@ -7,10 +7,11 @@ import { test, before } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
-import { adamKernelAvailable, leadingReduction } from '../lib/backend/wasm-heap-kernels';
-import { depthwiseFilterGradComposite } from '../lib/backend/wasm-kernels';
+import { depthwiseFilterGradComposite } from '../lib/backend/conv-gradients';
+import { collapsePermutation } from '../lib/backend/copies';
+import { adamKernelAvailable } from '../lib/backend/optimizer';
+import { leadingReduction } from '../lib/backend/reductions';
 import { stockWasmKernel } from '../lib/backend/wasm-registry';
-import { collapsePermutation } from '../lib/backend/wasm-fixes';
 import { Adam } from '../lib/train/optim';
 import { Rng } from '../lib/util/random';
 
@@ -273,7 +274,7 @@ test('matrix products: the heap GEMM is bit-identical to XNNPACK (the stock 2-D 
       const b = stored(b2, tB);
       const ours = tf.matMul(a, b, tA, tB);
       // Reference: what the stock path computes. Tiny products with a transpose or a batch stay on the
-      // stock naive loop (wasm-kernels.ts keepOriginal: its own summation order); all else is XNNPACK
+      // stock naive loop (lib/backend/matmul.ts keepOriginal: its own summation order); all else is XNNPACK
       // on each plain 2-D product.
       const direct = !tA && !tB && batchA === 1 && batchB === 1;
       const naive = !direct && Math.max(batchA, batchB) * m * k * n < 1 << 15;

@@ -1,5 +1,5 @@
 /**
- * Walks OP_GRADIENT_CASES (lib/backend/op-coverage.ts), the table of every differentiable op the kit
+ * Walks OP_GRADIENT_CASES (test/op-coverage.ts), the table of every differentiable op the kit
  * uses, and checks on wasm that each gradient exists and matches the cpu backend (max abs diff <=
  * 1e-4 x scale), plus a directional finite difference on cpu for the smooth ones, which catches a
  * gradient formula that is wrong on every backend alike. To cover a new op, add a row to the table.
@@ -7,8 +7,8 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { differentiableInputs, OP_GRADIENT_CASES, OpGradientCase, sampleInputs } from '../lib/backend/op-coverage';
-import { WASM_KERNEL_FIXES } from '../lib/backend/wasm-kernels';
+import { WASM_KERNEL_FIXES } from '../lib/backend/registrations';
+import { differentiableInputs, OP_GRADIENT_CASES, OpGradientCase, sampleInputs } from './op-coverage';
 import {
   assertFiniteDifference,
   assertNoLeak,

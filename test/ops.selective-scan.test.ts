@@ -148,7 +148,7 @@ describe('fused kernel details', () => {
   });
 });
 
-describe('wasm Slice / Unpack / SplitV / Identity / Cast / Reverse / Concat / Pack / Tile / Transpose replacements (lib/backend/wasm-fixes.ts)', () => {
+describe('wasm Slice / Unpack / SplitV / Identity / Cast / Reverse / Concat / Pack / Tile / Transpose replacements (lib/backend/copies.ts)', () => {
   test('match the cpu backend on strided and contiguous blocks', async () => {
     const x = Float32Array.from({ length: 3 * 4 * 5 * 2 }, (_, i) => i * 0.5 - 7);
     const long = Float32Array.from({ length: 2 * 3 * 70 }, (_, i) => Math.sin(i));

@@ -1,5 +1,5 @@
 /**
- * Gradient fixes for tfjs 4.22 (frozen upstream), registered once by `initBackend`.
+ * Gradient fixes for tfjs 4.22 (frozen upstream), registered once by ./registrations.ts.
  * See docs/platform.md §Gradient fixes for what is broken and why.
  *
  * Gradient registry (global, every backend):
@@ -13,93 +13,20 @@
  *                 -> broadcast dy instead: the same values, bit for bit, without the JS-side array
  *   Multiply      upstream casts the other operand to float32 even when it already is (a full copy per
  *                 gradient) -> no cast for float32; the same values
- * Kernels (wasm only): ./wasm-kernels.ts — the conv / depthwise backprop kernels, UnsortedSegmentSum
- * (gather's gradient) and XNNPACK-friendly BatchMatMul / _FusedMatMul; ./wasm-heap-kernels.ts — SIMD
- * kernels bit-identical to what they replace (GEMM, Sum/Mean over leading axes, depthwise filter gradient,
- * fused Adam); ./wasm-fixes.ts — the copying kernels (Slice, Concat, Pack, Tile, Transpose, …).
+ * Kernel fixes live in files named by what they do (./matmul.ts, ./conv-gradients.ts, ./reductions.ts,
+ * ./copies.ts, ...); ./registrations.ts lists them all.
  *
  * Glossary: M, K, N matMul rows / inner / cols; B flattened batch of the output; P, Q, R the rows,
  * inner and cols of one per-batch product in a gradient.
  */
 import * as tf from '@tensorflow/tfjs';
-import { registerWasmKernels } from './wasm-kernels';
-
-let gradientsDone = false;
-
-/**
- * Register the gradient overrides (once) and the wasm kernels (once the wasm backend is loaded).
- * Idempotent: `initBackend` calls it after every backend switch.
- */
-export function registerGradientFixes(): void {
-  registerWasmKernels();
-  for (const backend of CUMULATIVE_BACKENDS)
-    for (const kernel of [tf.Cumsum, tf.Cumprod]) fixNegativeAxis(kernel, backend);
-  if (gradientsDone) return;
-  gradientsDone = true;
-  const quiet = silenceOverrideWarnings();
-  try {
-    tf.registerGradient(cumsumGrad);
-    tf.registerGradient(batchMatMulGrad);
-    tf.registerGradient(stridedSliceGrad);
-    tf.registerGradient(squaredDifferenceGrad);
-    tf.registerGradient(maximumGrad);
-    tf.registerGradient(minimumGrad);
-    tf.registerGradient(mirrorPadGrad);
-    tf.registerGradient(sumGrad);
-    tf.registerGradient(meanGrad);
-    tf.registerGradient(multiplyGrad);
-  } finally {
-    quiet.restore();
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Cumsum / Cumprod with a negative axis (every backend)
-// ---------------------------------------------------------------------------------------------------
-
-const CUMULATIVE_BACKENDS = ['cpu', 'wasm', 'webgpu', 'webgl', 'tensorflow'];
-const axisFixed = new Set<string>();
-
-/**
- * The cpu, wasm and webgpu Cumsum/Cumprod kernels build their transpose from the raw axis
- * (backend_util.getAxesPermutation([axis], rank)), so axis = -1 yields the permutation [0, 1, 2, -1]:
- * a shape error on cpu and an out-of-bounds write that corrupts the wasm heap. Normalise the axis
- * before the stock kernel sees it (once per backend whose kernels are loaded).
- */
-function fixNegativeAxis(kernelName: string, backendName: string): void {
-  const key = `${kernelName}/${backendName}`;
-  const stock = tf.getKernel(kernelName, backendName);
-  if (axisFixed.has(key) || !stock) return;
-  axisFixed.add(key);
-  tf.unregisterKernel(kernelName, backendName);
-  tf.registerKernel({
-    ...stock,
-    kernelFunc: (args) => {
-      const axis = Number((args.attrs as { axis?: number } | undefined)?.axis ?? 0);
-      const rank = (args.inputs.x as tf.TensorInfo).shape.length;
-      if (axis >= 0) return stock.kernelFunc(args);
-      if (axis < -rank) throw new Error(`${kernelName}: axis ${axis} is out of range for rank ${rank}`);
-      return stock.kernelFunc({ ...args, attrs: { ...args.attrs, axis: axis + rank } });
-    },
-  });
-}
-
-/** tfjs warns "Overriding the gradient for ..." on every override; ours are deliberate. */
-function silenceOverrideWarnings(): { restore(): void } {
-  const warn = console.warn;
-  console.warn = (...args: unknown[]) => {
-    if (typeof args[0] === 'string' && args[0].startsWith('Overriding the gradient for')) return;
-    warn(...args);
-  };
-  return { restore: () => (console.warn = warn) };
-}
 
 /**
  * Cumsum (tfjs-core Cumsum_grad.ts): the gradient of an inclusive forward cumsum is a reverse cumsum of
  * dy along the same axis (exclusive stays exclusive). `tf.cumsum` already handles any axis, so the
  * upstream transpose that follows it is the bug.
  */
-const cumsumGrad: tf.GradConfig = {
+export const cumsumGrad: tf.GradConfig = {
   kernelName: tf.Cumsum,
   inputsToSave: ['x'],
   gradFunc: (dy, _saved, attrs) => {
@@ -151,7 +78,7 @@ function operandGrad(target: tf.Tensor, outBatch: number[], x: tf.Tensor, y: tf.
  * (dA = dy op(B)^T, dB = op(A)^T dy, with the transposes of the four cases), then the gradient of a
  * broadcast operand is summed over the batch it was broadcast across.
  */
-const batchMatMulGrad: tf.GradConfig = {
+export const batchMatMulGrad: tf.GradConfig = {
   kernelName: tf.BatchMatMul,
   inputsToSave: ['a', 'b'],
   gradFunc: (dy, saved, attrs) => {
@@ -190,7 +117,7 @@ const batchMatMulGrad: tf.GradConfig = {
  * axes kept as 1) was read from x at begin + k * strides (tfjs-core stridedSliceImpl), so dx scatters dy
  * back there; contiguous slices become a pad.
  */
-const stridedSliceGrad: tf.GradConfig = {
+export const stridedSliceGrad: tf.GradConfig = {
   kernelName: tf.StridedSlice,
   inputsToSave: ['x'],
   gradFunc: (dy, saved, attrs) => {
@@ -250,7 +177,7 @@ function reduceTo(g: tf.Tensor, shape: number[]): tf.Tensor {
 }
 
 /** (a - b)^2: d/da = 2 (a - b) dy, d/db = -2 (a - b) dy (tfjs-core SquaredDifference_grad.ts, plus reduction). */
-const squaredDifferenceGrad: tf.GradConfig = {
+export const squaredDifferenceGrad: tf.GradConfig = {
   kernelName: tf.SquaredDifference,
   inputsToSave: ['a', 'b'],
   gradFunc: (dy, saved) => {
@@ -261,7 +188,7 @@ const squaredDifferenceGrad: tf.GradConfig = {
 };
 
 /** max(a, b): dy goes to a where a >= b, else to b (upstream's tie rule), then the reduction. */
-const maximumGrad: tf.GradConfig = {
+export const maximumGrad: tf.GradConfig = {
   kernelName: tf.Maximum,
   inputsToSave: ['a', 'b'],
   gradFunc: (dy, saved) => {
@@ -274,7 +201,7 @@ const maximumGrad: tf.GradConfig = {
 };
 
 /** min(a, b): dy goes to a where a <= b, else to b, then the reduction. */
-const minimumGrad: tf.GradConfig = {
+export const minimumGrad: tf.GradConfig = {
   kernelName: tf.Minimum,
   inputsToSave: ['a', 'b'],
   gradFunc: (dy, saved) => {
@@ -300,7 +227,7 @@ function expandReduced(dy: tf.Tensor, x: tf.Tensor, axis: unknown): tf.Tensor {
 }
 
 /** Σ: every x gets dy (upstream: dy · ones(x.shape), the same values). */
-const sumGrad: tf.GradConfig = {
+export const sumGrad: tf.GradConfig = {
   kernelName: tf.Sum,
   inputsToSave: ['x'],
   gradFunc: (dy, saved, attrs) => {
@@ -310,7 +237,7 @@ const sumGrad: tf.GradConfig = {
 };
 
 /** mean: every x gets dy / n (upstream: (dy · ones(x.shape)) / n; dy · 1 = dy, so the same values). */
-const meanGrad: tf.GradConfig = {
+export const meanGrad: tf.GradConfig = {
   kernelName: tf.Mean,
   inputsToSave: ['x'],
   gradFunc: (dy, saved, attrs) => {
@@ -321,7 +248,7 @@ const meanGrad: tf.GradConfig = {
 };
 
 /** a · b: d/da = dy · b, d/db = dy · a, summed back over broadcast axes (upstream, minus the float32 casts). */
-const multiplyGrad: tf.GradConfig = {
+export const multiplyGrad: tf.GradConfig = {
   kernelName: tf.Multiply,
   inputsToSave: ['a', 'b'],
   gradFunc: (dy, saved) => {
@@ -347,7 +274,7 @@ const multiplyGrad: tf.GradConfig = {
  * Along an axis of length n padded (p0, p1): 'reflect' mirrors around the edge cell (padded index i < p0
  * reads x[p0 - i]), 'symmetric' includes it (x[p0 - 1 - i]); likewise on the far side.
  */
-const mirrorPadGrad: tf.GradConfig = {
+export const mirrorPadGrad: tf.GradConfig = {
   kernelName: tf.MirrorPad,
   inputsToSave: ['x'],
   gradFunc: (dy, saved, attrs) => {

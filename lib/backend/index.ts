@@ -9,10 +9,10 @@
  *               installed one of them (they download libtensorflow at install time; never a dependency).
  *
  * `initBackend()` picks one (argument > MSM_BACKEND > 'wasm'), registers the kit's kernels and
- * gradient fixes once, and reports what it chose. See ../../README.md § Backends.
+ * gradient fixes once (the list: ./registrations.ts), and reports what it chose. See ../../README.md § Backends.
  */
 import * as tf from '@tensorflow/tfjs';
-import { registerGradientFixes } from './gradient-fixes';
+import { registerKitKernels } from './registrations';
 import * as fs from 'fs';
 import { initWebGPU, WEBGPU_HOW_TO, WebGPUInfo } from './dawn';
 import { announceBackend, type BackendInfo, type BackendName } from './hooks';
@@ -124,13 +124,13 @@ async function setOrThrow(name: string): Promise<void> {
 }
 
 /**
- * Select and initialise a backend; registers the gradient fixes and the kit's kernels once.
+ * Select and initialise a backend; registers the gradient fixes and the kit's kernels once (./registrations.ts).
  * Safe to call again: switching backends is allowed (tests compare them).
  */
 export async function initBackend(name?: string, opts: { quiet?: boolean } = {}): Promise<BackendInfo> {
   const choice = resolveName(name);
   const details = await activate(choice.name);
-  registerGradientFixes();
+  registerKitKernels();
   const info: BackendInfo = {
     name: choice.name,
     source: choice.source,

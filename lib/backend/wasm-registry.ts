@@ -1,6 +1,6 @@
 /**
- * One place where the kit swaps tfjs-backend-wasm kernels for its own (wasm-kernels.ts, wasm-heap-kernels.ts,
- * wasm-fixes.ts) and remembers the stock ones: the replacements fall back to them for the cases they do
+ * Where the kit swaps tfjs-backend-wasm kernels for its own (the list: ./registrations.ts) and remembers
+ * the stock ones: the replacements fall back to them for the cases they do
  * not cover, and the tests compare against them bit for bit.
  */
 import * as tf from '@tensorflow/tfjs';

@@ -15,6 +15,9 @@
  * nothing, as ptflops does not see `F.gelu` and friends.
  */
 import * as tf from '@tensorflow/tfjs';
+import { fusedPartialSilu, PARTIAL_SILU_KERNEL } from '../backend/activations';
+import { fusedKernelsAvailable } from '../backend/fused';
+import { fusedBatchNorm, fusedBatchNormInference, fusedLayerNorm, fusedNormsAvailable } from '../backend/norms';
 import { Rng } from '../util/random';
 import { defaultInitRng, torchDefaultBound, uniform, constant } from './init';
 import { reportConvMacs, reportElementwiseMacs, reportLinearMacs, reportNormMacs } from './macs';
@@ -196,22 +199,31 @@ export class BatchNorm2d extends Layer {
     const training = ctx?.training ?? this.training;
     if (!training) {
       // y = x·scale + shift with per-channel scale = γ/√(running_var + eps), shift = β − running_mean·scale
-      // (two broadcast ops: tfjs-wasm's FusedBatchNorm kernel is ~6× slower than this).
+      // (two broadcast ops: tfjs-wasm's FusedBatchNorm kernel is ~6× slower than this; on wasm one fused
+      // kernel, lib/backend/norms.ts).
+      if (fusedNormsAvailable(x)) {
+        return fusedBatchNormInference(x, this.weight, this.bias, this.runningMean, this.runningVar, this.eps);
+      }
       return tf.tidy(() => {
         const scale = tf.mul(this.weight, tf.rsqrt(tf.add(this.runningVar, this.eps))); // [c]
         const shift = tf.sub(this.bias, tf.mul(this.runningMean, scale)); // [c]
         return tf.add(tf.mul(x, scale), shift);
       });
     }
-    return tf.tidy(() => {
-      const axes = x.shape.slice(0, -1).map((_, i) => i); // all but channels
-      const n = x.size / this.numFeatures;
-      const { mean, variance } = tf.moments(x, axes); // [c], [c] (biased)
-      // Running statistics are state, not part of the loss: the assigned values have no path to it.
+    const n = x.size / this.numFeatures;
+    // Running statistics are state, not part of the loss: the assigned values have no path to it.
+    const updateRunning = (mean: tf.Tensor, variance: tf.Tensor) => {
       const m = this.momentum;
       const unbiased = tf.mul(variance, n / Math.max(n - 1, 1));
       this.runningMean.assign(tf.add(tf.mul(this.runningMean, 1 - m), tf.mul(mean, m)));
       this.runningVar.assign(tf.add(tf.mul(this.runningVar, 1 - m), tf.mul(unbiased, m)));
+    };
+    // On wasm one fused kernel each way computes y and the batch moments (lib/backend/norms.ts).
+    if (fusedNormsAvailable(x)) return fusedBatchNorm(x, this.weight, this.bias, this.eps, updateRunning);
+    return tf.tidy(() => {
+      const axes = x.shape.slice(0, -1).map((_, i) => i); // all but channels
+      const { mean, variance } = tf.moments(x, axes); // [c], [c] (biased)
+      updateRunning(mean, variance);
       const xhat = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.eps))); // [..., c]
       return tf.add(tf.mul(xhat, this.weight), this.bias);
     });
@@ -240,8 +252,12 @@ export class LayerNorm extends Layer {
   }
 }
 
-/** LayerNorm over the last axis with the biased variance (as PyTorch). */
+/**
+ * LayerNorm over the last axis with the biased variance (as PyTorch). On wasm the same formula runs as one
+ * fused kernel each way (lib/backend/norms.ts; MSM_FUSED_KERNELS=0 keeps these tf ops).
+ */
 export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps: number): tf.Tensor {
+  if (fusedNormsAvailable(x)) return fusedLayerNorm(x, weight, bias, eps);
   return tf.tidy(() => {
     const axis = x.rank - 1;
     const mean = tf.mean(x, axis, true); // [..., 1]
@@ -256,9 +272,24 @@ export function gelu(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)));
 }
 
-/** SiLU (swish): x·sigmoid(x). */
+/** SiLU (swish): x·sigmoid(x). On wasm with a one-call gradient (lib/backend/activations.ts). */
 export function silu(x: tf.Tensor): tf.Tensor {
+  if (fusedKernelsAvailable(x, PARTIAL_SILU_KERNEL)) return fusedPartialSilu(x, x.shape[x.rank - 1] ?? 1);
   return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
+}
+
+/**
+ * SiLU on the first p channels of x [..., c], identity on the rest: x·(σ(x)·m + (1 − m)) with the channel
+ * mask m = 1 on [0, p), 0 on [p, c). On wasm as one fused kernel each way (lib/backend/activations.ts).
+ */
+export function siluFirstChannels(x: tf.Tensor, p: number): tf.Tensor {
+  if (fusedKernelsAvailable(x, PARTIAL_SILU_KERNEL)) return fusedPartialSilu(x, p);
+  const c = x.shape[x.rank - 1] ?? 1;
+  return tf.tidy(() => {
+    const m = tf.tensor1d(new Float32Array(c).fill(1, 0, p)); // [c]
+    const gate = tf.add(tf.mul(tf.sigmoid(x), m), tf.sub(1, m)); // [..., c]
+    return tf.mul(x, gate);
+  });
 }
 
 export class GELU extends Layer {

@@ -13,11 +13,11 @@
  *   v ← β2·v + (1 − β2)·g²                 (exp_avg_sq)
  *   p ← p − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε)
  * The bias-correction scalars are computed in float64 on the host and enter as scalars.
- * On wasm the whole update of one parameter is one fused kernel call (lib/backend/wasm-heap-kernels.ts),
+ * On wasm the whole update of one parameter is one fused kernel call (lib/backend/optimizer.ts),
  * operation for operation the tf ops below and bit-identical to them; other backends run the tf ops.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ADAM_KERNEL, adamKernelAvailable, AdamKernelAttrs } from '../backend/wasm-heap-kernels';
+import { ADAM_KERNEL, adamKernelAvailable, AdamKernelAttrs } from '../backend/optimizer';
 
 export type OptimizerName = 'adam' | 'adamw';
 
@@ -127,7 +127,7 @@ export class Adam {
         let g = grads[s.param.name];
         if (!g) continue;
         if (fused && g.dtype === 'float32') {
-          // The same update in one kernel call (lib/backend/wasm-heap-kernels.ts; bit-identical).
+          // The same update in one kernel call (lib/backend/optimizer.ts; bit-identical).
           const inputs = { param: s.param, grad: g, m: s.m, v: s.v };
           const [p, m, v] = tf
             .engine()

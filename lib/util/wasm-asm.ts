@@ -1,6 +1,6 @@
 /**
  * A very small WebAssembly assembler: just enough to write the kit's SIMD kernels (the selective scan in
- * lib/ops/selective-scan/wasm-simd.ts, the reductions and the Adam update in lib/backend/wasm-heap-kernels.ts)
+ * lib/ops/selective-scan/wasm-simd.ts, the reductions and the Adam update in lib/backend/simd/*.ts)
  * in TypeScript, so the kit needs no C compiler or wasm toolchain. It emits the binary format directly
  * (spec: https://webassembly.github.io/spec/core/binary/) for modules with one imported memory and
  * a few exported functions over i32, f32, f64 and v128 values.

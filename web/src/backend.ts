@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-backend-webgpu';
-import { registerGradientFixes } from '../../lib/backend/gradient-fixes';
+import { registerKitKernels } from '../../lib/backend/registrations';
 import { announceBackend, type BackendName } from '../../lib/backend/hooks';
 
 export type PageBackend = Extract<BackendName, 'wasm' | 'webgpu'>;
@@ -33,7 +33,7 @@ export async function startBackend(name: PageBackend, wasmDir: string): Promise<
   const ok = await tf.setBackend(name);
   await tf.ready();
   if (!ok || tf.getBackend() !== name) throw new Error(`tfjs could not start the ${name} backend in this browser`);
-  registerGradientFixes();
+  registerKitKernels();
   const details: Record<string, string | number | boolean> = {};
   if (name === 'wasm') details.simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
   announceBackend({ name, source: 'argument', tfjsVersion: tf.version.tfjs, details });

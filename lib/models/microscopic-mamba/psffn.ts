@@ -21,7 +21,7 @@
  * wasm cost more than the convolution itself, in the forward and again in the backward pass.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, Layer, reportConvMacs, reportElementwiseMacs, silu } from '../../nn/index';
+import { Conv2d, Layer, reportConvMacs, reportElementwiseMacs, silu, siluFirstChannels } from '../../nn/index';
 import { Rng } from '../../util/random';
 
 export class PSFFN extends Layer {
@@ -29,7 +29,6 @@ export class PSFFN extends Layer {
   readonly conv_1: Conv2d;
   readonly pDim: number;
   private readonly identityKernels: Float32Array;
-  private readonly filteredMask: Float32Array;
 
   constructor(
     readonly dim: number,
@@ -49,7 +48,6 @@ export class PSFFN extends Layer {
     const rest = outDim - this.pDim;
     this.identityKernels = new Float32Array(9 * rest); // [3, 3, d−p, 1]: 1 at the centre tap (1, 1)
     this.identityKernels.fill(1, 4 * rest, 5 * rest);
-    this.filteredMask = new Float32Array(outDim).fill(1, 0, this.pDim); // [d]: 1 for the first p channels
   }
 
   /** y [b, h, w, e] → [b, h, w, d], or [b, w, h, d] when `transposeHW` (the official quirk). */
@@ -80,9 +78,7 @@ export class PSFFN extends Layer {
       ];
       const u = tf.add(tf.depthwiseConv2d(t, kernel as tf.Tensor4D, 1, pad), bias); // [b, h, w, d]
       // SiLU on the filtered channels only: u·(σ(u)·m + (1 − m)) with m = 1 on [0, p), 0 on [p, d).
-      const m = tf.tensor1d(this.filteredMask); // [d]
-      const gate = tf.add(tf.mul(tf.sigmoid(u), m), tf.sub(1, m)); // [b, h, w, d]
-      const cat = tf.mul(u, gate).reshape([b, h, w, d / 2, 2]); // [b, h, w, groups, per] = concat(t1, t2)
+      const cat = siluFirstChannels(u, p).reshape([b, h, w, d / 2, 2]); // [b, h, w, groups, per] = concat(t1, t2)
       // channel_shuffle(groups = d/2): swap (groups, per); with the quirk, also swap h and w in the same copy.
       const perm = transposeHW ? [0, 2, 1, 4, 3] : [0, 1, 2, 4, 3];
       return cat.transpose(perm).reshape(transposeHW ? [b, w, h, d] : [b, h, w, d]);

@@ -1,17 +1,11 @@
 /**
  * The fused selective scan as WebAssembly SIMD (4 × f32 lanes), optionally on several threads: the fast
  * engine behind the wasm and cpu backends' kernels (fused-cpu.ts). It runs exactly the algorithm of
- * cpu-kernel.ts — read that file first; the comments here only say how it maps to SIMD.
- *
- * Vectorisation: over the state index n (4 states per v128, the nv = np/4 vectors of a channel are
- * unrolled, so h, A and the gradient accumulators stay in locals/registers). Each channel walks time
- * sequentially; Δ_t is a splat. With B and C time-major, the 4 states of one time step are one aligned
- * load. Horizontal sums (y_t, ⟨G, B⟩) take two shuffles each.
- * exp: Ā = exp(Δ·A) = 2^(Δ·A·log2 e); A is pre-scaled by log2 e, the exponent is split into an integer
- * k (added to the float's exponent bits) and f ∈ [−½, ½] (degree-5 polynomial with p(0) = 1 exactly, rel.
- * error ≤ 2e-7 in f32, so decays close to 1 do not drift over long sequences). The exp is most of the
- * work: it runs once per state update in the forward and once in the backward's recomputation.
- * softplus/sigmoid: log1p(w) = 2·atanh(w / (2 + w)) series with w = e^{−|x|}, once per channel-step.
+ * cpu-kernel.ts, split by job:
+ *   wasm-simd-kernels.ts   the SIMD kernels (how the algorithm maps to SIMD) and their module
+ *   wasm-simd-threads.ts   the worker threads that run shares of a call
+ *   wasm-simd-memory.ts    where a call's arrays live (the caller's heap, the engine's shared memory)
+ *   wasm-simd.ts           this file: the engine — one forward / backward call, split into shares
  *
  * Threads: the batch is split across the calling thread and worker_threads (MSM_SCAN_THREADS, default all
  * cores). The kernel call stays synchronous (tfjs kernels must be): the calling thread waits for the
@@ -29,758 +23,24 @@
  * nv = np/4 vectors, T checkpoint chunk, K chunks (code names as in common.ts: d = K·E of
  * docs/architecture.md §Glossary; K here counts chunks, not directions).
  */
-import * as os from 'os';
-import { Worker } from 'worker_threads';
 import { chunking, paddedState, ScanArrays, ScanGradArrays, ScanSizes } from './cpu-kernel';
 import { jsEngine, provideSimdEngine, ScanEngine, WasmHeap } from './fused-cpu';
-import { compileOptimized, WA, WasmMemory, WasmModule } from '../../util/wasm-api';
+import { compileOptimized, WA, WasmMemory } from '../../util/wasm-api';
+import { assembleModule } from '../../util/wasm-asm';
 import {
-  assembleModule,
-  Expr,
-  f32,
-  f32add,
-  f32mul,
-  f32FromF64,
-  f64add,
-  f64FromF32,
-  Fn,
-  get,
-  i32,
-  i32add,
-  i32divU,
-  i32lt,
-  i32minU,
-  i32mul,
-  i32sub,
-  i32x4add,
-  i32x4shl,
-  Local,
-  loadF32,
-  loadF64,
-  select,
-  vabs,
-  vadd,
-  vconst,
-  vdiv,
-  vextract,
-  vge,
-  vgt,
-  vload,
-  vloadSplat,
-  vmax,
-  vmin,
-  vmul,
-  vreplace,
-  vselect,
-  vshuffle,
-  vsplat,
-  vsub,
-  vzero,
-  ValType,
-  emitTranspose4,
-} from '../../util/wasm-asm';
+  compile,
+  compileError,
+  compiledKernels,
+  Compiled,
+  FN_NAMES,
+  kernelFunctions,
+  LOG2E,
+  SIMD_STATE_SIZES,
+} from './wasm-simd-kernels';
+import { placeCall, Placement, PlacementHost, viewOf } from './wasm-simd-memory';
+import { Exports, Share, threadCount, ThreadPool } from './wasm-simd-threads';
 
-/** State sizes (padded) with a compiled kernel; larger n falls back to the JS engine. */
-export const SIMD_STATE_SIZES = [4, 8, 12, 16, 20, 24, 28, 32];
-
-const LOG2E = Math.LOG2E;
-const LN2 = Math.LN2;
-/** 2^f on [−½, ½], p(0) = 1 exactly (Lawson minimax fit, relative error 1.9e-7 in f32 arithmetic). */
-/** 1.5·2^23: adding it rounds a float in (−2^22, 2^22) to an integer (round-to-nearest-even). */
-const EXP2_MAGIC = 12582912;
-const EXP2_POLY = [
-  1.0, 0.6931470036506653, 0.24022242426872253, 0.05550733581185341, 0.009671512991189957, 0.001326472731307149,
-];
-
-// ---- kernel emission ---------------------------------------------------------------------------
-
-/**
- * Locals for vexp2: scratch vectors and the constants, hoisted into locals at function entry (a
- * v128.const inside the loop would be re-materialised at every use by V8, three instructions each).
- */
-interface ExpTmp {
-  t: Local;
-  m: Local;
-  fr: Local;
-  lo: Local;
-  hi: Local;
-  magic: Local;
-  poly: Local[];
-}
-function expTmp(f: Fn): ExpTmp {
-  const tmp: ExpTmp = {
-    t: f.local('v128'),
-    m: f.local('v128'),
-    fr: f.local('v128'),
-    lo: f.local('v128'),
-    hi: f.local('v128'),
-    magic: f.local('v128'),
-    poly: EXP2_POLY.map(() => f.local('v128')),
-  };
-  f.set(tmp.lo, vconst(-125));
-  f.set(tmp.hi, vconst(127));
-  f.set(tmp.magic, vconst(EXP2_MAGIC));
-  EXP2_POLY.forEach((c, i) => f.set(tmp.poly[i], vconst(c)));
-  return tmp;
-}
-
-/**
- * dst = 2^x lane-wise, x clamped to [−125, 127] (where the result stays a normal float).
- * Rounding trick: m = x + 1.5·2^23 rounds x to the nearest integer k in the low mantissa bits of m, so
- * k = m − 1.5·2^23 as a float, and (bits(m) << 23) = k << 23 (the magic's own bits vanish in the shift),
- * which added to the bits of p = 2^(x−k) multiplies p by 2^k. No float→int conversion needed.
- */
-function emitExp2(f: Fn, dst: Local, x: Expr, tmp: ExpTmp): void {
-  f.set(tmp.t, vmin(vmax(x, get(tmp.lo)), get(tmp.hi)));
-  f.set(tmp.m, vadd(get(tmp.t), get(tmp.magic)));
-  f.set(tmp.fr, vsub(get(tmp.t), vsub(get(tmp.m), get(tmp.magic)))); // f = x − k ∈ [−½, ½], exact
-  let p: Expr = get(tmp.poly[5]);
-  for (let i = 4; i >= 0; i--) p = vadd(vmul(p, get(tmp.fr)), get(tmp.poly[i]));
-  f.set(dst, i32x4add(p, i32x4shl(get(tmp.m), i32(23))));
-}
-
-/** Σ of the 4 lanes of v. */
-function hsum(v: Expr): Expr {
-  return (f) => {
-    const s = f.local('v128');
-    f.set(s, vadd(v, vshuffle(v, v, [2, 3, 0, 1])));
-    vextract(vadd(get(s), vshuffle(get(s), get(s), [1, 0, 3, 2])), 0)(f);
-  };
-}
-
-/**
- * Softplus (and optionally its derivative, the sigmoid) of δ + b_Δ for one channel row, 4 steps at a
- * time, into dtRow (and sgRow). Reads up to 3 floats past the row (buffers carry 16 bytes of slack).
- */
-function emitSoftplusRow(
-  f: Fn,
-  v: { delta: Expr; bias: Local; l: Local; dtRow: Local; sgRow?: Local; tmp: ExpTmp },
-): void {
-  const j = f.local('i32');
-  const x = f.local('v128');
-  const w = f.local('v128');
-  const s = f.local('v128');
-  const z = f.local('v128');
-  const sp = f.local('v128');
-  const off = i32mul(get(j), i32(4)); // byte offset of the 4 steps starting at step j
-  const body = () => {
-    f.set(x, vadd(get(x), get(v.bias)));
-    emitExp2(f, w, vmul(vabs(get(x)), vconst(-LOG2E)), v.tmp); // w = e^{−|x|} ∈ (0, 1]
-    f.set(s, vdiv(get(w), vadd(get(w), vconst(2)))); // s = w / (2 + w) ≤ 1/3
-    f.set(z, vmul(get(s), get(s)));
-    // log1p(w) = 2 atanh(s) = 2s (1 + z/3 + z²/5 + … + z⁶/13), error < 2e-8
-    let series: Expr = vconst(1 / 13);
-    for (const k of [11, 9, 7, 5, 3]) series = vadd(vmul(series, get(z)), vconst(1 / k));
-    series = vadd(vmul(series, get(z)), vconst(1));
-    f.set(sp, vadd(vmax(get(x), vzero), vmul(vmul(get(s), vconst(2)), series)));
-    // softplus(x) = x above the threshold 20 (as the CUDA kernel)
-    f.storeV128(i32add(get(v.dtRow), off), 0, vselect(get(x), get(sp), vgt(get(x), vconst(20))));
-    if (v.sgRow) {
-      // sigmoid(x) = 1/(1+w) for x ≥ 0, w/(1+w) for x < 0
-      const num = vselect(vconst(1), get(w), vge(get(x), vzero));
-      f.storeV128(i32add(get(v.sgRow), off), 0, vdiv(num, vadd(get(w), vconst(1))));
-    }
-  };
-  // whole vectors of 4 steps
-  f.forUp(
-    j,
-    i32(0),
-    i32sub(get(v.l), i32(3)),
-    () => {
-      f.set(x, vload(i32add(v.delta, off)));
-      body();
-    },
-    4,
-  );
-  // the last l % 4 steps, loaded one by one: never read past the end of δ (it may be a tfjs tensor)
-  f.if(i32lt(get(j), get(v.l)), () => {
-    f.set(x, vzero);
-    for (let q = 0; q < 3; q++) {
-      f.if(i32lt(i32add(get(j), i32(q)), get(v.l)), () =>
-        f.set(x, vreplace(get(x), q, loadF32(i32add(v.delta, off), 4 * q))),
-      );
-    }
-    body();
-  });
-}
-
-/**
- * DAbuf[i] = Ā_{t0+i} = 2^(Δ·A·log2 e) for the len steps of a chunk, in a loop of its own: the exps of
- * different steps are independent, so the CPU overlaps them, where inside the recurrence each step's
- * long exp chain would wait for the previous step (loop fission; about 1.5× faster on this code).
- */
-function emitDecays(
-  f: Fn,
-  v: {
-    len: Local;
-    dtRow: Local;
-    DAbuf: Local;
-    a: Local[];
-    i: Local;
-    pdt: Local;
-    pDA: Local;
-    dtv: Local;
-    dA: Local;
-    tmp: ExpTmp;
-    stride: number;
-  },
-): void {
-  f.set(v.pdt, get(v.dtRow));
-  f.set(v.pDA, get(v.DAbuf));
-  f.forUp(v.i, i32(0), get(v.len), () => {
-    f.set(v.dtv, vloadSplat(get(v.pdt)));
-    v.a.forEach((a, k) => {
-      emitExp2(f, v.dA, vmul(get(v.dtv), get(a)), v.tmp);
-      f.storeV128(get(v.pDA), 16 * k, get(v.dA));
-    });
-    f.set(v.pdt, i32add(get(v.pdt), i32(4)));
-    f.set(v.pDA, i32add(get(v.pDA), i32(v.stride)));
-  });
-}
-
-/**
- * Loop order of both kernels: batch row → group → chunk of T steps → channel of the group → step.
- * Taking the channels inside the chunk loop keeps one chunk of the group's B, C (and ∂B, ∂C) in L1
- * while all e channels of the group read it; walking whole sequences per channel instead re-streamed
- * them from memory once per channel. Per-channel state between chunks (h, or the backward's carry and
- * ∂A accumulators) lives in a small per-thread scratch area.
- */
-
-/** Forward for one padded state size: batch rows [b0, b1) of y and the checkpoints (cpu-kernel.ts). */
-function buildForward(np: number): Fn {
-  const nv = np / 4;
-  // prettier-ignore
-  const names = ['b0', 'b1', 'd', 'l', 'g', 'e', 'T', 'K', 'u', 'delta', 'A2', 'BT', 'CT', 'Dp', 'biasp', 'y', 'hs', 'dtRow', 'Hs', 'DAbuf'];
-  const f = new Fn(
-    `fwd${np}`,
-    names.map((): ValType => 'i32'),
-  );
-  const P = Object.fromEntries(names.map((n, i) => [n, f.params[i]]));
-  const tmp = expTmp(f);
-  const I = () => f.local('i32');
-  const [bi, gi, kc, cl, c, i, t0, len, row, bcT, pB, pC, pu, py, pdt, pHs, pDA] = Array.from({ length: 17 }, I);
-  const [Dc, dt, ut] = [f.local('f32'), f.local('f32'), f.local('f32')];
-  const [biasV, dtv, dbu, acc, dA] = Array.from({ length: 5 }, () => f.local('v128'));
-  const a = Array.from({ length: nv }, () => f.local('v128'));
-  const h = Array.from({ length: nv }, () => f.local('v128'));
-  const stride = np * 4; // bytes per time step of BT, CT, a checkpoint, a state
-  const c4 = (x: Local) => i32mul(get(x), i32(4));
-
-  f.forUp(bi, get(P.b0), get(P.b1), () => {
-    f.forUp(gi, i32(0), get(P.g), () => {
-      f.forUp(cl, i32(0), get(P.e), () => {
-        for (let v = 0; v < nv; v++) f.storeV128(i32add(get(P.Hs), i32mul(get(cl), i32(stride))), 16 * v, vzero);
-      });
-      f.forUp(kc, i32(0), get(P.K), () => {
-        f.set(t0, i32mul(get(kc), get(P.T)));
-        f.set(len, i32minU(get(P.T), i32sub(get(P.l), get(t0))));
-        f.set(bcT, i32mul(i32add(i32mul(i32add(i32mul(get(bi), get(P.g)), get(gi)), get(P.l)), get(t0)), i32(stride)));
-        f.forUp(cl, i32(0), get(P.e), () => {
-          f.set(c, i32add(i32mul(get(gi), get(P.e)), get(cl)));
-          f.set(row, i32mul(i32add(i32mul(i32add(i32mul(get(bi), get(P.d)), get(c)), get(P.l)), get(t0)), i32(4)));
-          f.set(biasV, vsplat(loadF32(i32add(get(P.biasp), c4(c)))));
-          emitSoftplusRow(f, { delta: i32add(get(P.delta), get(row)), bias: biasV, l: len, dtRow: P.dtRow, tmp });
-          const aRow = i32add(get(P.A2), i32mul(get(c), i32(stride)));
-          const hRow = i32add(get(P.Hs), i32mul(get(cl), i32(stride)));
-          for (let v = 0; v < nv; v++) {
-            f.set(a[v], vload(aRow, 16 * v));
-            f.set(h[v], vload(hRow, 16 * v));
-          }
-          // checkpoint kc = the state entering this chunk (zero for the first)
-          f.set(
-            pHs,
-            i32add(
-              get(P.hs),
-              i32mul(i32add(i32mul(i32add(i32mul(get(bi), get(P.d)), get(c)), get(P.K)), get(kc)), i32(stride)),
-            ),
-          );
-          for (let v = 0; v < nv; v++) f.storeV128(get(pHs), 16 * v, get(h[v]));
-          f.set(pB, i32add(get(P.BT), get(bcT)));
-          f.set(pC, i32add(get(P.CT), get(bcT)));
-          f.set(Dc, loadF32(i32add(get(P.Dp), c4(c))));
-          f.set(pu, i32add(get(P.u), get(row)));
-          f.set(py, i32add(get(P.y), get(row)));
-          emitDecays(f, { len, dtRow: P.dtRow, DAbuf: P.DAbuf, a, i, pdt, pDA, dtv, dA, tmp, stride });
-          f.set(pdt, get(P.dtRow));
-          f.set(pDA, get(P.DAbuf));
-          f.forUp(i, i32(0), get(len), () => {
-            f.set(dt, loadF32(get(pdt)));
-            f.set(ut, loadF32(get(pu)));
-            f.set(dbu, vsplat(f32mul(get(dt), get(ut))));
-            for (let v = 0; v < nv; v++) {
-              const dAv = vload(get(pDA), 16 * v);
-              f.set(h[v], vadd(vmul(dAv, get(h[v])), vmul(get(dbu), vload(get(pB), 16 * v)))); // h = Ā h + Δu B
-              const hc = vmul(get(h[v]), vload(get(pC), 16 * v));
-              f.set(acc, v === 0 ? hc : vadd(get(acc), hc));
-            }
-            f.storeF32(get(py), 0, f32add(hsum(get(acc)), f32mul(get(Dc), get(ut)))); // y_t
-            f.set(pB, i32add(get(pB), i32(stride)));
-            f.set(pC, i32add(get(pC), i32(stride)));
-            f.set(pu, i32add(get(pu), i32(4)));
-            f.set(py, i32add(get(py), i32(4)));
-            f.set(pdt, i32add(get(pdt), i32(4)));
-            f.set(pDA, i32add(get(pDA), i32(stride)));
-          });
-          for (let v = 0; v < nv; v++) f.storeV128(hRow, 16 * v, get(h[v]));
-        });
-      });
-    });
-  });
-  return f;
-}
-
-/** Backward for one padded state size: batch rows [b0, b1) (cpu-kernel.ts scanBackwardJS, same steps). */
-function buildBackward(np: number): Fn {
-  const nv = np / 4;
-  // prettier-ignore
-  const names = [
-    'b0', 'b1', 'd', 'l', 'g', 'e', 'T', 'K', 'u', 'delta', 'A2', 'BT', 'CT', 'Dp', 'biasp', 'hs', 'dy',
-    'du', 'ddelta', 'dBT', 'dCT', 'dApart', 'dDpart', 'dbpart', 'dtRow', 'sgRow', 'Hbuf', 'DAbuf', 'St',
-  ];
-  const f = new Fn(
-    `bwd${np}`,
-    names.map((): ValType => 'i32'),
-  );
-  const P = Object.fromEntries(names.map((n, i) => [n, f.params[i]]));
-  const tmp = expTmp(f);
-  const I = () => f.local('i32');
-  const [bi, gi, kc, cl, c, i, t0, len, row, bcT, pB, pH, pDA, off, pTs, pSt, pAcc] = Array.from({ length: 17 }, I);
-  const [Dc, dt, ut, gt, gb, da, dd] = Array.from({ length: 7 }, () => f.local('f32'));
-  const [dDacc, dbacc] = [f.local('f64'), f.local('f64')];
-  const [biasV, dtv, dbu, dA, gv, dtuv, G, GdA, s, sGB, sDA, hs2] = Array.from({ length: 12 }, () => f.local('v128'));
-  const a = Array.from({ length: nv }, () => f.local('v128'));
-  const hc = Array.from({ length: nv }, () => f.local('v128')); // h while recomputing, then the carry Ā·G
-  const dAacc = Array.from({ length: nv }, () => f.local('v128'));
-  const stride = np * 4;
-  const c4 = (x: Local) => i32mul(get(x), i32(4));
-  // Scratch per thread (St): carry [e, np] | ∂A accumulators [e, np] | Σ g·u and Σ ∂δ as f64 [e, 2].
-  const stCarry = () => i32add(get(P.St), i32mul(get(cl), i32(stride)));
-  const stDA = () => i32add(i32add(get(P.St), i32mul(get(P.e), i32(stride))), i32mul(get(cl), i32(stride)));
-  const stAcc = () => i32add(i32add(get(P.St), i32mul(get(P.e), i32(2 * stride))), i32mul(get(cl), i32(16)));
-
-  f.forUp(bi, get(P.b0), get(P.b1), () => {
-    f.forUp(gi, i32(0), get(P.g), () => {
-      // no gradient flows in after the last step; accumulators start at zero
-      f.forUp(
-        pSt,
-        get(P.St),
-        i32add(get(P.St), i32mul(get(P.e), i32(2 * stride + 16))),
-        () => f.storeV128(get(pSt), 0, vzero),
-        16,
-      );
-      f.forDown(kc, i32sub(get(P.K), i32(1)), i32(0), () => {
-        f.set(t0, i32mul(get(kc), get(P.T)));
-        f.set(len, i32minU(get(P.T), i32sub(get(P.l), get(t0))));
-        f.set(bcT, i32mul(i32add(i32mul(i32add(i32mul(get(bi), get(P.g)), get(gi)), get(P.l)), get(t0)), i32(stride)));
-        f.forUp(cl, i32(0), get(P.e), () => {
-          f.set(c, i32add(i32mul(get(gi), get(P.e)), get(cl)));
-          f.set(row, i32mul(i32add(i32mul(i32add(i32mul(get(bi), get(P.d)), get(c)), get(P.l)), get(t0)), i32(4)));
-          f.set(biasV, vsplat(loadF32(i32add(get(P.biasp), c4(c)))));
-          emitSoftplusRow(f, {
-            delta: i32add(get(P.delta), get(row)),
-            bias: biasV,
-            l: len,
-            dtRow: P.dtRow,
-            sgRow: P.sgRow,
-            tmp,
-          });
-          const aRow = i32add(get(P.A2), i32mul(get(c), i32(stride)));
-          for (let v = 0; v < nv; v++) {
-            f.set(a[v], vload(aRow, 16 * v));
-            f.set(dAacc[v], vload(stDA(), 16 * v));
-          }
-          f.set(pAcc, stAcc());
-          f.set(dDacc, loadF64(get(pAcc), 0));
-          f.set(dbacc, loadF64(get(pAcc), 8));
-          f.set(Dc, loadF32(i32add(get(P.Dp), c4(c))));
-          // Recompute h over the chunk from its checkpoint: Hbuf[i] = h_{t0+i−1}, DAbuf[i] = Ā_{t0+i}.
-          f.set(pH, get(P.Hbuf));
-          const ck = i32add(
-            get(P.hs),
-            i32mul(i32add(i32mul(i32add(i32mul(get(bi), get(P.d)), get(c)), get(P.K)), get(kc)), i32(stride)),
-          );
-          for (let v = 0; v < nv; v++) {
-            f.set(hc[v], vload(ck, 16 * v));
-            f.storeV128(get(pH), 16 * v, get(hc[v]));
-          }
-          emitDecays(f, { len, dtRow: P.dtRow, DAbuf: P.DAbuf, a, i, pdt: pTs, pDA, dtv, dA, tmp, stride });
-          f.set(pB, i32add(get(P.BT), get(bcT)));
-          f.set(pDA, get(P.DAbuf));
-          f.forUp(i, i32(0), get(len), () => {
-            f.set(dt, loadF32(i32add(get(P.dtRow), c4(i))));
-            f.set(dbu, vsplat(f32mul(get(dt), loadF32(i32add(i32add(get(P.u), get(row)), c4(i))))));
-            f.set(pH, i32add(get(pH), i32(stride)));
-            for (let v = 0; v < nv; v++) {
-              f.set(hc[v], vadd(vmul(vload(get(pDA), 16 * v), get(hc[v])), vmul(get(dbu), vload(get(pB), 16 * v))));
-              f.storeV128(get(pH), 16 * v, get(hc[v]));
-            }
-            f.set(pB, i32add(get(pB), i32(stride)));
-            f.set(pDA, i32add(get(pDA), i32(stride)));
-          });
-          const carry = hc; // h is no longer needed: the same locals now hold the carry Ā_{t+1} ⊙ G_{t+1}
-          for (let v = 0; v < nv; v++) f.set(carry[v], vload(stCarry(), 16 * v));
-          // Reverse recurrence over the chunk.
-          f.forDown(i, i32sub(get(len), i32(1)), i32(0), () => {
-            f.set(pTs, i32add(get(row), c4(i))); // byte offset of step t0+i in the [b, d, l] rows
-            f.set(gt, loadF32(i32add(get(P.dy), get(pTs))));
-            f.set(dt, loadF32(i32add(get(P.dtRow), c4(i))));
-            f.set(ut, loadF32(i32add(get(P.u), get(pTs))));
-            f.set(gv, vsplat(get(gt)));
-            f.set(dtv, vsplat(get(dt)));
-            f.set(dtuv, vsplat(f32mul(get(dt), get(ut))));
-            f.set(off, i32add(get(bcT), i32mul(get(i), i32(stride)))); // step t0+i of BT, CT, dBT, dCT
-            f.set(pH, i32add(get(P.Hbuf), i32mul(get(i), i32(stride)))); // h_{t−1}; h_t is one stride on
-            f.set(pDA, i32add(get(P.DAbuf), i32mul(get(i), i32(stride))));
-            for (let v = 0; v < nv; v++) {
-              const o = 16 * v;
-              const addr = (base: Local) => i32add(get(base), get(off));
-              f.set(G, vadd(vmul(get(gv), vload(addr(P.CT), o)), get(carry[v]))); // G_t = g C_t + Ā_{t+1} G_{t+1}
-              f.storeV128(addr(P.dCT), o, vadd(vload(addr(P.dCT), o), vmul(get(gv), vload(get(pH), stride + o))));
-              f.storeV128(addr(P.dBT), o, vadd(vload(addr(P.dBT), o), vmul(get(G), get(dtuv))));
-              f.set(GdA, vmul(get(G), vload(get(pDA), o)));
-              f.set(s, vmul(get(GdA), vload(get(pH), o))); // G Ā h_{t−1}
-              f.set(dAacc[v], vadd(get(dAacc[v]), vmul(get(s), get(dtv))));
-              const sa = vmul(get(s), get(a[v]));
-              const gb4 = vmul(get(G), vload(addr(P.BT), o));
-              f.set(sDA, v === 0 ? sa : vadd(get(sDA), sa));
-              f.set(sGB, v === 0 ? gb4 : vadd(get(sGB), gb4));
-              f.set(carry[v], get(GdA));
-            }
-            // Both horizontal sums at once: lanes 0 and 2 of hs2 are Σ sGB and Σ sDA.
-            f.set(hs2, vadd(vshuffle(get(sGB), get(sDA), [0, 1, 4, 5]), vshuffle(get(sGB), get(sDA), [2, 3, 6, 7])));
-            f.set(hs2, vadd(get(hs2), vshuffle(get(hs2), get(hs2), [1, 0, 3, 2])));
-            f.set(gb, vextract(get(hs2), 0)); // ⟨G_t, B_t⟩
-            f.set(da, f32mul(vextract(get(hs2), 2), f32(LN2))); // Σ G Ā h A (A2 = A log2 e)
-            f.storeF32(i32add(get(P.du), get(pTs)), 0, f32add(f32mul(get(dt), get(gb)), f32mul(get(gt), get(Dc))));
-            f.set(dd, f32mul(f32add(f32mul(get(gb), get(ut)), get(da)), loadF32(i32add(get(P.sgRow), c4(i)))));
-            f.storeF32(i32add(get(P.ddelta), get(pTs)), 0, get(dd));
-            f.set(dbacc, f64add(get(dbacc), f64FromF32(get(dd))));
-            f.set(dDacc, f64add(get(dDacc), f64FromF32(f32mul(get(gt), get(ut)))));
-          });
-          for (let v = 0; v < nv; v++) {
-            f.storeV128(stCarry(), 16 * v, get(carry[v]));
-            f.storeV128(stDA(), 16 * v, get(dAacc[v]));
-          }
-          f.storeF64(get(pAcc), 0, get(dDacc));
-          f.storeF64(get(pAcc), 8, get(dbacc));
-        });
-      });
-      // This (batch row, group) is done: add its ∂A, ∂D, ∂b_Δ into the thread's partial sums.
-      f.forUp(cl, i32(0), get(P.e), () => {
-        f.set(c, i32add(i32mul(get(gi), get(P.e)), get(cl)));
-        const dArow = i32add(get(P.dApart), i32mul(get(c), i32(stride)));
-        for (let v = 0; v < nv; v++) f.storeV128(dArow, 16 * v, vadd(vload(dArow, 16 * v), vload(stDA(), 16 * v)));
-        f.set(pAcc, stAcc());
-        const at4 = (base: Local) => i32add(get(base), c4(c));
-        f.storeF32(at4(P.dDpart), 0, f32add(loadF32(at4(P.dDpart)), f32FromF64(loadF64(get(pAcc), 0))));
-        f.storeF32(at4(P.dbpart), 0, f32add(loadF32(at4(P.dbpart)), f32FromF64(loadF64(get(pAcc), 8))));
-      });
-    });
-  });
-  return f;
-}
-
-/**
- * Between [rows, n, l] (the caller's B, C layout) and [rows, l, np] (time-major, np padded), for rows
- * [r0, r1). 'tin' goes to time-major (padding states set to 0), 'tout' comes back. Whole 4×4 blocks
- * move as four vectors and a register transpose; the ragged edges (n or l not multiples of 4, and the
- * padding) element by element.
- */
-function buildTranspose(dir: 'tin' | 'tout'): Fn {
-  const f = new Fn(dir, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [src, dst, r0, r1, n, l, np] = f.params;
-  const [r, k, t, n4, l4] = Array.from({ length: 5 }, () => f.local('i32'));
-  const q = Array.from({ length: 4 }, () => f.local('v128'));
-  const o = Array.from({ length: 4 }, () => f.local('v128'));
-  const tmp = Array.from({ length: 4 }, () => f.local('v128'));
-  // byte addresses of element (k, t) of row r in each layout
-  const kl = (kk: Expr, tt: Expr) => i32mul(i32add(i32mul(i32add(i32mul(get(r), get(n)), kk), get(l)), tt), i32(4));
-  const lk = (kk: Expr, tt: Expr) => i32mul(i32add(i32mul(i32add(i32mul(get(r), get(l)), tt), get(np)), kk), i32(4));
-  const fromAt = (kk: Expr, tt: Expr) => i32add(get(src), dir === 'tin' ? kl(kk, tt) : lk(kk, tt));
-  const toAt = (kk: Expr, tt: Expr) => i32add(get(dst), dir === 'tin' ? lk(kk, tt) : kl(kk, tt));
-  /** element loops over k in [k0, k1), t in [t0, t1) */
-  const scalar = (k0: Expr, k1: Expr, t0: Expr, t1: Expr) =>
-    f.forUp(k, k0, k1, () =>
-      f.forUp(t, t0, t1, () =>
-        f.storeF32(
-          toAt(get(k), get(t)),
-          0,
-          dir === 'tin'
-            ? select(loadF32(fromAt(get(k), get(t))), f32(0), i32lt(get(k), get(n)))
-            : loadF32(fromAt(get(k), get(t))),
-        ),
-      ),
-    );
-  f.set(n4, i32mul(i32divU(get(n), i32(4)), i32(4)));
-  f.set(l4, i32mul(i32divU(get(l), i32(4)), i32(4)));
-  f.forUp(r, get(r0), get(r1), () => {
-    f.forUp(
-      k,
-      i32(0),
-      get(n4),
-      () => {
-        f.forUp(
-          t,
-          i32(0),
-          get(l4),
-          () => {
-            for (let j = 0; j < 4; j++) {
-              // tin: q[j] = 4 steps of state k+j; tout: q[j] = 4 states at step t+j
-              const at =
-                dir === 'tin' ? fromAt(i32add(get(k), i32(j)), get(t)) : fromAt(get(k), i32add(get(t), i32(j)));
-              f.set(q[j], vload(at));
-            }
-            emitTranspose4(f, q, o, tmp);
-            for (let j = 0; j < 4; j++) {
-              const at = dir === 'tin' ? toAt(get(k), i32add(get(t), i32(j))) : toAt(i32add(get(k), i32(j)), get(t));
-              f.storeV128(at, 0, get(o[j]));
-            }
-          },
-          4,
-        );
-      },
-      4,
-    );
-    // ragged edges: the last l % 4 steps of every state, then the states past n4 (and the padding)
-    const kEnd = dir === 'tin' ? np : n;
-    scalar(i32(0), get(kEnd), get(l4), get(l));
-    scalar(get(n4), get(kEnd), i32(0), get(l4));
-  });
-  return f;
-}
-
-/** Fills [p, p + bytes) with zeros, 16 bytes at a time (bytes is a multiple of 16). */
-function buildZero(): Fn {
-  const f = new Fn('zero', ['i32', 'i32']);
-  const [p, bytes] = f.params;
-  const q = f.local('i32');
-  f.forUp(q, get(p), i32add(get(p), get(bytes)), () => f.storeV128(get(q), 0, vzero), 16);
-  return f;
-}
-
-// ---- module, memory, threads -------------------------------------------------------------------
-
-const MAX_PAGES = 65536; // 4 GiB: wasm32's whole address space
-const FN_NAMES = [
-  'tin',
-  'tout',
-  'zero',
-  ...SIMD_STATE_SIZES.map((np) => `fwd${np}`),
-  ...SIMD_STATE_SIZES.map((np) => `bwd${np}`),
-];
-
-interface Compiled {
-  /** the kernels on the engine's own memory (shared with the worker threads when possible) */
-  module: WasmModule;
-  memory: WasmMemory;
-  shared: boolean;
-  /** the same kernels for any other (non-shared) memory, e.g. the wasm backend's heap; built on first use */
-  local?: WasmModule;
-}
-let compiled: Compiled | undefined;
-let unavailable: string | undefined;
-
-function kernelFunctions(): Fn[] {
-  const fns = [buildTranspose('tin'), buildTranspose('tout'), buildZero()];
-  for (const np of SIMD_STATE_SIZES) fns.push(buildForward(np));
-  for (const np of SIMD_STATE_SIZES) fns.push(buildBackward(np));
-  return fns;
-}
-
-function compile(): Compiled | undefined {
-  if (compiled || unavailable) return compiled;
-  try {
-    const shared = typeof SharedArrayBuffer !== 'undefined';
-    const bytes = assembleModule(kernelFunctions(), { initial: 1, maximum: MAX_PAGES, shared });
-    const module = compileOptimized(bytes);
-    const memory = new WA.Memory({ initial: 1, maximum: MAX_PAGES, shared });
-    compiled = { module, memory, shared };
-  } catch (e) {
-    unavailable = (e as Error).message;
-  }
-  return compiled;
-}
-
-type Exports = Record<string, (...args: number[]) => void>;
-
-/** Source of the worker threads: instantiate the module on the shared memory, then run jobs forever. */
-const WORKER_SOURCE = `
-const { workerData } = require('worker_threads');
-const { module, memory, ctrl, job, names } = workerData;
-const ctl = new Int32Array(ctrl);
-const jb = new Int32Array(job);
-let fns;
-try {
-  const inst = new WebAssembly.Instance(module, { env: { mem: memory } });
-  fns = names.map((n) => inst.exports[n]);
-  Atomics.store(ctl, 3, 1); // started
-} catch (e) {
-  Atomics.store(ctl, 3, -1); // failed to start: wake the caller, which reports it
-  Atomics.notify(ctl, 1);
-  throw e;
-}
-let seen = 0;
-for (;;) {
-  Atomics.wait(ctl, 0, seen);
-  seen = Atomics.load(ctl, 0);
-  let ok = 1;
-  try {
-    let p = 0;
-    const calls = jb[p++];
-    for (let c = 0; c < calls; c++) {
-      const fn = jb[p++], na = jb[p++];
-      fns[fn](...jb.subarray(p, p + na));
-      p += na;
-    }
-  } catch (e) { ok = 0; }
-  Atomics.store(ctl, 2, ok);
-  Atomics.store(ctl, 1, seen);
-  Atomics.notify(ctl, 1);
-}
-`;
-
-const JOB_INTS = 1024;
-/** A worker that has not started after this long is reported (the caller is blocked waiting for it). */
-const WORKER_START_TIMEOUT_MS = 60_000;
-
-interface WorkerSlot {
-  worker: Worker;
-  /** [0] job generation posted, [1] generation done, [2] 1 = last job ok, [3] 1 started / −1 failed to start */
-  ctl: Int32Array;
-  job: Int32Array;
-  spawnedAt: number;
-}
-
-/** A call list: [function name, i32 args]. */
-type Calls = Array<[string, number[]]>;
-/** One thread's part of a kernel call. */
-interface Share {
-  before?: () => void;
-  calls: Calls;
-  after?: () => void;
-  /** this thread's instance, when share 0 runs on another memory (the caller's heap) */
-  exports?: Exports;
-}
-
-export class ThreadPool {
-  /** The workers' source and start timeout; tests swap them to simulate a worker that cannot start. */
-  static workerSource = WORKER_SOURCE;
-  static startTimeoutMs = WORKER_START_TIMEOUT_MS;
-  private workers: WorkerSlot[] = [];
-  private main: Exports;
-
-  constructor(private c: Compiled) {
-    const inst = new WA.Instance(c.module, { env: { mem: c.memory } });
-    this.main = inst.exports as unknown as Exports;
-  }
-
-  /**
-   * Runs one share per thread (share 0 on this thread) and returns when all are done. Each share may
-   * bring JS work for this thread: `before` (copy the share's inputs in) runs just before the share is
-   * launched, `after` (copy its outputs out) once it has finished, so copies overlap other threads' work.
-   */
-  run(shares: Share[]): void {
-    while (this.workers.length < shares.length - 1) this.spawn();
-    const gens: number[] = [];
-    for (let w = 1; w < shares.length; w++) {
-      shares[w].before?.();
-      const slot = this.workers[w - 1];
-      let p = 0;
-      slot.job[p++] = shares[w].calls.length;
-      for (const [name, args] of shares[w].calls) {
-        slot.job[p++] = FN_NAMES.indexOf(name);
-        slot.job[p++] = args.length;
-        for (const a of args) slot.job[p++] = a;
-      }
-      const gen = Atomics.add(slot.ctl, 0, 1) + 1;
-      Atomics.notify(slot.ctl, 0);
-      gens.push(gen);
-    }
-    shares[0].before?.();
-    const main = shares[0].exports ?? this.main;
-    for (const [name, args] of shares[0].calls) main[name](...args);
-    shares[0].after?.();
-    for (let w = 1; w < shares.length; w++) {
-      const slot = this.workers[w - 1];
-      // The event loop is blocked here, so a dead worker cannot announce itself with an event: it
-      // flags a failed start in ctl[3], and a worker that never starts is caught by the timeout.
-      for (;;) {
-        const done = Atomics.load(slot.ctl, 1);
-        if (done === gens[w - 1]) break;
-        const state = Atomics.load(slot.ctl, 3);
-        if (state < 0 || (state === 0 && Date.now() - slot.spawnedAt > ThreadPool.startTimeoutMs)) {
-          this.discardWorkers();
-          throw new Error(
-            `selective scan (wasm-simd): a worker thread ${state < 0 ? 'failed to start' : `did not start within ${ThreadPool.startTimeoutMs / 1000} s`}; ` +
-              'set MSM_SCAN_THREADS=1 to run the scan on the calling thread only',
-          );
-        }
-        Atomics.wait(slot.ctl, 1, done, Math.min(1000, ThreadPool.startTimeoutMs));
-      }
-      if (Atomics.load(slot.ctl, 2) !== 1) throw new Error('selective scan (wasm-simd): a worker thread failed');
-      shares[w].after?.();
-    }
-  }
-
-  /** Ends every worker (after a failure, or to release the threads): the next call starts fresh ones. */
-  discardWorkers(): void {
-    for (const slot of this.workers) void slot.worker.terminate();
-    this.workers = [];
-  }
-
-  private spawn(): void {
-    const ctrl = new SharedArrayBuffer(16);
-    const job = new SharedArrayBuffer(JOB_INTS * 4);
-    const worker = new Worker(ThreadPool.workerSource, {
-      eval: true,
-      workerData: { module: this.c.module, memory: this.c.memory, ctrl, job, names: FN_NAMES },
-    });
-    worker.unref(); // never keeps the process alive
-    worker.on('error', () => {}); // a failed start is reported by run() through ctl[3], not as an uncaught error
-    this.workers.push({ worker, ctl: new Int32Array(ctrl), job: new Int32Array(job), spawnedAt: Date.now() });
-  }
-}
-
-/** Bump allocator over the shared memory for one kernel call (regions 16-byte aligned + 16 bytes slack). */
-/**
- * Bump allocator for one kernel call: regions 16-byte aligned with 16 bytes of slack, addressed
- * relative to a base that is fixed afterwards (0 in the engine's memory, a malloc'd block in a heap).
- */
-class Arena {
-  size = 0;
-  base = 0;
-  private offs: number[] = [];
-  /** Reserves `floats` floats; returns a handle for `at`. */
-  alloc(floats: number): number {
-    this.offs.push(this.size);
-    this.size += Math.ceil((floats * 4 + 16) / 16) * 16;
-    return this.offs.length - 1;
-  }
-  /** Byte address of region `h`. */
-  at(h: number): number {
-    return this.base + this.offs[h];
-  }
-  /** Grows `memory` to hold the arena at address 0. */
-  commit(memory: WasmMemory): void {
-    const need = Math.ceil(this.size / 65536);
-    const have = memory.buffer.byteLength / 65536;
-    if (need > MAX_PAGES) throw new Error(`selective scan (wasm-simd): needs ${this.size} bytes, over wasm32's 4 GiB`);
-    if (need > have) memory.grow(need - have);
-  }
-}
-
-function threadCount(): number {
-  const env = Number(process.env.MSM_SCAN_THREADS);
-  if (Number.isInteger(env) && env >= 1) return Math.min(env, 16);
-  const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
-  return Math.max(1, Math.min(cores, 16));
-}
-
-/** Batch rows [start, end) for each of `threads` threads (no empty shares). */
-function split(b: number, threads: number): Array<[number, number]> {
-  const t = Math.max(1, Math.min(threads, b));
-  return Array.from({ length: t }, (_, i) => [Math.floor((i * b) / t), Math.floor(((i + 1) * b) / t)]);
-}
+export { SIMD_STATE_SIZES } from './wasm-simd-kernels';
 
 /** Floats per batch row of each array (all arrays are batch-major). */
 function rowSizes(s: ScanSizes) {
@@ -791,7 +51,7 @@ function rowSizes(s: ScanSizes) {
 }
 
 /**
- * The SIMD engine. A call splits the batch across threads (`split`). Share 0 runs on this thread; when
+ * The SIMD engine. A call splits the batch across threads (wasm-simd-threads.ts `split`). Share 0 runs on this thread; when
  * the caller's arrays live in a wasm heap (the wasm backend), share 0 works on them in place through an
  * instance bound to that heap, with scratch from its allocator. The other shares run in worker threads
  * on copies of their rows in the engine's shared memory, copied in just before each share starts and
@@ -802,8 +62,10 @@ class SimdScanEngine implements ScanEngine {
   readonly name = 'wasm-simd';
   private pool: ThreadPool;
   private locals = new WeakMap<WasmMemory, Exports>();
+  private host: PlacementHost;
   constructor(private c: Compiled) {
-    this.pool = new ThreadPool(c);
+    this.pool = new ThreadPool(c, FN_NAMES);
+    this.host = { memory: c.memory, shared: c.shared, localExports: (m) => this.localExports(m) };
   }
 
   /** Ends the worker threads (see stopScanThreads). */
@@ -822,15 +84,11 @@ class SimdScanEngine implements ScanEngine {
     return ex;
   }
 
-  private view(memory: WasmMemory, byteOffset: number, floats: number): Float32Array {
-    return new Float32Array(memory.buffer, byteOffset, floats);
-  }
-
   /**
    * The per-channel parameters into every space in use: A·log2(e) zero padded to [d, np] (the kernels
    * compute exp(ΔA) as 2^(Δ·A·log2 e)), D and b_Δ.
    */
-  private putParams(pl: ReturnType<SimdScanEngine['place']>, d: number, n: number, np: number): void {
+  private putParams(pl: Placement, d: number, n: number, np: number): void {
     const done = new Set<number>();
     pl.parts.forEach((_, w) => {
       if (done.has(pl.spaceOf(w))) return;
@@ -842,105 +100,14 @@ class SimdScanEngine implements ScanEngine {
     });
   }
 
-  /**
-   * Places one call in memory. `arrays`: the caller's batch-major arrays (name → [array, floats per
-   * batch row]), used in place by share 0 on a heap, else copied per share; `scratch`: buffers each
-   * memory needs (name → [floats, per batch row?]); `perShare`: buffers each thread needs; `extras`:
-   * other caller arrays to re-view after allocating. Returns pointer and view helpers per share.
-   */
-  private place(
-    s: ScanSizes,
-    heap: WasmHeap | undefined,
-    arrays: Record<string, [Float32Array, number]>,
-    scratch: Record<string, [number, boolean]>,
-    perShare: Record<string, number>,
-    extras: Record<string, Float32Array>,
-  ) {
-    const parts = split(s.b, this.c.shared ? threadCount() : 1);
-    const inPlace = heap !== undefined;
-    // Where the caller's arrays are, taken before any allocation can grow (and detach) the heap.
-    const where: Record<string, [number, number]> = {};
-    for (const [k, a] of Object.entries({
-      ...extras,
-      ...Object.fromEntries(Object.entries(arrays).map(([k, [a]]) => [k, a])),
-    })) {
-      where[k] = [a.byteOffset, a.length];
-    }
-    const callerArray = (k: string, a: Float32Array) =>
-      inPlace ? this.view(heap.memory, where[k][0], where[k][1]) : a;
-    // Space 0 = the caller's heap (share 0 only) when in place; space 1 = the engine's memory.
-    const firstShared = inPlace ? 1 : 0;
-    const sharedRows: [number, number] = [parts[Math.min(firstShared, parts.length - 1)][0], s.b];
-    const hasShared = firstShared < parts.length;
-    const arenas = [new Arena(), new Arena()];
-    const handles: Array<Record<string, number>> = [{}, {}];
-    const spaceOf = (w: number) => (inPlace && w === 0 ? 0 : 1);
-    const spaces = inPlace ? (hasShared ? [0, 1] : [0]) : [1];
-    for (const sp of spaces) {
-      const ar = arenas[sp];
-      const nRows = sp === 0 ? parts[0][1] : sharedRows[1] - sharedRows[0]; // share 0 starts at row 0
-      if (sp === 1) for (const [k, [, row]] of Object.entries(arrays)) handles[sp][k] = ar.alloc(nRows * row);
-      for (const [k, [size, perRow]] of Object.entries(scratch))
-        handles[sp][k] = ar.alloc(perRow ? nRows * size : size);
-    }
-    const shareHandles = parts.map((_, w) => {
-      const h: Record<string, number> = {};
-      for (const [k, size] of Object.entries(perShare)) h[k] = arenas[spaceOf(w)].alloc(size);
-      return h;
-    });
-    let block = 0;
-    if (inPlace) {
-      block = heap.malloc(arenas[0].size + 16);
-      if (!block) throw new Error(`selective scan (wasm-simd): the wasm heap cannot allocate ${arenas[0].size} bytes`);
-      arenas[0].base = Math.ceil(block / 16) * 16;
-    }
-    if (hasShared) arenas[1].commit(this.c.memory);
-    const memOf = (sp: number) => (sp === 0 ? (heap as WasmHeap).memory : this.c.memory);
-    // Caller arrays again (a heap growth in malloc detaches the old views).
-    const fresh: Record<string, Float32Array> = {};
-    for (const [k, [a]] of Object.entries(arrays)) fresh[k] = callerArray(k, a);
-    for (const [k, a] of Object.entries(extras)) fresh[k] = callerArray(k, a);
-    /** Byte pointer of `name` for share w (row-shifted in the shared space). */
-    const ptr = (w: number, name: string): number => {
-      const sp = spaceOf(w);
-      if (sp === 0 && name in arrays) return fresh[name].byteOffset;
-      const h = handles[sp][name];
-      const base = arenas[sp].at(h);
-      const row = arrays[name]?.[1] ?? (scratch[name]?.[1] ? scratch[name][0] : 0);
-      return sp === 1 ? base - sharedRows[0] * row * 4 : base;
-    };
-    const perShareAt = (w: number, name: string) => arenas[spaceOf(w)].at(shareHandles[w][name]);
-    const view = (w: number, name: string, floats: number) => this.view(memOf(spaceOf(w)), ptr(w, name), floats);
-    const copyIn = (w: number, names: string[]) => {
-      if (spaceOf(w) === 0) return;
-      const [b0, b1] = parts[w];
-      for (const k of names) {
-        const row = arrays[k][1];
-        this.view(this.c.memory, ptr(w, k) + b0 * row * 4, (b1 - b0) * row).set(fresh[k].subarray(b0 * row, b1 * row));
-      }
-    };
-    const copyOut = (w: number, names: string[]) => {
-      if (spaceOf(w) === 0) return;
-      const [b0, b1] = parts[w];
-      for (const k of names) {
-        const row = arrays[k][1];
-        fresh[k].set(this.view(this.c.memory, ptr(w, k) + b0 * row * 4, (b1 - b0) * row), b0 * row);
-      }
-    };
-    const exportsFor = (w: number) => (spaceOf(w) === 0 ? this.localExports((heap as WasmHeap).memory) : undefined);
-    const release = () => {
-      if (inPlace) heap.free(block);
-    };
-    return { parts, ptr, perShareAt, view, copyIn, copyOut, exportsFor, release, fresh, spaceOf, memOf };
-  }
-
   forward(s: ScanSizes, x: ScanArrays, y: Float32Array, hs: Float32Array, heap?: WasmHeap): void {
     const np = paddedState(s.n);
     if (!SIMD_STATE_SIZES.includes(np)) return jsEngine.forward(s, x, y, hs);
     const { d, l, n, g } = s;
     const { T, K } = chunking(l);
     const R = rowSizes(s);
-    const pl = this.place(
+    const pl = placeCall(
+      this.host,
       s,
       heap,
       { u: [x.u, R.dl], delta: [x.delta, R.dl], B: [x.B, R.gnl], C: [x.C, R.gnl], y: [y, R.dl], hs: [hs, R.hs] },
@@ -986,7 +153,8 @@ class SimdScanEngine implements ScanEngine {
     const { d, l, n, g } = s;
     const { T, K } = chunking(l);
     const R = rowSizes(s);
-    const pl = this.place(
+    const pl = placeCall(
+      this.host,
       s,
       heap,
       {
@@ -1061,9 +229,9 @@ class SimdScanEngine implements ScanEngine {
       const db = new Float64Array(d);
       pl.parts.forEach((_, w) => {
         const mem = pl.memOf(pl.spaceOf(w));
-        const pA = this.view(mem, pl.perShareAt(w, 'dA'), d * np);
-        const pD = this.view(mem, pl.perShareAt(w, 'dD'), d);
-        const pb = this.view(mem, pl.perShareAt(w, 'db'), d);
+        const pA = viewOf(mem, pl.perShareAt(w, 'dA'), d * np);
+        const pD = viewOf(mem, pl.perShareAt(w, 'dD'), d);
+        const pb = viewOf(mem, pl.perShareAt(w, 'db'), d);
         for (let c = 0; c < d; c++) {
           for (let k = 0; k < n; k++) dA[c * n + k] += pA[c * np + k];
           dD[c] += pD[c];
@@ -1097,12 +265,13 @@ export function stopScanThreads(): void {
 
 export function simdUnavailableReason(): string | undefined {
   compile();
-  return unavailable;
+  return compileError();
 }
 
 /** Bytes the SIMD engine's shared memory holds now (its high-water mark: wasm memory never shrinks). */
 export function simdMemoryBytes(): number {
-  return compiled ? compiled.memory.buffer.byteLength : 0;
+  const c = compiledKernels();
+  return c ? c.memory.buffer.byteLength : 0;
 }
 
 /** Threads the SIMD engine uses for a batch of `b` (for benchmark tables). */

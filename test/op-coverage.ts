@@ -8,7 +8,7 @@
  * conv filters [kh, kw, in, out], depthwise filters [kh, kw, c, mult], logits [b, classes].
  */
 import * as tf from '@tensorflow/tfjs';
-import { Rng } from '../util/random';
+import { Rng } from '../lib/util/random';
 
 export interface OpInput {
   shape: number[];

@@ -24,15 +24,14 @@
  * Tile (broadcastTo; the gradients of Sum and Mean, see gradient-fixes.ts) and Transpose also index
  * element by element in C++; here they are block copies and 4×4 register transposes.
  *
- * The runs are copied by the SIMD `copyruns` heap kernel (wasm-heap-kernels.ts), in one call per evenly
+ * The runs are copied by the SIMD `copyruns` heap kernel (./simd/copies.ts), in one call per evenly
  * spaced group of runs; a JS loop per element cost ~3 ns (≈ 30 ms of Reverse per 64-px training step).
  *
- * Registered with the other wasm kernels (wasm-kernels.ts `registerWasmKernels`).
+ * Registered by ./registrations.ts, each through `leaveStringsToStock`.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { heapKernels } from './wasm-heap-kernels';
-import { replaceWasmKernel } from './wasm-registry';
+import { heapKernels } from './heap';
 
 type Info = tf.TensorInfo;
 /** What tfjs passes a kernel (the parts these kernels read). */
@@ -54,7 +53,7 @@ function copyRun(x: Heap, src: number, out: Heap, dst: number, n: number): void 
 
 /**
  * `count` runs of n elements: run i goes from x[src + i·srcStride] to out[dst + i·dstStride] (element
- * units, strides may be negative). 4-byte data is copied by the SIMD heap kernel (wasm-heap-kernels.ts)
+ * units, strides may be negative). 4-byte data is copied by the SIMD heap kernel (./simd/copies.ts)
  * in one call; other data (bool) run by run in JS.
  */
 function copyRuns(
@@ -123,14 +122,14 @@ function sliceMany(backend: BackendWasm, x: Info, blocks: Array<{ begin: number[
   return outs;
 }
 
-function sliceKernel(args: KernelArgs): Info {
+export function sliceKernel(args: KernelArgs): Info {
   const x = args.inputs.x as Info;
   const a = args.attrs as unknown as { begin: number | number[]; size: number | number[] };
   const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, a.begin, a.size);
   return sliceMany(args.backend as BackendWasm, x, [{ begin, size }])[0];
 }
 
-function unpackKernel(args: KernelArgs): Info[] {
+export function unpackKernel(args: KernelArgs): Info[] {
   const value = args.inputs.value as Info;
   const rank = value.shape.length;
   let axis = (args.attrs as unknown as { axis: number }).axis;
@@ -146,7 +145,7 @@ function unpackKernel(args: KernelArgs): Info[] {
   return sliceMany(args.backend as BackendWasm, value, blocks).map((o) => ({ ...o, shape: outShape }));
 }
 
-function splitVKernel(args: KernelArgs): Info[] {
+export function splitVKernel(args: KernelArgs): Info[] {
   const x = args.inputs.x as Info;
   const a = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number | number[] };
   const axis = tf.util.parseAxisParam(a.axis, x.shape)[0];
@@ -164,7 +163,7 @@ function splitVKernel(args: KernelArgs): Info[] {
 }
 
 /** Shares x's data with the output (reference counted), as the cpu backend's Identity does. */
-function identityKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): Info {
+export function identityKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): Info {
   const x = args.inputs.x as Info;
   (args.backend as BackendWasm).incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
@@ -174,7 +173,7 @@ function identityKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown 
  * Reverse along one axis: x viewed as [outer, len, inner], out[o, i, :] = x[o, len − 1 − i, :].
  * Several axes (not used by the kit) go to the stock kernel.
  */
-function reverseKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
+export function reverseKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   const x = args.inputs.x as Info;
   const backend = args.backend as BackendWasm;
   const dims = tf.util.parseAxisParam((args.attrs as unknown as { dims: number | number[] }).dims, x.shape);
@@ -204,7 +203,7 @@ function reverseKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
  * Concat: stock 4.22 copies through a generic per-run path (4.3 ms to join [8192, 1 | 16 | 16] along
  * axis 1, the gradient of x_proj's split); here each input is an [outer, inner_i] block of the output rows.
  */
-function concatKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
+export function concatKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   const inputs = Object.values(args.inputs) as Info[];
   const backend = args.backend as BackendWasm;
   const dtype = inputs[0]?.dtype;
@@ -238,7 +237,7 @@ function concatKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
  * training step that way (measured). Here: x is placed into the first tile of the output, then each axis
  * from the innermost out is replicated by whole-block copies — every output element is written once.
  */
-function tileKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
+export function tileKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   const x = args.inputs.x as Info;
   const backend = args.backend as BackendWasm;
   const reps = (args.attrs as unknown as { reps: number[] }).reps;
@@ -321,7 +320,7 @@ export function collapsePermutation(shape: number[], perm: number[]): { shape: n
  * axes swap (matMul operands, the scan's [l, n] ↔ [n, l] layouts), each trailing matrix is transposed
  * in 4×4 register blocks. Other permutations (and 1-byte data): the stock kernel.
  */
-function transposeKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
+export function transposeKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   const x = args.inputs.x as Info;
   const backend = args.backend as BackendWasm;
   const perm = (args.attrs as unknown as { perm: number[] }).perm;
@@ -384,7 +383,7 @@ function transposeKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
  * Pack (tf.stack): stock 4.22 expands every input and calls its own JS concat (which the Concat
  * replacement above never sees). Here: input i fills every (i)-th block of the output rows directly.
  */
-function packKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
+export function packKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   const inputs = Object.values(args.inputs) as Info[];
   const backend = args.backend as BackendWasm;
   const first = inputs[0];
@@ -409,42 +408,18 @@ function packKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
 }
 
 /** Cast to the dtype a tensor already has (every float32 gradient of Identity, tf.cast in op gradients): share the data, as Identity does. */
-function castKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
+export function castKernel(args: KernelArgs, stock: tf.KernelFunc): Info {
   const x = args.inputs.x as Info;
   if ((args.attrs as unknown as { dtype: string }).dtype !== x.dtype)
     return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
   return identityKernel(args);
 }
 
-let registered = false;
+/** A copy kernel's body: it gets the stock kernel for the cases it leaves to it. */
+export type CopyKernel = (args: KernelArgs, stock: tf.KernelFunc) => Info | Info[];
 
-/** Kernel bodies that need the stock kernel for the cases they leave to it. */
-type FixKernel = (args: KernelArgs, stock: tf.KernelFunc) => Info | Info[];
-
-/** Replaces wasm's Slice, Unpack, SplitV, Identity, Reverse, Concat, Tile, Transpose, Pack and Cast kernels (once; strings keep the stock kernels). */
-export function registerWasmKernelFixes(): void {
-  if (registered) return;
-  registered = true;
-  const kernels: Array<[string, FixKernel]> = [
-    [tf.Slice, sliceKernel],
-    [tf.Unpack, unpackKernel],
-    [tf.SplitV, splitVKernel],
-    [tf.Identity, identityKernel],
-    [tf.Reverse, reverseKernel],
-    [tf.Concat, concatKernel],
-    [tf.Tile, tileKernel],
-    [tf.Transpose, transposeKernel],
-    [tf.Pack, packKernel],
-    [tf.Cast, castKernel],
-  ];
-  for (const [name, fn] of kernels) {
-    replaceWasmKernel(
-      name,
-      (stock) => (args) =>
-        // String tensors are stored outside the heap; leave them to the stock kernel.
-        (args.inputs.x ?? args.inputs.value)?.dtype === 'string'
-          ? stock(args)
-          : fn(args as unknown as KernelArgs, stock),
-    );
-  }
+/** The replacement for a stock kernel: `fn`, except for string tensors (stored outside the heap), which stay with the stock kernel. */
+export function leaveStringsToStock(fn: CopyKernel): (stock: tf.KernelFunc) => tf.KernelFunc {
+  return (stock) => (args) =>
+    (args.inputs.x ?? args.inputs.value)?.dtype === 'string' ? stock(args) : fn(args as unknown as KernelArgs, stock);
 }

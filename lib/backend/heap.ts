@@ -1,0 +1,113 @@
+/**
+ * Heap access for the kit's WebAssembly SIMD kernels on the wasm backend: the functions of ./simd/*.ts
+ * are assembled into one module at first use by lib/util/wasm-asm.ts (no toolchain) and instantiated on
+ * the backend's own WebAssembly.Memory, so nothing is copied: arguments are byte offsets into the heap
+ * (`offsetOf`). Where the heap cannot be reached (e.g. a build without SIMD), `heapKernels` returns
+ * undefined and every caller keeps the stock kernel.
+ *
+ * Which kernel uses which function: ./reductions.ts colsum; ./optimizer.ts adam; ./conv-gradients.ts
+ * dwfilter; ./matmul.ts gemm_m / gemm_n; ./copies.ts copyruns, transpose2d, fillrows; ./norms.ts colsums,
+ * affine, bngradsums, bngradapply, lnforward, lnbackward; ./activations.ts psilu, psilugrad. Why each exists
+ * and what it must match bit for bit: the header of the file that uses it.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { compileOptimized, WA, WasmMemory, WasmModule } from '../util/wasm-api';
+import { assembleModule } from '../util/wasm-asm';
+import { buildDepthwiseFilterGrad } from './simd/conv-gradients';
+import { buildCopyRuns, buildFillRows, buildTranspose2d } from './simd/copies';
+import { buildPartialSilu, buildPartialSiluGrad } from './simd/activations';
+import { buildGemm } from './simd/matmul';
+import {
+  buildAffine,
+  buildBatchNormGradApply,
+  buildBatchNormGradSums,
+  buildColSums,
+  buildLayerNormBackward,
+  buildLayerNormForward,
+} from './simd/norms';
+import { buildAdam } from './simd/optimizer';
+import { buildColSum } from './simd/reductions';
+
+/** gemm_m / gemm_n (see buildGemm): byte addresses a, b, c; sizes; a's strides; b's row length; k block. */
+type Gemm = (
+  a: number,
+  b: number,
+  c: number,
+  M: number,
+  N: number,
+  K: number,
+  sam: number,
+  sak: number,
+  ldb: number,
+  kc: number,
+) => void;
+
+/** The heap kernels' entry points (byte addresses and sizes; see each build* function). */
+export interface HeapExports {
+  colsum(x: number, out: number, outer: number, rows: number, cols: number, mean: number): void;
+  adam(...args: number[]): void;
+  dwfilter(...args: number[]): void;
+  copyruns(src: number, dst: number, count: number, run: number, srcStride: number, dstStride: number): void;
+  transpose2d(src: number, dst: number, rows: number, cols: number): void;
+  fillrows(base: number, count: number, rep: number, stride: number): void;
+  gemm_m: Gemm;
+  gemm_n: Gemm;
+  colsums(x: number, n: number, c: number, mu: number, s: number, mode: number): void;
+  affine(x: number, y: number, n: number, c: number, a: number, b: number): void;
+  bngradsums(dy: number, x: number, n: number, c: number, mu: number, sdy: number, sdx: number): void;
+  bngradapply(...args: number[]): void;
+  lnforward(...args: number[]): void;
+  lnbackward(...args: number[]): void;
+  psilu(x: number, s: number, y: number, rows: number, c: number, p: number): void;
+  psilugrad(dy: number, x: number, s: number, dx: number, rows: number, c: number, p: number): void;
+}
+
+let compiledModule: WasmModule | undefined;
+let unavailable = false;
+const instances = new WeakMap<WasmMemory, HeapExports>();
+
+/** The kernels bound to this wasm backend's memory, or undefined where that memory is not reachable. */
+export function heapKernels(backend: BackendWasm): HeapExports | undefined {
+  const memory = (backend.wasm as unknown as { asm?: { memory?: WasmMemory } }).asm?.memory;
+  if (unavailable || !(memory instanceof WA.Memory)) return undefined;
+  let ex = instances.get(memory);
+  if (!ex) {
+    try {
+      compiledModule ??= compileOptimized(
+        assembleModule(
+          [
+            buildColSum(),
+            buildAdam(),
+            buildDepthwiseFilterGrad(),
+            buildGemm('m'),
+            buildGemm('n'),
+            buildCopyRuns(),
+            buildTranspose2d(),
+            buildFillRows(),
+            buildColSums(),
+            buildAffine(),
+            buildBatchNormGradSums(),
+            buildBatchNormGradApply(),
+            buildLayerNormForward(),
+            buildLayerNormBackward(),
+            buildPartialSilu(),
+            buildPartialSiluGrad(),
+          ],
+          { initial: 1, shared: false },
+        ),
+      );
+      ex = new WA.Instance(compiledModule, { env: { mem: memory } }).exports as unknown as HeapExports;
+    } catch {
+      unavailable = true; // e.g. no wasm SIMD: the stock kernels keep working
+      return undefined;
+    }
+    instances.set(memory, ex);
+  }
+  return ex;
+}
+
+/** Byte offset of a tensor's data in the heap. */
+export function offsetOf(backend: BackendWasm, t: tf.TensorInfo): number {
+  return backend.dataIdMap.get(t.dataId)!.memoryOffset;
+}
