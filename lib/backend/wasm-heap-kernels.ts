@@ -37,7 +37,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { compileOptimized, WA, WasmMemory, WasmModule } from '../util/wasm-api';
+import { backendHeapMemory, compileOptimized, memoryImportFor, WA, WasmMemory, WasmModule } from '../util/wasm-api';
 import { replaceWasmKernel } from './wasm-registry';
 import {
   assembleModule,
@@ -502,17 +502,20 @@ export interface HeapExports {
   gemm_n: Gemm;
 }
 
-let compiledModule: WasmModule | undefined;
+/** The compiled kernels, one module per kind of heap (shared: the threaded build's; see wasm-threads.ts). */
+const compiledModules = new Map<boolean, WasmModule>();
 let unavailable = false;
 const instances = new WeakMap<WasmMemory, HeapExports>();
 
 /** The kernels bound to this wasm backend's memory, or undefined where that memory is not reachable. */
 export function heapKernels(backend: BackendWasm): HeapExports | undefined {
-  const memory = (backend.wasm as unknown as { asm?: { memory?: WasmMemory } }).asm?.memory;
-  if (unavailable || !(memory instanceof WA.Memory)) return undefined;
+  const memory = backendHeapMemory(backend.wasm);
+  if (unavailable || !memory) return undefined;
   let ex = instances.get(memory);
   if (!ex) {
     try {
+      const limits = memoryImportFor(memory);
+      let compiledModule = compiledModules.get(limits.shared);
       compiledModule ??= compileOptimized(
         assembleModule(
           [
@@ -525,9 +528,10 @@ export function heapKernels(backend: BackendWasm): HeapExports | undefined {
             buildTranspose2d(),
             buildFillRows(),
           ],
-          { initial: 1, shared: false },
+          limits,
         ),
       );
+      compiledModules.set(limits.shared, compiledModule);
       ex = new WA.Instance(compiledModule, { env: { mem: memory } }).exports as unknown as HeapExports;
     } catch {
       unavailable = true; // e.g. no wasm SIMD: the stock kernels keep working

@@ -4,9 +4,8 @@
  *
  * jobs = 1 runs the cells one after another in this process. jobs > 1 starts each cell as its own
  * process (`cellCommand(i)`, e.g. `npm run study -- <file> --cell i`) with the cores split between them:
- * each child gets MSM_SCAN_THREADS (the selective scan's worker threads) and OMP/TF intra-op thread
- * counts of floor(cores / jobs), at least 1. (The wasm backend itself runs on one thread per process in
- * Node, so side-by-side cells are how a study uses several cores.)
+ * each child gets MSM_THREADS (the wasm backend's XNNPACK threads), MSM_SCAN_THREADS (the selective
+ * scan's worker threads) and OMP/TF intra-op thread counts of floor(cores / jobs), at least 1.
  *
  * ETA: the mean wall time of the cells finished in this session × the cells left / jobs; before any has
  * finished, the dry-run estimate when one is given.
@@ -112,6 +111,7 @@ function runChild(cell: Cell, opts: LocalOptions, jobs: number, log: (l: string)
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         ...process.env,
+        MSM_THREADS: threads,
         MSM_SCAN_THREADS: threads,
         OMP_NUM_THREADS: threads,
         TF_NUM_INTRAOP_THREADS: threads,

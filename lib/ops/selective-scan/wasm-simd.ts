@@ -33,7 +33,7 @@ import * as os from 'os';
 import { Worker } from 'worker_threads';
 import { chunking, paddedState, ScanArrays, ScanGradArrays, ScanSizes } from './cpu-kernel';
 import { jsEngine, provideSimdEngine, ScanEngine, WasmHeap } from './fused-cpu';
-import { compileOptimized, WA, WasmMemory, WasmModule } from '../../util/wasm-api';
+import { compileOptimized, memoryImportFor, WA, WasmMemory, WasmModule } from '../../util/wasm-api';
 import {
   assembleModule,
   Expr,
@@ -574,8 +574,8 @@ interface Compiled {
   module: WasmModule;
   memory: WasmMemory;
   shared: boolean;
-  /** the same kernels for any other (non-shared) memory, e.g. the wasm backend's heap; built on first use */
-  local?: WasmModule;
+  /** the same kernels for any other memory, e.g. the wasm backend's heap (shared in its threaded build), by shared-ness; built on first use */
+  local?: Map<boolean, WasmModule>;
 }
 let compiled: Compiled | undefined;
 let unavailable: string | undefined;
@@ -815,8 +815,12 @@ class SimdScanEngine implements ScanEngine {
   private localExports(memory: WasmMemory): Exports {
     let ex = this.locals.get(memory);
     if (!ex) {
-      this.c.local ??= compileOptimized(assembleModule(kernelFunctions(), { initial: 1, shared: false }));
-      ex = new WA.Instance(this.c.local, { env: { mem: memory } }).exports as unknown as Exports;
+      const limits = memoryImportFor(memory);
+      this.c.local ??= new Map();
+      let local = this.c.local.get(limits.shared);
+      if (!local)
+        this.c.local.set(limits.shared, (local = compileOptimized(assembleModule(kernelFunctions(), limits))));
+      ex = new WA.Instance(local, { env: { mem: memory } }).exports as unknown as Exports;
       this.locals.set(memory, ex);
     }
     return ex;
