@@ -27,6 +27,17 @@ import { assertClose, evalGrads, GradResult, normal } from './backend.helpers';
 const FORWARD_REL = 1e-5;
 const GRAD_REL = 1e-4;
 
+/** max |a − b| / max |b|, as assertClose measures it (for the test's diagnostics). */
+function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): string {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return (diff / (scale || 1)).toExponential(1);
+}
+
 interface ModelStep {
   logits: Float32Array;
   loss: number;
@@ -185,16 +196,21 @@ describe('thread count', () => {
 
 describe('2 threads agree with 1 thread', () => {
   for (const name of ['conv2d', 'conv2d stride 2', 'depthwise conv', 'matMul', 'matMul transposed b']) {
-    test(`${name}: forward ≤ ${FORWARD_REL}, gradients ≤ ${GRAD_REL} relative`, () => {
+    test(`${name}: forward ≤ ${FORWARD_REL}, gradients ≤ ${GRAD_REL} relative`, (t) => {
       const [two, one] = [A.suite.ops[name], B.suite.ops[name]];
+      t.diagnostic(
+        `relative differences: forward ${relDiff(two.y, one.y)}, gradients ${two.grads.map((g, i) => relDiff(g, one.grads[i])).join(', ')}`,
+      );
       assert.deepEqual(two.yShape, one.yShape);
       assertClose(two.y, one.y, `${name} forward`, FORWARD_REL);
       two.grads.forEach((g, i) => assertClose(g, one.grads[i], `${name} gradient ${i}`, GRAD_REL));
     });
   }
 
-  test(`microscopic-mamba-t training step: logits and loss ≤ ${FORWARD_REL}, every gradient ≤ ${GRAD_REL} relative`, () => {
+  test(`microscopic-mamba-t training step: logits and loss ≤ ${FORWARD_REL}, every gradient ≤ ${GRAD_REL} relative`, (t) => {
     const [two, one] = [A.suite.model, B.suite.model];
+    const worst = Math.max(...Object.entries(one.grads).map(([k, g]) => Number(relDiff(two.grads[k], g))));
+    t.diagnostic(`relative differences: logits ${relDiff(two.logits, one.logits)}, largest of the gradients ${worst}`);
     assertClose(two.logits, one.logits, 'logits', FORWARD_REL);
     assertClose([two.loss], [one.loss], 'loss', FORWARD_REL);
     assert.deepEqual(Object.keys(two.grads).sort(), Object.keys(one.grads).sort());
