@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { describeBackend, initBackend, threadsFromArgv } from '../lib/backend/index';
 import { heapKernels } from '../lib/backend/wasm-heap-kernels';
-import { availableCores, MAX_WASM_THREADS, resolveThreads } from '../lib/backend/wasm-threads';
+import { availableCores, MAX_WASM_THREADS, resolveThreads, threadedStart } from '../lib/backend/wasm-threads';
 import { createModel } from '../lib/models/index';
 import { backendHeapMemory } from '../lib/util/wasm-api';
 import { Rng } from '../lib/util/random';
@@ -283,5 +283,43 @@ describe('MSM_THREADS and --threads', () => {
       assert.equal(parsed.values.backend, 'wasm');
       assert.throws(() => parseArgs(['--threads', '0'], spec), /--threads needs a whole number ≥ 1/);
     });
+  });
+});
+
+describe('a threaded start that fails', () => {
+  const saved = { ...threadedStart };
+  const restore = () => Object.assign(threadedStart, saved);
+  const oneThreadWorks = async () => {
+    const info = await initBackend('wasm', { threads: 1, quiet: true });
+    assert.equal(info.details.threads, 1);
+    const y = tf.tidy(() => tf.matMul(tf.ones([2, 3]), tf.ones([3, 2])).dataSync());
+    assert.deepEqual(Array.from(y), [3, 3, 3, 3]);
+  };
+
+  test('a pthread worker that throws: one clear error naming the way out, then the one-thread build starts', async () => {
+    threadedStart.bootstrap = "throw new Error('bootstrap broken on purpose')";
+    try {
+      await assert.rejects(
+        initBackend('wasm', { threads: 3, quiet: true }),
+        /^Error: the threaded wasm backend \(3 threads\) did not start: a pthread worker failed: bootstrap broken on purpose; run with MSM_THREADS=1/,
+      );
+    } finally {
+      restore();
+    }
+    await oneThreadWorks();
+  });
+
+  test('workers that never start: reported after the start timeout, not waited for', async () => {
+    threadedStart.bootstrap = '/* ends at once: never loads the module */';
+    threadedStart.timeoutMs = 3000;
+    try {
+      await assert.rejects(
+        initBackend('wasm', { threads: 2, quiet: true }),
+        /did not start: not ready after 3 s; run with MSM_THREADS=1/,
+      );
+    } finally {
+      restore();
+    }
+    await oneThreadWorks();
   });
 });

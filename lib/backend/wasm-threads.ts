@@ -45,8 +45,6 @@ type WasmPackage = typeof import('@tensorflow/tfjs-backend-wasm');
 export const MAX_WASM_THREADS = 8;
 /** The tfjs-backend-wasm release the glue handling (GLUE_PRELUDE) was written against. */
 const SUPPORTED_WASM_VERSION = '4.22.0';
-/** Initialisation that has not finished by then is reported instead of waited for. */
-const START_TIMEOUT_MS = 120_000;
 
 export interface ThreadsChoice {
   threads: number;
@@ -142,6 +140,14 @@ parentPort.once('message', (boot) => {
 });
 `;
 
+/** How the threaded build is started; tests swap them to simulate workers that fail or never start. */
+export const threadedStart = {
+  /** the code each pthread worker starts from */
+  bootstrap: BOOTSTRAP,
+  /** a start that has not finished by then is reported instead of waited for */
+  timeoutMs: 120_000,
+};
+
 interface GlueTexts {
   workerScript: string;
   glue: string;
@@ -158,6 +164,8 @@ class GlueSource {
   fail!: (why: string) => void;
   /** Set once the backend has started: later worker errors take Emscripten's own course. */
   started = false;
+  /** Every pthread worker started, to be ended if the start fails. */
+  readonly workers: worker_threads.Worker[] = [];
   constructor(private distDir: string) {
     this.failed = new Promise<never>((_, reject) => (this.fail = (why) => reject(new Error(why))));
     this.failed.catch(() => {}); // observed by the caller's race; never an unhandled rejection
@@ -194,7 +202,8 @@ function pthreadWorkerClass(source: GlueSource) {
     /** Emscripten's messages until the boot message has gone out (undefined afterwards). */
     private held: Array<[unknown, readonly worker_threads.TransferListItem[] | undefined]> | undefined = [];
     constructor(url: string | URL) {
-      super(BOOTSTRAP, { eval: true });
+      super(threadedStart.bootstrap, { eval: true });
+      source.workers.push(this);
       source.offerWorkerUrl(String(url));
       super.on('message', (m: { msmBootError?: string } | undefined) => {
         if (m && typeof m === 'object' && m.msmBootError) source.fail(m.msmBootError);
@@ -249,11 +258,15 @@ async function withThreadedGlue<T>(threads: number, distDir: string, init: () =>
     return Array.from({ length: 2 * threads }, (_, i) => real[i % real.length]);
   };
   let timer: NodeJS.Timeout | undefined;
+  const { timeoutMs } = threadedStart;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`not ready after ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+    timer = setTimeout(() => reject(new Error(`not ready after ${timeoutMs / 1000} s`)), timeoutMs);
   });
   try {
     return await Promise.race([init(), source.failed, timeout]);
+  } catch (e) {
+    for (const w of source.workers) void w.terminate(); // they would keep the process alive, loading forever
+    throw e;
   } finally {
     source.started = true;
     clearTimeout(timer);
