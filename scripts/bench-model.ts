@@ -19,7 +19,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { describeBackend, initBackend } from '../lib/backend/index';
+import { describeBackend, initBackend, threadsFromArgv } from '../lib/backend/index';
 import { type ClassifierModel, createModel, listModels, type ModelOptions } from '../lib/models/index';
 import * as mm from '../lib/models/microscopic-mamba/index';
 import * as nn from '../lib/nn/index';
@@ -60,6 +60,7 @@ interface Result extends Job {
 
 const HELP = `Usage: npm run bench:model -- [options]
   --backends a,b     backends (default wasm; e.g. wasm,webgpu)
+  --threads N        XNNPACK threads on wasm (sets MSM_THREADS; default MSM_THREADS or all cores)
   --sizes 64,224     input sizes (default 64,224 for Microscopic-Mamba, 64 for the other models)
   --sizes-NAME list  sizes for backend NAME only (e.g. --sizes-webgpu 64: llvmpipe is slow)
   --batch N          batch size (default 8)
@@ -368,6 +369,8 @@ async function main(): Promise<void> {
     process.stdout.write(HELP);
     return;
   }
+  const threads = threadsFromArgv(); // reaches the measuring processes as MSM_THREADS
+  if (threads !== undefined) process.env.MSM_THREADS = String(threads);
   const backends = (arg('--backends') ?? 'wasm').split(',');
   const registered = listModels();
   const pick = (preferred: string, family: string) =>
