@@ -83,11 +83,11 @@ export const BACKEND_FLAG: FlagDef = {
   help: 'tfjs backend: wasm | cpu | webgpu | tensorflow (default MSM_BACKEND or wasm)',
 };
 
-/** The shared `--threads` flag (0: not given). */
+/** The shared `--threads` flag ('' = not given; a string so the help shows no default of its own). */
 export const THREADS_FLAG: FlagDef = {
   key: 'threads',
-  type: 'number',
-  default: 0,
+  type: 'string',
+  default: '',
   help: 'XNNPACK threads on wasm, 1 = the one-thread build; sets MSM_THREADS (default MSM_THREADS or all cores, at most 8)',
 };
 
@@ -144,8 +144,11 @@ export function parseArgs(argv: string[], spec: CliSpec): ParsedArgs {
     throw new CliError(`unexpected argument '${positional[0]}' (this command takes only --flags). See --help.`);
   }
   if (given.has('threads') && flags.includes(THREADS_FLAG)) {
-    const n = values.threads as number;
-    if (!Number.isInteger(n) || n < 1) throw new CliError(`flag --threads needs a whole number ≥ 1, got '${n}'`);
+    const raw = String(values.threads);
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isInteger(n) || n < 1) {
+      throw new CliError(`flag --threads needs a whole number ≥ 1, got '${raw}'`);
+    }
     process.env.MSM_THREADS = String(n); // read by initBackend here and in the processes this one starts
     given.delete('threads'); // a process setting, not part of a script's configuration (train's config.json)
   }
