@@ -27,7 +27,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { describeBackend, initBackend } from '../lib/backend/index';
+import { describeBackend, initBackend, threadsFromArgv } from '../lib/backend/index';
 import { type ThreadInfo, threadInfo } from '../lib/backend/thread-info';
 import { type ClassifierModel, createModel, listModels, type ModelOptions } from '../lib/models/index';
 import * as mm from '../lib/models/microscopic-mamba/index';
@@ -91,6 +91,7 @@ interface PytorchResult {
 
 const HELP = `Usage: npm run bench:model -- [options]
   --backends a,b     backends (default wasm; e.g. wasm,webgpu)
+  --threads N        XNNPACK threads on wasm (sets MSM_THREADS; default MSM_THREADS, else see docs/platform.md)
   --sizes 64,224     input sizes (default 64,224 for microscopic-mamba-t, 64 for the other models)
   --sizes-NAME list  sizes for backend NAME only (e.g. --sizes-webgpu 64: llvmpipe is slow)
   --batch N          batch size (default 8)
@@ -462,6 +463,8 @@ async function main(): Promise<void> {
     process.stdout.write(HELP);
     return;
   }
+  const threads = threadsFromArgv(); // reaches the measuring processes as MSM_THREADS
+  if (threads !== undefined) process.env.MSM_THREADS = String(threads);
   const backends = (arg('--backends') ?? 'wasm').split(',');
   const registered = listModels();
   const named = arg('--models') ?? arg('--model');

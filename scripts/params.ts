@@ -9,7 +9,7 @@
  * MACs in the paper's convention (ptflops module count) and in full (plus SS2D's x_proj, dt_proj and
  * selective scan); see lib/models/complexity.ts for exactly what each counts.
  */
-import { backendFromArgv, initBackend } from '../lib/backend/index';
+import { backendFromArgv, initBackend, threadsFromArgv } from '../lib/backend/index';
 import {
   type ClassifierModel,
   countMacs,
@@ -35,6 +35,7 @@ Options:
   --markdown        with --list: a Markdown table (the README's "Model zoo" section)
   --json            print one JSON object instead of the table
   --backend NAME    tfjs backend that holds the weights while counting (default wasm; nothing is run)
+  --threads N       XNNPACK threads on wasm (default MSM_THREADS or all cores)
   --help            this text
 `;
 
@@ -76,8 +77,8 @@ function parseArgs(argv: string[]) {
         throw new Error(`--model-config must be a JSON object, got ${raw}`);
       }
       Object.assign(opts.set, parsed);
-    } else if (a === '--backend') value();
-    else if (a.startsWith('--backend=')) continue;
+    } else if (a === '--backend' || a === '--threads') value();
+    else if (a.startsWith('--backend=') || a.startsWith('--threads=')) continue;
     else if (a === '--set') {
       const [key, raw] = value().split('=');
       if (!key || raw === undefined) throw new Error(`--set expects KEY=VALUE, got '${argv[i]}'`);
@@ -197,7 +198,7 @@ export function formatZoo(rows: ZooRow[], markdown: boolean): string {
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
-  await initBackend(backendFromArgv(), { quiet: true });
+  await initBackend(backendFromArgv(), { quiet: true, threads: threadsFromArgv() });
   if (opts.list) {
     const rows = zooRows((line) => process.stderr.write(`${line}\n`));
     if (opts.json) console.log(JSON.stringify(rows, null, 2));

@@ -18,6 +18,7 @@ import {
   initBackend,
   onBackendInit,
 } from '../lib/backend/index';
+import { resolveThreads } from '../lib/backend/wasm-threads';
 import { assertClose, assertNoLeak, normal, Sample } from './backend.helpers';
 
 const savedEnv = process.env.MSM_BACKEND;
@@ -63,9 +64,13 @@ describe('choosing a backend', () => {
     assert.equal(info?.name, 'wasm');
     assert.equal(info?.source, 'default');
     assert.equal(tf.getBackend(), 'wasm');
-    assert.equal(info?.details.threads, 1, 'tfjs cannot start wasm threads in Node');
+    const threads = resolveThreads().threads; // MSM_THREADS, else all cores (at most 8): wasm-threads.ts
+    assert.equal(info?.details.threads, threads);
     assert.equal(typeof info?.details.simd, 'boolean');
-    assert.match(lines[0], /^backend: wasm \(default; simd=(true|false), threads=1\), tfjs \d+\.\d+\.\d+$/);
+    assert.match(
+      lines[0],
+      new RegExp(`^backend: wasm \\(default; simd=(true|false), threads=${threads}\\), tfjs \\d+\\.\\d+\\.\\d+$`),
+    );
   });
 
   test('MSM_BACKEND is honoured, and an argument beats it', async () => {

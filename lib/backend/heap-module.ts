@@ -5,11 +5,15 @@
  * so, or it would not link.
  */
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { compileOptimized, WA, type WasmMemory, type WasmModule } from '../util/wasm-api';
+import {
+  backendHeapMemory,
+  compileOptimized,
+  memoryImportFor,
+  WA,
+  type WasmMemory,
+  type WasmModule,
+} from '../util/wasm-api';
 import { assembleModule, type Fn } from '../util/wasm-asm';
-
-/** wasm32's largest memory, in 64 KiB pages: the maximum a shared-memory import must state. */
-const MAX_PAGES = 65536;
 
 /**
  * `(backend) => exports`: the functions `build()` returns, compiled at first use and bound to the
@@ -21,17 +25,16 @@ export function heapModule<Exports>(build: () => Fn[]): (backend: BackendWasm) =
   const instances = new WeakMap<WasmMemory, Exports>();
   let unavailable = false;
   return (backend) => {
-    const memory = (backend.wasm as unknown as { asm?: { memory?: WasmMemory } }).asm?.memory;
-    if (unavailable || !(memory instanceof WA.Memory)) return undefined;
+    const memory = backendHeapMemory(backend.wasm);
+    if (unavailable || !memory) return undefined;
     let ex = instances.get(memory);
     if (!ex) {
       try {
-        const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
-        let module = compiled.get(shared);
+        const limits = memoryImportFor(memory);
+        let module = compiled.get(limits.shared);
         if (!module) {
-          const limits = shared ? { initial: 1, maximum: MAX_PAGES, shared } : { initial: 1, shared };
           module = compileOptimized(assembleModule(build(), limits));
-          compiled.set(shared, module);
+          compiled.set(limits.shared, module);
         }
         ex = new WA.Instance(module, { env: { mem: memory } }).exports as unknown as Exports;
       } catch {

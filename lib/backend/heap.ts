@@ -12,8 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { compileOptimized, WA, WasmMemory, WasmModule } from '../util/wasm-api';
-import { assembleModule } from '../util/wasm-asm';
+import { heapModule } from './heap-module';
 import { buildDepthwiseFilterGrad } from './simd/conv-gradients';
 import { buildCopyRuns, buildFillRows, buildTranspose2d } from './simd/copies';
 import { buildPartialSilu, buildPartialSiluGrad } from './simd/activations';
@@ -63,49 +62,28 @@ export interface HeapExports {
   psilugrad(dy: number, x: number, s: number, dx: number, rows: number, c: number, p: number): void;
 }
 
-let compiledModule: WasmModule | undefined;
-let unavailable = false;
-const instances = new WeakMap<WasmMemory, HeapExports>();
-
-/** The kernels bound to this wasm backend's memory, or undefined where that memory is not reachable. */
-export function heapKernels(backend: BackendWasm): HeapExports | undefined {
-  const memory = (backend.wasm as unknown as { asm?: { memory?: WasmMemory } }).asm?.memory;
-  if (unavailable || !(memory instanceof WA.Memory)) return undefined;
-  let ex = instances.get(memory);
-  if (!ex) {
-    try {
-      compiledModule ??= compileOptimized(
-        assembleModule(
-          [
-            buildColSum(),
-            buildAdam(),
-            buildDepthwiseFilterGrad(),
-            buildGemm('m'),
-            buildGemm('n'),
-            buildCopyRuns(),
-            buildTranspose2d(),
-            buildFillRows(),
-            buildColSums(),
-            buildAffine(),
-            buildBatchNormGradSums(),
-            buildBatchNormGradApply(),
-            buildLayerNormForward(),
-            buildLayerNormBackward(),
-            buildPartialSilu(),
-            buildPartialSiluGrad(),
-          ],
-          { initial: 1, shared: false },
-        ),
-      );
-      ex = new WA.Instance(compiledModule, { env: { mem: memory } }).exports as unknown as HeapExports;
-    } catch {
-      unavailable = true; // e.g. no wasm SIMD: the stock kernels keep working
-      return undefined;
-    }
-    instances.set(memory, ex);
-  }
-  return ex;
-}
+/**
+ * The kernels bound to this wasm backend's memory (shared or not), or undefined where that memory is not
+ * reachable or the module does not compile (e.g. no wasm SIMD: the stock kernels keep working).
+ */
+export const heapKernels: (backend: BackendWasm) => HeapExports | undefined = heapModule<HeapExports>(() => [
+  buildColSum(),
+  buildAdam(),
+  buildDepthwiseFilterGrad(),
+  buildGemm('m'),
+  buildGemm('n'),
+  buildCopyRuns(),
+  buildTranspose2d(),
+  buildFillRows(),
+  buildColSums(),
+  buildAffine(),
+  buildBatchNormGradSums(),
+  buildBatchNormGradApply(),
+  buildLayerNormForward(),
+  buildLayerNormBackward(),
+  buildPartialSilu(),
+  buildPartialSiluGrad(),
+]);
 
 /** Byte offset of a tensor's data in the heap. */
 export function offsetOf(backend: BackendWasm, t: tf.TensorInfo): number {

@@ -1,7 +1,8 @@
 /**
  * Compute backends for the kit.
  *
- *   wasm        default. XNNPACK + SIMD, one thread (Node cannot start tfjs' wasm threads).
+ *   wasm        default. XNNPACK + SIMD on MSM_THREADS / --threads threads (default all cores, at most 8;
+ *               1 = tfjs' one-thread build), through wasm-threads.ts.
  *   cpu         tfjs' pure-JS kernels: slow, but the reference every gradient fix is tested against.
  *   webgpu      WGSL kernels through Dawn (npm `webgpu`): Vulkan on a real GPU, else EGL-surfaceless
  *               OpenGL on Mesa llvmpipe (slow, but it runs the same shaders, so kernels are testable).
@@ -16,6 +17,8 @@ import { registerKitKernels } from './registrations';
 import * as fs from 'fs';
 import { initWebGPU, WEBGPU_HOW_TO, WebGPUInfo } from './dawn';
 import { announceBackend, type BackendInfo, type BackendName } from './hooks';
+import { resolveThreads, startWasmThreads } from './wasm-threads';
+export { threadsFromArgv } from './wasm-threads';
 
 export { currentBackend, onBackendInit, type BackendInfo, type BackendName } from './hooks';
 export const BACKENDS: readonly BackendName[] = ['wasm', 'cpu', 'webgpu', 'tensorflow'];
@@ -70,7 +73,7 @@ export const TENSORFLOW_HOW_TO =
   'to plain @tensorflow/tfjs for danfojs-node (drop the override first, or use the wasm backend). ' +
   'See README § Backends.';
 
-async function activate(name: BackendName): Promise<Record<string, string | number | boolean>> {
+async function activate(name: BackendName, threads?: number): Promise<Record<string, string | number | boolean>> {
   switch (name) {
     case 'cpu': {
       require('@tensorflow/tfjs-backend-cpu');
@@ -81,12 +84,9 @@ async function activate(name: BackendName): Promise<Record<string, string | numb
       return {};
     }
     case 'wasm': {
-      const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
-      await setOrThrow('wasm');
-      return {
-        simd: Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')),
-        threads: wasm.getThreadsCount(),
-      };
+      require('@tensorflow/tfjs-backend-wasm');
+      const running = await startWasmThreads(resolveThreads(threads).threads, () => setOrThrow('wasm'));
+      return { simd: Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')), threads: running };
     }
     case 'webgpu': {
       let info: WebGPUInfo;
@@ -125,11 +125,16 @@ async function setOrThrow(name: string): Promise<void> {
 
 /**
  * Select and initialise a backend; registers the gradient fixes and the kit's kernels once (./registrations.ts).
- * Safe to call again: switching backends is allowed (tests compare them).
+ * Safe to call again: switching backends is allowed (tests compare them). `threads`: XNNPACK threads on
+ * wasm (else MSM_THREADS, else the default of wasm-threads.ts `resolveThreads`); another count than the
+ * running one re-creates the backend.
  */
-export async function initBackend(name?: string, opts: { quiet?: boolean } = {}): Promise<BackendInfo> {
+export async function initBackend(
+  name?: string,
+  opts: { quiet?: boolean; threads?: number } = {},
+): Promise<BackendInfo> {
   const choice = resolveName(name);
-  const details = await activate(choice.name);
+  const details = await activate(choice.name, opts.threads);
   registerKitKernels();
   const info: BackendInfo = {
     name: choice.name,
@@ -142,7 +147,7 @@ export async function initBackend(name?: string, opts: { quiet?: boolean } = {})
   return info;
 }
 
-/** One line such as `backend: wasm (default; simd=true, threads=1), tfjs 4.22.0`. */
+/** One line such as `backend: wasm (default; simd=true, threads=2), tfjs 4.22.0`. */
 export function describeBackend(info: BackendInfo): string {
   const d = Object.entries(info.details)
     .map(([k, v]) => `${k}=${v}`)

@@ -7,9 +7,9 @@
  * until it hits the 4 GiB wasm32 limit (a zoo study failed after ~16 models in one process). Without a
  * `cellCommand` (notebooks, tests) the cells run in this process, one after another. With jobs > 1 the
  * cores are split between the side-by-side cells:
- * each child gets MSM_SCAN_THREADS (the selective scan's worker threads) and OMP/TF intra-op thread
- * counts of floor(cores / jobs), at least 1. (The wasm backend itself runs on one thread per process in
- * Node, so side-by-side cells are how a study uses several cores.)
+ * each child gets MSM_THREADS (the wasm backend's XNNPACK threads; unless MSM_THREADS is set, which every
+ * cell then inherits), MSM_SCAN_THREADS (the selective scan's worker threads) and OMP/TF intra-op thread
+ * counts of floor(cores / jobs), at least 1. At jobs = 1 a cell uses the backend's default thread count.
  *
  * ETA: the mean wall time of the cells finished in this session × the cells left / jobs; before any has
  * finished, the dry-run estimate when one is given.
@@ -117,6 +117,7 @@ function runChild(cell: Cell, opts: LocalOptions, jobs: number, log: (l: string)
       env: {
         ...process.env,
         [PARENT_PID_ENV]: String(process.pid),
+        ...(process.env.MSM_THREADS || jobs > 1 ? { MSM_THREADS: process.env.MSM_THREADS || threads } : {}),
         MSM_SCAN_THREADS: threads,
         OMP_NUM_THREADS: threads,
         TF_NUM_INTRAOP_THREADS: threads,

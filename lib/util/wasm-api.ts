@@ -43,3 +43,26 @@ export function compileOptimized(bytes: Uint8Array): WasmModule {
     }
   }
 }
+
+/** Pages of wasm32's whole 4 GiB address space: the maximum a shared memory's importer may declare. */
+export const WASM32_MAX_PAGES = 65536;
+
+/**
+ * The linear memory of tfjs-backend-wasm's Emscripten module (4.22). The one-thread builds export it
+ * (`asm.memory`); the threaded build creates it in JS as a shared memory, imports it, and keeps it as
+ * `wasmMemory` (docs/platform.md §wasm in Node).
+ */
+export function backendHeapMemory(emscriptenModule: unknown): WasmMemory | undefined {
+  const mod = emscriptenModule as { asm?: { memory?: unknown }; wasmMemory?: unknown } | undefined;
+  const memory = mod?.asm?.memory ?? mod?.wasmMemory;
+  return memory instanceof WA.Memory ? memory : undefined;
+}
+
+/**
+ * How a module of the kit declares its imported memory so it can be bound to `memory`: a shared memory
+ * must be imported as shared, with a maximum at least its own (tfjs' is the whole 4 GiB).
+ */
+export function memoryImportFor(memory: WasmMemory): { initial: number; maximum?: number; shared: boolean } {
+  const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+  return shared ? { initial: 1, maximum: WASM32_MAX_PAGES, shared: true } : { initial: 1, shared: false };
+}

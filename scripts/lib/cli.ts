@@ -1,7 +1,8 @@
 /**
  * Command-line flags for the kit's scripts, nanoGPT style: a script's configuration is a plain object of
  * defaults; every key is also a flag (`imageSize` ↔ `--image-size`), and a flag given on the command line
- * overrides the default (or the recipe preset). Every script gets `--help` and `--backend`.
+ * overrides the default (or the recipe preset). Every script gets `--help`, `--backend` and `--threads`
+ * (XNNPACK threads on wasm: `--threads N` sets MSM_THREADS=N for this process and the ones it starts).
  *
  *   --key value   --key=value      numbers and strings
  *   --flag  --flag=false  --no-flag   booleans
@@ -31,7 +32,7 @@ export interface CliSpec {
   flags: FlagDef[];
   /** Extra paragraphs after the flag table (examples, notes). */
   epilog?: string;
-  /** false for scripts that run no model (download, make-synthetic): no `--backend` flag is added. */
+  /** false for scripts that run no model (download, make-synthetic): no `--backend`/`--threads` flags are added. */
   backend?: false;
 }
 
@@ -82,13 +83,21 @@ export const BACKEND_FLAG: FlagDef = {
   help: 'tfjs backend: wasm | cpu | webgpu | tensorflow (default MSM_BACKEND or wasm)',
 };
 
+/** The shared `--threads` flag ('' = not given; a string so the help shows no default of its own). */
+export const THREADS_FLAG: FlagDef = {
+  key: 'threads',
+  type: 'string',
+  default: '',
+  help: 'XNNPACK threads on wasm, 1 = the one-thread build; sets MSM_THREADS (default MSM_THREADS or all cores, at most 8)',
+};
+
 /**
  * Parse argv against a spec. `--help`/`-h` prints the help and exits 0; problems throw a CliError that
  * names the flag (with a suggestion for a misspelt one).
  */
 export function parseArgs(argv: string[], spec: CliSpec): ParsedArgs {
-  const flags =
-    spec.backend === false || spec.flags.some((f) => f.key === 'backend') ? spec.flags : [...spec.flags, BACKEND_FLAG];
+  const shared = spec.backend === false ? [] : [BACKEND_FLAG, THREADS_FLAG];
+  const flags = [...spec.flags, ...shared.filter((s) => !spec.flags.some((f) => f.key === s.key))];
   const byFlag = new Map(flags.map((f) => [kebab(f.key), f]));
   const values: Record<string, string | number | boolean> = {};
   for (const f of flags) values[f.key] = f.default;
@@ -133,6 +142,15 @@ export function parseArgs(argv: string[], spec: CliSpec): ParsedArgs {
   }
   if (!spec.positional && positional.length > 0) {
     throw new CliError(`unexpected argument '${positional[0]}' (this command takes only --flags). See --help.`);
+  }
+  if (given.has('threads') && flags.includes(THREADS_FLAG)) {
+    const raw = String(values.threads);
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isInteger(n) || n < 1) {
+      throw new CliError(`flag --threads needs a whole number ≥ 1, got '${raw}'`);
+    }
+    process.env.MSM_THREADS = String(n); // read by initBackend here and in the processes this one starts
+    given.delete('threads'); // a process setting, not part of a script's configuration (train's config.json)
   }
   return { values, given, positional };
 }

@@ -18,7 +18,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { checkpointShape, ScanArrays, scanBackwardJS, scanForwardJS, ScanGradArrays, ScanSizes } from './cpu-kernel';
-import { WA, WasmMemory } from '../../util/wasm-api';
+import { backendHeapMemory, WasmMemory } from '../../util/wasm-api';
 
 export const SCAN_KERNEL = 'MsmSelectiveScan';
 export const SCAN_GRAD_KERNEL = 'MsmSelectiveScanGrad';
@@ -90,20 +90,13 @@ interface HeapAccess {
 
 function wasmAccess(backend: tf.KernelBackend): HeapAccess {
   const be = backend as unknown as BackendWasm;
-  const mod = be.wasm as unknown as {
-    asm?: { memory?: WasmMemory };
-    _malloc(bytes: number): number;
-    _free(ptr: number): void;
-  };
-  const memory = mod.asm?.memory;
+  const mod = be.wasm as unknown as { _malloc(bytes: number): number; _free(ptr: number): void };
+  const memory = backendHeapMemory(mod);
   return {
     view: (t) => be.typedArrayFromHeap(t) as Float32Array,
     alloc: (shape) => be.makeOutput(shape, 'float32'),
-    // the emscripten module exposes its memory as asm.memory (tfjs-backend-wasm 4.22)
-    heap:
-      memory instanceof WA.Memory
-        ? { memory, malloc: (n) => mod._malloc(n) >>> 0, free: (p) => mod._free(p) }
-        : undefined,
+    // the emscripten module's memory: asm.memory, or wasmMemory in the threaded build (tfjs-backend-wasm 4.22)
+    heap: memory ? { memory, malloc: (n) => mod._malloc(n) >>> 0, free: (p) => mod._free(p) } : undefined,
   };
 }
 

@@ -561,8 +561,8 @@ export interface Compiled {
   module: WasmModule;
   memory: WasmMemory;
   shared: boolean;
-  /** the same kernels for any other (non-shared) memory, e.g. the wasm backend's heap; built on first use */
-  local?: WasmModule;
+  /** the same kernels for any other memory, e.g. the wasm backend's heap (shared in its threaded build), by shared-ness; built on first use */
+  local?: Map<boolean, WasmModule>;
 }
 let compiled: Compiled | undefined;
 let unavailable: string | undefined;

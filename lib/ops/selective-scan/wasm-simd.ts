@@ -25,7 +25,7 @@
  */
 import { chunking, paddedState, ScanArrays, ScanGradArrays, ScanSizes } from './cpu-kernel';
 import { jsEngine, provideSimdEngine, ScanEngine, WasmHeap } from './fused-cpu';
-import { compileOptimized, WA, WasmMemory } from '../../util/wasm-api';
+import { compileOptimized, memoryImportFor, WA, WasmMemory } from '../../util/wasm-api';
 import { assembleModule } from '../../util/wasm-asm';
 import {
   compile,
@@ -77,8 +77,12 @@ class SimdScanEngine implements ScanEngine {
   private localExports(memory: WasmMemory): Exports {
     let ex = this.locals.get(memory);
     if (!ex) {
-      this.c.local ??= compileOptimized(assembleModule(kernelFunctions(), { initial: 1, shared: false }));
-      ex = new WA.Instance(this.c.local, { env: { mem: memory } }).exports as unknown as Exports;
+      const limits = memoryImportFor(memory);
+      this.c.local ??= new Map();
+      let local = this.c.local.get(limits.shared);
+      if (!local)
+        this.c.local.set(limits.shared, (local = compileOptimized(assembleModule(kernelFunctions(), limits))));
+      ex = new WA.Instance(local, { env: { mem: memory } }).exports as unknown as Exports;
       this.locals.set(memory, ex);
     }
     return ex;

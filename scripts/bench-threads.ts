@@ -1,0 +1,294 @@
+/**
+ * `npm run bench:threads [-- flags]`: the wasm backend's XNNPACK kernels on 1 thread and on several, side by
+ * side in one process (lib/backend/wasm-threads.ts, docs/platform.md §wasm in Node).
+ *
+ * Workload: one training step of a conv stack at 64 px, batch 32 (3×3 conv 32→64, ReLU, 3×3 depthwise,
+ * 1×1 conv 64→64, ReLU, global mean; gradients for the input and every filter), a 2-D matMul
+ * [4096, 256]·[256, 256] with its gradients, and the kit's training step of a model (`--model`, default
+ * microscopic-mamba-t, 64 px, batch 8: forward, cross-entropy, backward, Adam; as `npm run bench:model`). For each round every thread count is started in turn (which
+ * re-creates the backend), warmed up once and timed `--reps` times; rounds alternate the order, so a load
+ * change hits all counts alike. Prints the median over rounds of each count's fastest rep, the speedup over
+ * 1 thread, the load average, and (on Linux) how the CPU time of the timed steps split between the main
+ * thread and the pthread workers: the evidence that XNNPACK hands work to the other threads even when a
+ * busy machine hides the speedup.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as tf from '@tensorflow/tfjs';
+import { describeBackend, initBackend } from '../lib/backend/index';
+import { availableCores, MAX_WASM_THREADS } from '../lib/backend/wasm-threads';
+import { createModel } from '../lib/models/index';
+import { createOptimizer } from '../lib/train/optim';
+import { namedTrainable, Trainer } from '../lib/train/trainer';
+import { Rng } from '../lib/util/random';
+import { CliError, parseArgs, runMain, type CliSpec } from './lib/cli';
+
+const SPEC: CliSpec = {
+  command: 'npm run bench:threads --',
+  summary: 'wasm backend: XNNPACK convs and matMul on 1 thread and on several, side by side in one process.',
+  backend: false,
+  flags: [
+    {
+      key: 'counts',
+      type: 'string',
+      default: '',
+      help: `thread counts to compare, e.g. 1,2,4 (default 1 and all cores, at most ${MAX_WASM_THREADS})`,
+    },
+    { key: 'rounds', type: 'number', default: 3, help: 'rounds (each times every count)' },
+    { key: 'reps', type: 'number', default: 3, help: 'timed steps per count and round (the fastest counts)' },
+    { key: 'batch', type: 'number', default: 32, help: 'batch of the conv stack' },
+    { key: 'size', type: 'number', default: 64, help: 'image size of the conv stack and the model (px)' },
+    {
+      key: 'model',
+      type: 'string',
+      default: 'microscopic-mamba-t',
+      help: "model whose training step is timed ('' = none)",
+    },
+    { key: 'modelBatch', type: 'number', default: 8, help: 'batch of the model step' },
+  ],
+};
+
+interface Inputs {
+  x: tf.Tensor4D;
+  w1: tf.Tensor4D;
+  dw: tf.Tensor4D;
+  w2: tf.Tensor4D;
+  a: tf.Tensor2D;
+  b: tf.Tensor2D;
+}
+
+function makeInputs(batch: number, size: number): Inputs {
+  const t4 = (shape: [number, number, number, number], seed: number, scale: number) =>
+    tf.tensor4d(
+      new Rng(seed).fillNormal(
+        shape.reduce((p, v) => p * v, 1),
+        0,
+        scale,
+      ),
+      shape,
+    );
+  return {
+    x: t4([batch, size, size, 32], 1, 1), // [b, h, w, 32]
+    w1: t4([3, 3, 32, 64], 2, 0.06),
+    dw: t4([3, 3, 64, 1], 3, 0.3),
+    w2: t4([1, 1, 64, 64], 4, 0.12),
+    a: tf.tensor2d(new Rng(5).fillNormal(4096 * 256), [4096, 256]),
+    b: tf.tensor2d(new Rng(6).fillNormal(256 * 256, 0, 0.06), [256, 256]),
+  };
+}
+
+/** One training step of the conv stack: forward, then gradients for the input and the three filters. */
+function convStep(t: Inputs): void {
+  tf.tidy(() => {
+    const loss = (x: tf.Tensor, w1: tf.Tensor, dw: tf.Tensor, w2: tf.Tensor) => {
+      const h1 = tf.relu(tf.conv2d(x as tf.Tensor4D, w1 as tf.Tensor4D, 1, 'same')); // [b, h, w, 64]
+      const h2 = tf.depthwiseConv2d(h1, dw as tf.Tensor4D, 1, 'same'); // [b, h, w, 64]
+      const h3 = tf.relu(tf.conv2d(h2, w2 as tf.Tensor4D, 1, 'same')); // [b, h, w, 64]
+      return tf.mean(h3);
+    };
+    const grads = tf.grads(loss)([t.x, t.w1, t.dw, t.w2]);
+    for (const g of grads) g.dataSync();
+  });
+}
+
+/** A 2-D matMul and both its gradients. */
+function matMulStep(t: Inputs): void {
+  tf.tidy(() => {
+    const [ga, gb] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.matMul(a, b)))([t.a, t.b]); // [4096, 256] · [256, 256]
+    ga.dataSync();
+    gb.dataSync();
+  });
+}
+
+/** The kit's training step of `name` (forward, cross-entropy, backward, Adam), as bench:model times it. */
+function modelStep(name: string, batch: number, size: number): { step: () => void; dispose: () => void } {
+  const model = createModel(name, { numClasses: 2, seed: 0, imageSize: size });
+  const rng = new Rng(7);
+  const x = tf.tensor4d(rng.fillNormal(batch * size * size * 3), [batch, size, size, 3]); // [b, h, w, 3]
+  const y = tf.tensor1d(
+    Array.from({ length: batch }, () => rng.int(2)),
+    'int32',
+  ); // [b]
+  const trainer = new Trainer(model, createOptimizer(namedTrainable(model), { lr: 1e-4 }), {
+    lr: 1e-4,
+    schedule: { stepsPerEpoch: 1000, epochs: 1, warmupEpochs: 0 },
+    rng: new Rng(8),
+  });
+  let n = 0;
+  return {
+    step: () => void trainer.trainStep({ x, y }, n++),
+    dispose: () => {
+      tf.dispose([x, y]);
+      model.dispose();
+    },
+  };
+}
+
+const PROC_TASKS = '/proc/self/task';
+
+/** CPU clock ticks of each thread of this process (empty where /proc is unavailable). */
+function threadTicks(): Map<string, number> {
+  const ticks = new Map<string, number>();
+  if (!fs.existsSync(PROC_TASKS)) return ticks;
+  for (const tid of fs.readdirSync(PROC_TASKS)) {
+    try {
+      const stat = fs.readFileSync(`${PROC_TASKS}/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks.set(tid, Number(fields[11]) + Number(fields[12])); // utime + stime
+    } catch {
+      /* the thread ended meanwhile */
+    }
+  }
+  return ticks;
+}
+
+interface Sample {
+  conv: number;
+  matMul: number;
+  /** the model's training step (NaN without --model) */
+  model: number;
+  /** CPU ticks of the timed steps: main thread, and the threads that started with this backend */
+  mainTicks: number;
+  workerTicks: number;
+}
+
+interface Workload {
+  reps: number;
+  batch: number;
+  size: number;
+  model: string;
+  modelBatch: number;
+}
+
+async function measure(threads: number, w: Workload): Promise<Sample> {
+  const { reps, batch, size } = w;
+  const before = new Set(threadTicks().keys());
+  const info = await initBackend('wasm', { threads, quiet: true });
+  if (info.details.threads !== threads) throw new Error(`asked for ${threads} threads, ${describeBackend(info)}`);
+  const workers = [...threadTicks().keys()].filter((tid) => !before.has(tid));
+  const inputs = makeInputs(batch, size);
+  const trained = w.model ? modelStep(w.model, w.modelBatch, size) : undefined;
+  try {
+    convStep(inputs); // warm-up: XNNPACK packs the filters, V8 tiers up, Adam creates its moments
+    matMulStep(inputs);
+    trained?.step();
+    const t0 = threadTicks();
+    const fastest = (step: () => void) => {
+      let best = Infinity;
+      for (let r = 0; r < reps; r++) {
+        const start = process.hrtime.bigint();
+        step();
+        best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e6);
+      }
+      return best;
+    };
+    const conv = fastest(() => convStep(inputs));
+    const matMul = fastest(() => matMulStep(inputs));
+    const model = trained ? fastest(trained.step) : NaN;
+    const t1 = threadTicks();
+    const used = (tid: string) => (t1.get(tid) ?? 0) - (t0.get(tid) ?? 0);
+    return {
+      conv,
+      matMul,
+      model,
+      mainTicks: used(String(process.pid)),
+      workerTicks: workers.reduce((s, tid) => s + used(tid), 0),
+    };
+  } finally {
+    tf.dispose(Object.values(inputs));
+    trained?.dispose();
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function main(): Promise<void> {
+  const { values } = parseArgs(process.argv.slice(2), SPEC);
+  const cores = availableCores();
+  const counts = ((values.counts as string) || `1,${Math.min(cores, MAX_WASM_THREADS)}`)
+    .split(',')
+    .map((s) => Number(s.trim()));
+  for (const c of counts) {
+    if (!Number.isInteger(c) || c < 1 || c > MAX_WASM_THREADS)
+      throw new CliError(`flag --counts: '${c}' is not a thread count from 1 to ${MAX_WASM_THREADS}`);
+  }
+  const unique = [...new Set(counts)];
+  const [rounds, reps, batch, size, modelBatch] = ['rounds', 'reps', 'batch', 'size', 'modelBatch'].map(
+    (k) => values[k] as number,
+  );
+  const model = values.model as string;
+  for (const [k, v] of Object.entries({ rounds, reps, batch, size, modelBatch })) {
+    if (!Number.isInteger(v) || v < 1) throw new CliError(`flag --${k} needs a whole number ≥ 1, got '${v}'`);
+  }
+  const load0 = os.loadavg();
+  console.log(
+    `conv stack ${batch}×${size}×${size}×32 (3×3 conv → 64, depthwise 3×3, 1×1 conv) training step; matMul ` +
+      `[4096, 256]·[256, 256] with gradients${model ? `; ${model} training step, ${size} px, batch ${modelBatch}` : ''}. ` +
+      `${cores} cores available; thread counts ${unique.join(', ')}; ` +
+      `${rounds} rounds × ${reps} reps (fastest rep per round, median over rounds).`,
+  );
+  if (model) {
+    // The selective scan's own worker threads start at its first call and live on; start them now, so the
+    // CPU column counts only the threads that come with each backend start (XNNPACK's pthread workers).
+    await initBackend('wasm', { threads: unique[0], quiet: true });
+    const warm = modelStep(model, modelBatch, size);
+    warm.step();
+    warm.dispose();
+  }
+  const samples = new Map<number, Sample[]>(unique.map((c) => [c, []]));
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? unique : [...unique].reverse();
+    for (const c of order) {
+      const s = await measure(c, { reps, batch, size, model, modelBatch });
+      samples.get(c)!.push(s);
+      console.log(
+        `  round ${round + 1}, ${c} thread${c > 1 ? 's' : ''}: conv step ${s.conv.toFixed(0)} ms, matMul ` +
+          `${s.matMul.toFixed(1)} ms${model ? `, ${model} step ${s.model.toFixed(0)} ms` : ''}`,
+      );
+    }
+  }
+  const load1 = os.loadavg();
+  const base = samples.get(unique[0])!;
+  const rows = unique.map((c) => {
+    const ss = samples.get(c)!;
+    const conv = median(ss.map((s) => s.conv));
+    const matMul = median(ss.map((s) => s.matMul));
+    const step = median(ss.map((s) => s.model));
+    const main = ss.reduce((a, s) => a + s.mainTicks, 0);
+    const workers = ss.reduce((a, s) => a + s.workerTicks, 0);
+    const cpu = main + workers > 0 ? `${Math.round((100 * workers) / (main + workers))} %` : 'n/a';
+    return [
+      String(c),
+      conv.toFixed(0),
+      (median(base.map((s) => s.conv)) / conv).toFixed(2),
+      matMul.toFixed(1),
+      (median(base.map((s) => s.matMul)) / matMul).toFixed(2),
+      ...(model ? [step.toFixed(0), (median(base.map((s) => s.model)) / step).toFixed(2)] : []),
+      cpu,
+    ];
+  });
+  const header = [
+    'threads',
+    'conv step ms',
+    'speedup',
+    'matMul ms',
+    'speedup',
+    ...(model ? [`${model} step ms`, 'speedup'] : []),
+    'CPU on pthread workers',
+  ];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padStart(widths[i])).join(' | ') + ' |';
+  console.log('');
+  console.log(line(header));
+  console.log('|' + widths.map((w) => '-'.repeat(w + 1) + ':').join('|') + '|');
+  for (const r of rows) console.log(line(r));
+  console.log(
+    `\nload average (1, 5, 15 min): ${load0.map((l) => l.toFixed(2)).join(', ')} at start, ` +
+      `${load1.map((l) => l.toFixed(2)).join(', ')} at end; speedups are over ${unique[0]} thread(s).`,
+  );
+}
+
+runMain(main);
