@@ -95,7 +95,7 @@ const HELP = `Usage: npm run bench:model -- [options]
   --sizes 64,224     input sizes (default 64,224 for microscopic-mamba-t, 64 for the other models)
   --sizes-NAME list  sizes for backend NAME only (e.g. --sizes-webgpu 64: llvmpipe is slow)
   --batch N          batch size (default 8)
-  --resnet-batch N   also time resnet18 at the smallest size with batch N (default 32, issue 15's
+  --resnet-batch N   also time resnet18 at the smallest size with batch N (default 32, the speed target's
                      ResNet-18 config; 0 = no)
   --reps N           timed repetitions after one warm-up (default 3 at ≤ 64 px, 2 above)
   --models a,b,c     registered models (npm run params -- --list), or all (the default: every registered model)
@@ -437,7 +437,7 @@ function markdown(results: Result[], meta: Record<string, string | number>, pyto
   }
   lines.push(
     '',
-    'Targets (issue 15; this 2-core machine, wasm): 64 px batch 8 training step ≤ 0.45 s, forward ≤ 0.12 s, 224 px',
+    'Targets (this 2-core machine, wasm): 64 px batch 8 training step ≤ 0.45 s, forward ≤ 0.12 s, 224 px',
     'training step ≤ 4.5 s, peak RSS ≤ 3 GB at 64 px; resnet18 at 64 px batch 32 ≥ 0.5× PyTorch (the ratio column).',
     '"checkpointing": activation checkpointing per block (`useCheckpoint`, the official `use_checkpoint`): without it a',
     '224-px batch of 8 needs ~7 GB of saved activations, more than the wasm heap (4 GB) holds.',

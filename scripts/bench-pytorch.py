@@ -15,7 +15,7 @@ cross-entropy, backward, Adam update; median seconds of --reps timed runs after 
                                                chunks of --chunk positions, each chunk one batched product
                                   The CUDA kernel of mamba_ssm cannot run on a CPU; these are its stand-ins.
   resnet18 (torchvision)          torchvision.models.resnet18(num_classes=2) at --size px, batch --resnet-batch
-                                  (issue 15's config: 64 px, batch 32).
+                                  (the speed target's config: 64 px, batch 32).
 
 Denormals are flushed (`torch.set_flush_denormal(True)`), as an informed user would: the scan's decaying
 states underflow into denormal floats, which x86 CPUs compute ~100x slower — on an Intel Xeon of this

@@ -1,7 +1,7 @@
 /**
- * The fused kernels of issue 15 — LayerNorm and BatchNorm (lib/backend/norms.ts), SiLU on all or the first
+ * The fused kernels — LayerNorm and BatchNorm (lib/backend/norms.ts), SiLU on all or the first
  * p channels (lib/backend/activations.ts) — against the unfused tf ops they replace on wasm
- * (MSM_FUSED_KERNELS=0): forward ≤ 1e-5 and gradients ≤ 1e-4 of the reference's scale (issue 15),
+ * (MSM_FUSED_KERNELS=0): forward ≤ 1e-5 and gradients ≤ 1e-4 of the reference's scale,
  * BatchNorm's running statistics, several shapes including odd channel counts (the SIMD kernels' scalar
  * tails), bit-identical repeats, no leaked tensors.
  */
