@@ -42,6 +42,14 @@ const BATCH = 16;
 const LR = 3e-4;
 /** Peak learning rate by family where the reference trains with a lower one (see the header). */
 const FAMILY_LR: Record<string, number> = { mamba: 1e-4 };
+/**
+ * Models trained here at 64 px although they accept 32: MobileOne-s0 at 32 px (1×1 maps in its last two stages)
+ * has an ill-conditioned gradient at initialisation — wasm and cpu float32 gradients differ by up to 50 % on some
+ * of its tensors, with the old kernels as with the fused ones — so whether 16 warm-up steps lower its loss
+ * depended on rounding (0.791 → 0.738 with one set of kernels, → 0.798 with another; at 1e-4 or 1e-3 just as
+ * mixed). At 64 px both sets lowered it (0.750 → 0.729 / 0.724).
+ */
+const TEST_SIZE: Record<string, number> = { 'mobileone-s0': 64 };
 
 const shared = sharedDataDir();
 const MALARIA = shared ? path.join(shared, 'nih-malaria-cells-128') : undefined;
@@ -149,9 +157,9 @@ function subsetLoss(model: ClassifierModel, data: { x: Float32Array; y: Int32Arr
   return sum / data.y.length;
 }
 
-/** Build `name` for 32 px, or 64 px when its input rules refuse 32. */
+/** Build `name` for 32 px, or 64 px when its input rules refuse 32 (or TEST_SIZE says so). */
 function buildForSmallInput(name: string): { model: ClassifierModel; size: number } {
-  for (const size of [32, 64]) {
+  for (const size of TEST_SIZE[name] ? [TEST_SIZE[name]] : [32, 64]) {
     const model = createModel(name, { numClasses: 2, seed: 0, imageSize: size, dropPathRate: 0 });
     try {
       model.checkInput([BATCH, size, size, 3], 'float32');
