@@ -143,9 +143,12 @@ before(async () => {
 });
 
 after(async () => {
-  await page?.close();
-  server?.kill('SIGTERM');
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 3 });
+  try {
+    await page?.close();
+  } finally {
+    server?.kill('SIGTERM'); // always, or the test process would wait for the server forever
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 3 });
+  }
 });
 
 const resultCount = `document.querySelectorAll('.result').length`;

@@ -36,7 +36,8 @@ export class ChromiumPage {
         `--window-size=${opts.width ?? 1000},${opts.height ?? 800}`,
         'about:blank',
       ],
-      { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] },
+      // Its own process group, so that close() ends Chromium's helper processes (zygote, renderer) with it.
+      { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'], detached: true },
     );
     const page = new ChromiumPage(proc, proc.stdio[3] as Writable, profile);
     let stderr = '';
@@ -155,7 +156,16 @@ export class ChromiumPage {
       this.proc.kill('SIGKILL');
       await exited;
     }
-    // Chromium's helpers may still be writing the profile for a moment.
-    fs.rmSync(this.profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+    try {
+      process.kill(-this.proc.pid!, 'SIGKILL'); // helpers left behind by the browser process
+    } catch {
+      /* the group is gone */
+    }
+    // A helper may still be writing the profile for a moment; a leftover temp folder is no test failure.
+    try {
+      fs.rmSync(this.profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+    } catch (e) {
+      console.warn(`chromium-cdp: could not remove ${this.profile}: ${(e as Error).message}`);
+    }
   }
 }
