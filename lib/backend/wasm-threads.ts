@@ -164,6 +164,8 @@ class GlueSource {
   fail!: (why: string) => void;
   /** Set once the backend has started: later worker errors take Emscripten's own course. */
   started = false;
+  /** Set when the start failed: the other workers' errors (the same failure, arriving later) are already reported. */
+  abandoned = false;
   /** Every pthread worker started, to be ended if the start fails. */
   readonly workers: worker_threads.Worker[] = [];
   constructor(private distDir: string) {
@@ -233,6 +235,7 @@ function pthreadWorkerClass(source: GlueSource) {
     ref(): void {}
     /** A worker that dies while the backend starts fails the start (Emscripten would rethrow it uncaught). */
     emit(event: string | symbol, ...args: unknown[]): boolean {
+      if (event === 'error' && source.abandoned) return true;
       if (event === 'error' && !source.started) {
         const e = args[0] as Error | undefined;
         source.fail(`a pthread worker failed: ${e?.message ?? String(e)}`);
@@ -265,6 +268,7 @@ async function withThreadedGlue<T>(threads: number, distDir: string, init: () =>
   try {
     return await Promise.race([init(), source.failed, timeout]);
   } catch (e) {
+    source.abandoned = true;
     for (const w of source.workers) void w.terminate(); // they would keep the process alive, loading forever
     throw e;
   } finally {
