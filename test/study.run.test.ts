@@ -57,7 +57,6 @@ const studyCli = (args: string[], opts: { timeout?: number } = {}) =>
     env: { ...process.env, MSM_PROGRESS: 'plain' },
   });
 
-/** The reproducible part of a study's results (wall times are not). */
 /** A study's results without its wall times (measured, so they differ between two runs of the same cells). */
 function numbers(r: StudyResults) {
   const noWall = (v: unknown): unknown =>

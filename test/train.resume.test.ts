@@ -160,6 +160,23 @@ test('a run killed with SIGKILL after a mid-epoch checkpoint and resumed matches
   assert.deepEqual(b.metrics, a.metrics);
   assert.equal(a.metrics.metrics.n, 12);
 
+  // Times cover the whole run: the resumed run adds the training time its checkpoint recorded (up to the kill).
+  assert.ok(ck.elapsed.seconds > 0 && ck.elapsed.epochSeconds > 0, `checkpoint times ${JSON.stringify(ck.elapsed)}`);
+  const summary = (name: string) => readJson(path.join(tmp, 'runs', name, 'summary.json'));
+  const sa = summary('straight');
+  const sb = summary('killed');
+  assert.equal(sa.wallSeconds, sa.callSeconds, 'a run trained in one call: whole run = this call');
+  assert.ok(Math.abs(sb.wallSeconds - (sb.callSeconds + ck.elapsed.seconds)) < 1e-6, JSON.stringify(sb));
+  assert.ok(sb.trainSeconds > ck.elapsed.seconds && sb.trainSeconds < sb.wallSeconds, JSON.stringify(sb));
+  const epochSeconds = readLog(path.join(tmp, 'runs', 'killed', 'log.jsonl'))
+    .filter((l) => l.type === 'epoch')
+    .map((l) => (l as { epoch: number; seconds: number }).seconds);
+  const killedEpoch = ck.position.epoch as number;
+  assert.ok(
+    epochSeconds[killedEpoch] >= ck.elapsed.epochSeconds,
+    `the interrupted epoch's time (${epochSeconds[killedEpoch]} s) includes its ${ck.elapsed.epochSeconds} s before the kill`,
+  );
+
   // Resuming a finished run trains nothing more and gives the same metrics again.
   const again = await start([
     ...args('killed').slice(0, 3),

@@ -78,6 +78,12 @@ export interface CheckpointJson {
   rng: { dropPath: RngState; loader: unknown };
   trackers: { best: TrackerState; earlyStop: TrackerState };
   history: EpochRecord[];
+  /**
+   * Training wall time up to this checkpoint, summed over every call that trained the run (work redone after an
+   * interruption counts once), and the part of it spent in the epoch in progress. Lets a resumed run report the
+   * time the whole run took, not only its last call's. Absent in checkpoints written before it existed.
+   */
+  elapsed?: { seconds: number; epochSeconds: number };
   /** 'running' while training; the final state once the loop ended. */
   status: 'running' | 'finished' | 'early-stopped' | 'max-steps';
 }
@@ -147,6 +153,7 @@ export function saveCheckpoint(runDir: string, args: SaveCheckpointArgs): Checkp
     rng: args.rng,
     trackers: args.trackers,
     history: args.history,
+    ...(args.elapsed ? { elapsed: args.elapsed } : {}),
     status: args.status,
   };
   atomicWriteJson(path.join(dir, 'last.json'), json);

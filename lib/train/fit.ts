@@ -79,6 +79,11 @@ export interface FitResult {
   earlyStop: { metric: string; best: number | null; epoch: number | null; badEpochs: number };
   /** Wall seconds spent in this call (training + validation). */
   seconds: number;
+  /**
+   * Wall seconds of training the whole run (training + validation): earlier calls up to their last checkpoint
+   * (the checkpoint's `elapsed`) plus this call. Equals `seconds` for a run trained in one call.
+   */
+  totalSeconds: number;
   /** Training images processed in this call (a resumed run counts only its own). */
   imagesSeen: number;
 }
@@ -115,6 +120,10 @@ export async function validate(
 export async function fit(opts: FitOptions): Promise<FitResult> {
   const { config: cfg, model, train, runDir } = opts;
   const t0 = Date.now();
+  // Time spent by earlier calls (a resumed run), so reported times cover the whole run.
+  const before = opts.resume?.elapsed ?? { seconds: 0, epochSeconds: 0 };
+  const elapsedSeconds = () => before.seconds + (Date.now() - t0) / 1000;
+  let epochT0 = t0; // when the epoch in progress started, as if it had run in one call
   const stepsPerEpoch = train.batchesPerEpoch;
   if (!(stepsPerEpoch > 0)) throw new Error('fit: the training split yields no batches');
 
@@ -191,6 +200,7 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
       trackers: { best: best.state, earlyStop: earlyStop.state },
       epochSums,
       history,
+      elapsed: { seconds: elapsedSeconds(), epochSeconds: at.batch > 0 ? (Date.now() - epochT0) / 1000 : 0 },
       status,
     });
     log.event('checkpoint', at.step, { epoch: at.epoch, batch: at.batch, file: json.weights });
@@ -206,8 +216,9 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
   if (status === 'running' && cfg.maxSteps > 0 && pos.step >= cfg.maxSteps) status = 'max-steps';
   try {
     for (let epoch = pos.epoch; epoch < cfg.epochs && status === 'running'; epoch++) {
-      const tEpoch = Date.now();
       const start = epoch === pos.epoch ? pos.batch : 0;
+      // A resumed epoch carries the seconds it had run before the interruption.
+      epochT0 = Date.now() - (start > 0 ? before.epochSeconds * 1000 : 0);
       if (epoch !== pos.epoch) sums = { lossSum: 0, correct: 0, seen: 0 };
       const bar = new Progress({
         total: train.imagesPerEpoch,
@@ -291,7 +302,7 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
         ...val,
         best: improved,
         early_stop_bad_epochs: earlyStop.state.badEpochs,
-        seconds: (Date.now() - tEpoch) / 1000,
+        seconds: (Date.now() - epochT0) / 1000,
       };
       if (improved) {
         saveBest(runDir, model, {
@@ -372,6 +383,7 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
       badEpochs: earlyStop.state.badEpochs,
     },
     seconds: (Date.now() - t0) / 1000,
+    totalSeconds: elapsedSeconds(),
     imagesSeen,
   };
 }

@@ -587,7 +587,12 @@ async function trainRunLocked(
         probe: memory.plan.probe,
       },
     });
-    log(`training ${result.status} after ${result.position.step} steps (${result.seconds.toFixed(0)} s)`);
+    const earlierSeconds = result.totalSeconds - result.seconds; // earlier calls of a resumed run
+    log(
+      `training ${result.status} after ${result.position.step} steps (${result.seconds.toFixed(0)} s` +
+        (earlierSeconds > 0 ? `; ${result.totalSeconds.toFixed(0)} s with the earlier calls` : '') +
+        ')',
+    );
 
     let test: ClassificationReport | undefined;
     let testCheckpoint: string | undefined;
@@ -621,13 +626,17 @@ async function trainRunLocked(
       // Per-image predictions (paired comparisons between runs on the same test images: lib/study).
       atomicWriteJson(path.join(runDir, 'test-predictions.json'), testPredictions(testEval, data.classes));
     }
-    const wallSeconds = (Date.now() - t0) / 1000;
+    const callSeconds = (Date.now() - t0) / 1000;
+    // Whole-run times: a resumed run adds its earlier calls' training time (up to their last checkpoint).
+    const wallSeconds = callSeconds + earlierSeconds;
     atomicWriteJson(path.join(runDir, 'summary.json'), {
       status: result.status,
       steps: result.position.step,
       epochs: result.history.length,
-      trainSeconds: result.seconds,
+      trainSeconds: result.totalSeconds,
       wallSeconds,
+      // This call alone (equal to wallSeconds unless the run was resumed).
+      callSeconds,
       // Training images per second of this call, validation passes included in the time.
       imagesPerSecond: result.imagesSeen / Math.max(1e-9, result.seconds),
       loadAverage: { start: load0, end: os.loadavg()[0] },
