@@ -1,5 +1,5 @@
 /**
- * The SIMD scan engine's worker threads (wasm-simd-threads.ts ThreadPool): a worker that cannot start must
+ * The SIMD scan engine's worker threads (the process's pool, lib/backend/worker-pool.ts): a worker that cannot start must
  * surface as a clear error instead of blocking the calling thread forever (it waits with Atomics.wait,
  * so no 'error' event can reach it), and the next call must work again with fresh workers.
  */
@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { initBackend } from '../lib/backend/index';
 import { setScanEngine } from '../lib/ops/selective-scan/fused-cpu';
 import { simdScanEngine, simdThreads, stopScanThreads } from '../lib/ops/selective-scan/wasm-simd';
-import { ThreadPool } from '../lib/ops/selective-scan/wasm-simd-threads';
+import { WorkerPool as ThreadPool } from '../lib/backend/worker-pool';
 import { makeScanData, runScan, assertSameScan } from './ops.scan-helpers';
 
 const original = { source: ThreadPool.workerSource, timeout: ThreadPool.startTimeoutMs };

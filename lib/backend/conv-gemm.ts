@@ -24,8 +24,11 @@
  * stage's forward ~2× slower than the same product here (measured side by side, fresh filters).
  *
  * Numerics: sums run in a different order from the composites' and XNNPACK's (not bit-identical to them;
- * tests compare values within 1e-5 relative and finite differences); the result is deterministic (one
- * thread, fixed order).
+ * tests compare values within 1e-5 relative and finite differences); the result is deterministic.
+ * Threads (./heap-threads.ts): on the threaded build the GEMMs are split by rows of their OUTPUT (whole
+ * dot products, each in the kernel's k order) and im2col / col2im by images (col2im adds into one
+ * image's dx from that image's patch rows only), over the backend's thread count: every element is
+ * computed by one thread in the same order, so 1 and N threads give bit-identical results.
  * NCHW, non-float32, or a heap the kernels cannot reach fall back to the composite given.
  *
  * Shape glossary: b batch; h, w input rows / cols; ho, wo output rows / cols; kh, kw filter rows / cols;
@@ -54,7 +57,9 @@ import {
   vzero,
 } from '../util/wasm-asm';
 import { cnnKernelsOff, heapModule } from './heap-module';
+import type { Calls } from './worker-pool';
 import { heapKernels, offsetOf } from './heap';
+import { gemmRowShares, runOnHeap, sharesFor, splitRange } from './heap-threads';
 
 // ---- kernels -----------------------------------------------------------------------------------
 
@@ -156,6 +161,38 @@ type Walk = (x: number, cols: number, ...dims: number[]) => void;
 /** im2col / col2im bound to the backend's memory (undefined where it is not reachable). */
 const patchKernels = heapModule<{ im2col: Walk; col2im: Walk }>(() => [buildIm2col(), buildCol2im()]);
 
+/**
+ * im2col / col2im over the backend's threads, split by images: share [n0, n1) walks images n0..n1 − 1
+ * (x / dx and cols offset to image n0). col2im's sums into one image's dx come only from that image's
+ * patch rows, in walk order: the same order as one thread.
+ */
+function runPatchWalk(
+  backend: BackendWasm,
+  fn: 'im2col' | 'col2im',
+  image: number,
+  cols: number,
+  g: ConvGeometry,
+): void {
+  const imageFloats = g.h * g.w * g.ci;
+  const colFloats = g.ho * g.wo * g.kh * g.kw * g.ci; // one image's patch rows
+  const shares = splitRange(g.b, sharesFor(g.b * colFloats)).map(([n0, n1]): Calls => [
+    [fn, [image + 4 * n0 * imageFloats, cols + 4 * n0 * colFloats, n1 - n0, ...walkArgs(g).slice(1)]],
+  ]);
+  runOnHeap(patchKernels, backend, shares);
+}
+
+/** The GEMM c[M, N] = a·b (see ./heap-threads.ts gemmRowShares) over the backend's threads. */
+function runGemm(
+  backend: BackendWasm,
+  fn: 'gemm_m' | 'gemm_n',
+  ptrs: [number, number, number],
+  sizes: [number, number, number],
+  strides: [number, number, number, number],
+): void {
+  const [M, N, K] = sizes;
+  runOnHeap(heapKernels, backend, gemmRowShares(fn, ptrs, sizes, strides, sharesFor(M * N * K)));
+}
+
 // ---- kernels for tfjs ------------------------------------------------------------------------------
 
 /** k block of the GEMM and the b-block size below which it walks rows outside (as ./matmul.ts picks them). */
@@ -247,12 +284,18 @@ export function conv2dFilterGradKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     let cols: tf.TensorInfo | undefined;
     if (!isPointwise(g)) {
       cols = backend.makeOutput([rows, patch], 'float32'); // [R, P]
-      patches.im2col(offsetOf(backend, x), offsetOf(backend, cols), ...walkArgs(g));
+      runPatchWalk(backend, 'im2col', offsetOf(backend, x), offsetOf(backend, cols), g);
     }
     const pa = offsetOf(backend, cols ?? x);
-    const run = Math.min(GEMM_KC, rows) * g.co * 4 <= GEMM_B_BLOCK_CACHED ? gemm.gemm_m : gemm.gemm_n;
-    // colsᵀ in place: element (p, r) at cols + 4·(p + r·P)
-    run(pa, offsetOf(backend, dy), offsetOf(backend, out), patch, g.co, rows, 1, patch, g.co, GEMM_KC);
+    const run = Math.min(GEMM_KC, rows) * g.co * 4 <= GEMM_B_BLOCK_CACHED ? 'gemm_m' : 'gemm_n';
+    // colsᵀ in place: element (p, r) at cols + 4·(p + r·P); threads split dW's rows p (the sum over r stays whole)
+    runGemm(
+      backend,
+      run,
+      [pa, offsetOf(backend, dy), offsetOf(backend, out)],
+      [patch, g.co, rows],
+      [1, patch, g.co, GEMM_KC],
+    );
     if (cols) backend.disposeData(cols.dataId);
     return out;
   };
@@ -285,23 +328,18 @@ export function conv2dInputGradKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     gemm.transpose2d(offsetOf(backend, filter), offsetOf(backend, wT), patch, g.co);
     const pointwise = isPointwise(g);
     const dcols = pointwise ? dx : backend.makeOutput([rows, patch], 'float32'); // [R, P]
-    const run = Math.min(GEMM_KC, g.co) * patch * 4 <= GEMM_B_BLOCK_CACHED ? gemm.gemm_m : gemm.gemm_n;
-    run(
-      offsetOf(backend, dy),
-      offsetOf(backend, wT),
-      offsetOf(backend, dcols),
-      rows,
-      patch,
-      g.co,
-      g.co,
-      1,
-      patch,
-      GEMM_KC,
+    const run = Math.min(GEMM_KC, g.co) * patch * 4 <= GEMM_B_BLOCK_CACHED ? 'gemm_m' : 'gemm_n';
+    runGemm(
+      backend,
+      run,
+      [offsetOf(backend, dy), offsetOf(backend, wT), offsetOf(backend, dcols)],
+      [rows, patch, g.co],
+      [g.co, 1, patch, GEMM_KC],
     );
     backend.disposeData(wT.dataId);
     if (!pointwise) {
       (backend.typedArrayFromHeap(dx) as Float32Array).fill(0); // views after the last makeOutput
-      patches.col2im(offsetOf(backend, dx), offsetOf(backend, dcols), ...walkArgs(g));
+      runPatchWalk(backend, 'col2im', offsetOf(backend, dx), offsetOf(backend, dcols), g);
       backend.disposeData(dcols.dataId);
     }
     return dx;
@@ -337,20 +375,15 @@ export function conv2dForwardKernel(stock: tf.KernelFunc): tf.KernelFunc {
     let cols: tf.TensorInfo | undefined;
     if (!isPointwise(g)) {
       cols = backend.makeOutput([rows, patch], 'float32'); // [R, P]
-      patches.im2col(offsetOf(backend, x), offsetOf(backend, cols), ...walkArgs(g));
+      runPatchWalk(backend, 'im2col', offsetOf(backend, x), offsetOf(backend, cols), g);
     }
-    const run = Math.min(GEMM_KC, patch) * g.co * 4 <= GEMM_B_BLOCK_CACHED ? gemm.gemm_m : gemm.gemm_n;
-    run(
-      offsetOf(backend, cols ?? x),
-      offsetOf(backend, filter),
-      offsetOf(backend, y),
-      rows,
-      g.co,
-      patch,
-      patch,
-      1,
-      g.co,
-      GEMM_KC,
+    const run = Math.min(GEMM_KC, patch) * g.co * 4 <= GEMM_B_BLOCK_CACHED ? 'gemm_m' : 'gemm_n';
+    runGemm(
+      backend,
+      run,
+      [offsetOf(backend, cols ?? x), offsetOf(backend, filter), offsetOf(backend, y)],
+      [rows, g.co, patch],
+      [patch, 1, g.co, GEMM_KC],
     );
     if (cols) backend.disposeData(cols.dataId);
     return y;

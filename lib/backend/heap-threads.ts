@@ -1,0 +1,81 @@
+/**
+ * The kit's heap kernels (./simd/*.ts, ./conv-gemm.ts, ./max-pool-grad-heap.ts) on several threads.
+ * The threaded wasm build (./wasm-threads.ts) keeps its heap in a shared WebAssembly.Memory, so the
+ * same kernel module runs unchanged on the process's worker pool (./worker-pool.ts, the threads of the
+ * fused selective scan too), every thread on the very tensors of the heap: nothing is copied.
+ *
+ * Thread count: the one the backend was started with (MSM_THREADS / --threads, default all cores, at
+ * most 8: what `initBackend` reported), 1 on the one-thread build (its heap is not shared). A call is
+ * split only as far as it has work: at least MIN_WORK_PER_SHARE multiply-adds (or taps) per share, so a
+ * small product is not slowed by waking threads.
+ *
+ * Determinism by construction: callers split a call by OUTPUT (rows of a GEMM's result, images of a
+ * col2im or a pool gradient), never by a sum's index, so every output element is computed by one thread
+ * in the same summation order whatever the thread count — results are bit-identical for 1 and N threads.
+ */
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { currentBackend } from './hooks';
+import type { HeapModule } from './heap-module';
+import { type Caller, type Calls, type Exports, splitRange, workerPool } from './worker-pool';
+
+export { splitRange } from './worker-pool';
+
+const HEAP: Caller = {
+  what: "wasm heap kernels (the kit's GEMM, im2col / col2im, MaxPoolGrad)",
+  hint: 'run with MSM_THREADS=1 (or --threads 1) to compute on the calling thread only',
+};
+
+/** Below this much work (multiply-adds, or window taps) per share a call is not split further. */
+export const MIN_WORK_PER_SHARE = 1 << 18;
+
+/** Threads the heap kernels may use on this backend: the wasm backend's reported thread count, else 1. */
+export function heapThreads(): number {
+  const info = currentBackend();
+  const t = info?.name === 'wasm' ? info.details.threads : undefined;
+  return typeof t === 'number' && Number.isInteger(t) && t > 1 ? t : 1;
+}
+
+/** Shares for `work` units of work: heapThreads(), fewer when a share would get under MIN_WORK_PER_SHARE. */
+export function sharesFor(work: number): number {
+  return Math.max(1, Math.min(heapThreads(), Math.floor(work / MIN_WORK_PER_SHARE)));
+}
+
+/**
+ * Runs `shares` (call lists of `kernels`' functions, each writing memory no other share writes) on the
+ * backend's heap: share 0 on this thread, the others on the worker pool. Where the heap is not shared
+ * (the one-thread build) the shares run one after another here — the same calls, so the same results.
+ */
+export function runOnHeap<E>(kernels: HeapModule<E>, backend: BackendWasm, shares: Calls[]): void {
+  const b = kernels.bound(backend);
+  if (!b) throw new Error('wasm heap kernels: the backend heap is not reachable (check availability first)');
+  const here = b.exports as unknown as Exports;
+  if (shares.length <= 1 || !b.shared) {
+    for (const calls of shares) for (const [name, args] of calls) here[name](...args);
+    return;
+  }
+  const pool = workerPool();
+  const id = pool.register(b.module, b.memory, Object.keys(b.exports as object));
+  pool.run(
+    id,
+    here,
+    shares.map((calls) => ({ calls })),
+    HEAP,
+  );
+}
+
+/**
+ * A GEMM c[M, N] = a·b (gemm_m / gemm_n of ./simd/matmul.ts; a's element (m, k) at a + 4·(m·sam + k·sak),
+ * c row-major) as one call per share: rows of c in blocks of 4 (the kernel's row tile). Each share's
+ * rows are whole dot products in the kernel's k order: the split changes no sum.
+ */
+export function gemmRowShares(
+  fn: 'gemm_m' | 'gemm_n',
+  [a, b, c]: [number, number, number],
+  [M, N, K]: [number, number, number],
+  [sam, sak, ldb, kc]: [number, number, number, number],
+  shares: number,
+): Calls[] {
+  return splitRange(M, shares, 4).map(([m0, m1]) => [
+    [fn, [a + 4 * m0 * sam, b, c + 4 * m0 * N, m1 - m0, N, K, sam, sak, ldb, kc]],
+  ]);
+}
