@@ -199,6 +199,11 @@ export class WorkerPool {
     }
   }
 
+  /** Starts workers until there are `count` (benchmarks start them up front to tell their threads apart). */
+  prestart(count: number): void {
+    while (this.workers.length < count) this.spawn();
+  }
+
   /** Worker threads running now (for tests and benchmarks). */
   get size(): number {
     return this.workers.length;
