@@ -14,7 +14,9 @@
  * change hits all counts alike. Prints the median over rounds of each count's fastest rep, the speedup over
  * 1 thread, the load average, and (on Linux) how the CPU time of the timed steps split between the main
  * thread, XNNPACK's pthread workers and the pool's workers: the evidence that work reaches the other
- * threads even when a busy machine hides the speedup.
+ * threads even when a busy machine hides the speedup. 'vs heap on 1': on the same backend start, the conv
+ * gradients and the model step timed again with MSM_HEAP_THREADS=1 (XNNPACK still threaded, the kit's
+ * heap kernels on the calling thread), as that time over the threaded one: above 1, the pool helps.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -97,18 +99,14 @@ function makeInputs(batch: number, size: number): Inputs {
 function convGradStep(t: Inputs): void {
   const attrs = { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', dimRoundingMode: undefined };
   tf.tidy(() => {
-    const dw = tf
-      .engine()
-      .runKernel('Conv2DBackpropFilter', { x: t.gx, dy: t.gdy }, {
-        ...attrs,
-        filterShape: t.gw.shape,
-      } as unknown as tf.NamedAttrMap) as tf.Tensor;
-    const dx = tf
-      .engine()
-      .runKernel('Conv2DBackpropInput', { dy: t.gdy, filter: t.gw }, {
-        ...attrs,
-        inputShape: t.gx.shape,
-      } as unknown as tf.NamedAttrMap) as tf.Tensor;
+    const dw = tf.engine().runKernel('Conv2DBackpropFilter', { x: t.gx, dy: t.gdy }, {
+      ...attrs,
+      filterShape: t.gw.shape,
+    } as unknown as tf.NamedAttrMap) as tf.Tensor;
+    const dx = tf.engine().runKernel('Conv2DBackpropInput', { dy: t.gdy, filter: t.gw }, {
+      ...attrs,
+      inputShape: t.gx.shape,
+    } as unknown as tf.NamedAttrMap) as tf.Tensor;
     dw.dataSync();
     dx.dataSync();
   });
@@ -182,6 +180,9 @@ function threadTicks(): Map<string, number> {
 interface Sample {
   conv: number;
   convGrad: number;
+  /** conv gradients and model step on the same backend with the heap kernels kept on the calling thread (MSM_HEAP_THREADS=1) */
+  convGradHeap1: number;
+  modelHeap1: number;
   matMul: number;
   /** the model's training step (NaN without --model) */
   model: number;
@@ -226,11 +227,18 @@ async function measure(threads: number, w: Workload, poolTids: string[]): Promis
     const convGrad = fastest(() => convGradStep(inputs));
     const matMul = fastest(() => matMulStep(inputs));
     const model = trained ? fastest(trained.step) : NaN;
+    // The kit's heap kernels on the calling thread only, XNNPACK still on `threads` (not in the CPU columns).
     const t1 = threadTicks();
+    const [convGradHeap1, modelHeap1] =
+      threads === 1
+        ? [convGrad, model]
+        : heapOnOneThread(() => [fastest(() => convGradStep(inputs)), trained ? fastest(trained.step) : NaN]);
     const used = (tid: string) => (t1.get(tid) ?? 0) - (t0.get(tid) ?? 0);
     return {
       conv,
       convGrad,
+      convGradHeap1,
+      modelHeap1,
       matMul,
       model,
       mainTicks: used(String(process.pid)),
@@ -240,6 +248,18 @@ async function measure(threads: number, w: Workload, poolTids: string[]): Promis
   } finally {
     tf.dispose(Object.values(inputs));
     trained?.dispose();
+  }
+}
+
+/** Runs `f` with MSM_HEAP_THREADS=1 (lib/backend/heap-threads.ts): the kit's heap kernels on the calling thread. */
+function heapOnOneThread<T>(f: () => T): T {
+  const saved = process.env.MSM_HEAP_THREADS;
+  process.env.MSM_HEAP_THREADS = '1';
+  try {
+    return f();
+  } finally {
+    if (saved === undefined) delete process.env.MSM_HEAP_THREADS;
+    else process.env.MSM_HEAP_THREADS = saved;
   }
 }
 
@@ -297,7 +317,7 @@ async function main(): Promise<void> {
       samples.get(c)!.push(s);
       console.log(
         `  round ${round + 1}, ${c} thread${c > 1 ? 's' : ''}: conv step ${s.conv.toFixed(0)} ms, conv ` +
-          `gradients ${s.convGrad.toFixed(1)} ms, matMul ` +
+          `gradients ${s.convGrad.toFixed(1)} ms (heap kernels on 1 thread: ${s.convGradHeap1.toFixed(1)} ms), matMul ` +
           `${s.matMul.toFixed(1)} ms${model ? `, ${model} step ${s.model.toFixed(0)} ms` : ''}`,
       );
     }
@@ -308,6 +328,8 @@ async function main(): Promise<void> {
     const ss = samples.get(c)!;
     const conv = median(ss.map((s) => s.conv));
     const convGrad = median(ss.map((s) => s.convGrad));
+    const convGradHeap1 = median(ss.map((s) => s.convGradHeap1));
+    const stepHeap1 = median(ss.map((s) => s.modelHeap1));
     const matMul = median(ss.map((s) => s.matMul));
     const step = median(ss.map((s) => s.model));
     const main = ss.reduce((a, s) => a + s.mainTicks, 0);
@@ -321,9 +343,12 @@ async function main(): Promise<void> {
       (median(base.map((s) => s.conv)) / conv).toFixed(2),
       convGrad.toFixed(1),
       (median(base.map((s) => s.convGrad)) / convGrad).toFixed(2),
+      (convGradHeap1 / convGrad).toFixed(2),
       matMul.toFixed(1),
       (median(base.map((s) => s.matMul)) / matMul).toFixed(2),
-      ...(model ? [step.toFixed(0), (median(base.map((s) => s.model)) / step).toFixed(2)] : []),
+      ...(model
+        ? [step.toFixed(0), (median(base.map((s) => s.model)) / step).toFixed(2), (stepHeap1 / step).toFixed(2)]
+        : []),
       share(workers),
       share(pool),
     ];
@@ -334,9 +359,10 @@ async function main(): Promise<void> {
     'speedup',
     'conv grads ms',
     'speedup',
+    'vs heap on 1',
     'matMul ms',
     'speedup',
-    ...(model ? [`${model} step ms`, 'speedup'] : []),
+    ...(model ? [`${model} step ms`, 'speedup', 'vs heap on 1'] : []),
     'CPU on pthread workers',
     'CPU on pool workers',
   ];

@@ -2,7 +2,8 @@
  * The kit's heap kernels on the worker pool (lib/backend/heap-threads.ts, worker-pool.ts): conv
  * gradients as im2col/col2im + GEMM, the large-filter forward conv, the heap matMul and MaxPoolGrad,
  * each split by output over the wasm backend's threads. Checked here:
- *   - bit-identical results on 1 (the one-thread build), 2 and 3 threads (3: shares of unequal size);
+ *   - bit-identical results on 1 (the one-thread build), 2 and 3 threads (3: shares of unequal size), and
+ *     with MSM_HEAP_THREADS=1 on a threaded backend (which caps the heap kernels' count);
  *   - on 3 threads, values against the kernels they replace (MSM_CNN_KERNELS=off: the composites and the
  *     JS MaxPoolGrad loop, in the same process) and matMul against the cpu backend;
  *   - the pool's workers really compute (their CPU time from /proc, as test/backend.threads.test.ts);
@@ -38,6 +39,12 @@ const CASES: Record<string, Case> = {
     inputs: [normal([4, 17, 15, 20], 3), normal([3, 3, 20, 36], 4, 0.1)],
     wrt: [0, 1],
     work: 4 * 9 * 8 * 180 * 36,
+  },
+  'conv 3×3, batch 1 (im2col / col2im split by channels)': {
+    fn: conv(1, 'same'),
+    inputs: [normal([1, 48, 48, 42], 23), normal([3, 3, 42, 16], 24, 0.1)],
+    wrt: [0, 1],
+    work: 48 * 48 * 378, // the patch walks: the smallest calls of this case
   },
   'conv 1×1 (no im2col)': {
     fn: conv(1, 'valid'),
@@ -166,6 +173,27 @@ const originalSource = WorkerPool.workerSource;
 describe('thread count', () => {
   test('the heap kernels use the backend thread count: 1 on the one-thread build, else MSM_THREADS / --threads', () => {
     assert.deepEqual(threadsSeen, { 1: 1, 2: 2, 3: 3 });
+  });
+
+  test('MSM_HEAP_THREADS caps the count (read at every call); a bad value is a one-line error naming it', () => {
+    const saved = process.env.MSM_HEAP_THREADS;
+    try {
+      process.env.MSM_HEAP_THREADS = '2';
+      assert.equal(heapThreads(), 2, '3-thread backend capped at 2');
+      process.env.MSM_HEAP_THREADS = '16';
+      assert.equal(heapThreads(), 3, 'never above the backend count');
+      process.env.MSM_HEAP_THREADS = '1';
+      const c = CASES['conv 3×3 stride 1'];
+      const one = evalGrads(c.fn, c.inputs, c.wrt);
+      one.grads.forEach((g, i) => assert.ok(sameBits(g, results[1]['conv 3×3 stride 1'].grads[i]), `gradient ${i}`));
+      for (const bad of ['0', '1.5', 'all']) {
+        process.env.MSM_HEAP_THREADS = bad;
+        assert.throws(() => heapThreads(), /^Error: MSM_HEAP_THREADS must be a whole number of threads ≥ 1/);
+      }
+    } finally {
+      if (saved === undefined) delete process.env.MSM_HEAP_THREADS;
+      else process.env.MSM_HEAP_THREADS = saved;
+    }
   });
 
   test('every case has enough work to be split over 3 threads (else the comparisons below prove nothing)', () => {

@@ -66,16 +66,17 @@ import { gemmRowShares, runOnHeap, sharesFor, splitRange } from './heap-threads'
 /**
  * The patch walk shared by im2col and col2im: for every patch row (n, y, x) and tap (i, j), in that
  * order, `valid(src, cols)` runs with src = &x[n, y·sh + i − pt, x·sw + j − pl, 0] when that position is
- * inside x, else `padded(cols)`; cols = &cols[(n, y, x), (i, j, 0)] advances by c floats per tap.
- * Parameters: x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl.
+ * inside x, else `padded(cols)`; cols = &cols[(n, y, x), (i, j, 0)] advances by c floats per tap. Both copy
+ * or add channels [c0, c1) only (a thread's share when the batch is too small to split).
+ * Parameters: x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl, c0, c1.
  */
 function patchWalk(
   name: string,
-  valid: (f: Fn, src: Local, dst: Local, c: Local) => void,
-  padded?: (f: Fn, dst: Local, c: Local) => void,
+  valid: (f: Fn, src: Local, dst: Local, c0: Local, c1: Local) => void,
+  padded?: (f: Fn, dst: Local, c0: Local, c1: Local) => void,
 ): Fn {
-  const f = new Fn(name, Array<ValType>(14).fill('i32'));
-  const [x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl] = f.params;
+  const f = new Fn(name, Array<ValType>(16).fill('i32'));
+  const [x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl, c0, c1] = f.params;
   const [n, y, xo, i, j, r, col, src, dst, rowBase] = Array.from({ length: 10 }, () => f.local('i32'));
   f.set(dst, get(cols));
   f.forUp(n, i32(0), get(b), () =>
@@ -94,9 +95,9 @@ function patchWalk(
                   src,
                   i32add(get(x), i32mul(i32mul(i32add(i32mul(get(rowBase), get(w)), get(col)), get(c)), i32(4))),
                 );
-                valid(f, src, dst, c);
+                valid(f, src, dst, c0, c1);
               },
-              padded ? () => padded(f, dst, c) : undefined,
+              padded ? () => padded(f, dst, c0, c1) : undefined,
             );
             f.set(dst, i32add(get(dst), i32mul(get(c), i32(4))));
           });
@@ -107,30 +108,32 @@ function patchWalk(
   return f;
 }
 
-/** for k in [0, c): op(k·4 bytes) — four floats at a time, then one at a time. */
-function channelLoop(f: Fn, c: Local, vec: (off: Expr) => void, scalar: (off: Expr) => void): void {
+/** for k in [c0, c1): op(k·4 bytes) — four floats at a time, then one at a time. */
+function channelLoop(f: Fn, c0: Local, c1: Local, vec: (off: Expr) => void, scalar: (off: Expr) => void): void {
   const k = f.local('i32');
   const c4 = f.local('i32');
-  f.set(c4, i32and(get(c), i32(~3)));
-  f.forUp(k, i32(0), get(c4), () => vec(i32mul(get(k), i32(4))), 4);
-  f.forUp(k, get(c4), get(c), () => scalar(i32mul(get(k), i32(4))));
+  f.set(c4, i32add(get(c0), i32and(i32sub(get(c1), get(c0)), i32(~3))));
+  f.forUp(k, get(c0), get(c4), () => vec(i32mul(get(k), i32(4))), 4);
+  f.forUp(k, get(c4), get(c1), () => scalar(i32mul(get(k), i32(4))));
 }
 
-/** im2col(x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl): cols [R, kh·kw·c] ← patches of x (0 where padded). */
+/** im2col(x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl, c0, c1): cols [R, kh·kw·c] ← patches of x (0 where padded), channels [c0, c1). */
 function buildIm2col(): Fn {
   return patchWalk(
     'im2col',
-    (f, src, dst, c) =>
+    (f, src, dst, c0, c1) =>
       channelLoop(
         f,
-        c,
+        c0,
+        c1,
         (o) => f.storeV128(i32add(get(dst), o), 0, vload(i32add(get(src), o))),
         (o) => f.storeF32(i32add(get(dst), o), 0, loadF32(i32add(get(src), o))),
       ),
-    (f, dst, c) =>
+    (f, dst, c0, c1) =>
       channelLoop(
         f,
-        c,
+        c0,
+        c1,
         (o) => f.storeV128(i32add(get(dst), o), 0, vzero),
         (o) => f.storeF32(i32add(get(dst), o), 0, f32(0)),
       ),
@@ -139,14 +142,16 @@ function buildIm2col(): Fn {
 
 /**
  * col2im(dx, cols, ...same): dx[n, y·sh + i − pt, x·sw + j − pl, :] += cols[(n, y, x), (i, j, :)] for every
- * tap inside dx (dx must start zeroed). Patch rows and taps are added in walk order: deterministic.
+ * tap inside dx (dx must start zeroed), channels [c0, c1). Patch rows and taps are added in walk order:
+ * deterministic, and the same order for any channel range (channels never mix).
  */
 function buildCol2im(): Fn {
   // The walk's "x" is dx here and its "cols" the patch rows: the same addresses, the copy reversed into a sum.
-  return patchWalk('col2im', (f, dxAt, colsAt, c) =>
+  return patchWalk('col2im', (f, dxAt, colsAt, c0, c1) =>
     channelLoop(
       f,
-      c,
+      c0,
+      c1,
       (o) => f.storeV128(i32add(get(dxAt), o), 0, vadd(vload(i32add(get(dxAt), o)), vload(i32add(get(colsAt), o)))),
       (o) =>
         f.storeF32(i32add(get(dxAt), o), 0, f32add(loadF32(i32add(get(dxAt), o)), loadF32(i32add(get(colsAt), o)))),
@@ -163,8 +168,9 @@ const patchKernels = heapModule<{ im2col: Walk; col2im: Walk }>(() => [buildIm2c
 
 /**
  * im2col / col2im over the backend's threads, split by images: share [n0, n1) walks images n0..n1 − 1
- * (x / dx and cols offset to image n0). col2im's sums into one image's dx come only from that image's
- * patch rows, in walk order: the same order as one thread.
+ * (x / dx and cols offset to image n0); with fewer images than threads, by channels instead (every share
+ * walks every image, channels [c0, c1), in blocks of 4). col2im's sums into one element of dx come
+ * only from its image's patch rows and its channel, in walk order: the same order as one thread.
  */
 function runPatchWalk(
   backend: BackendWasm,
@@ -175,9 +181,14 @@ function runPatchWalk(
 ): void {
   const imageFloats = g.h * g.w * g.ci;
   const colFloats = g.ho * g.wo * g.kh * g.kw * g.ci; // one image's patch rows
-  const shares = splitRange(g.b, sharesFor(g.b * colFloats)).map(([n0, n1]): Calls => [
-    [fn, [image + 4 * n0 * imageFloats, cols + 4 * n0 * colFloats, n1 - n0, ...walkArgs(g).slice(1)]],
-  ]);
+  const threads = sharesFor(g.b * colFloats);
+  const [, ...dims] = walkArgs(g); // all but b
+  const shares =
+    g.b >= threads
+      ? splitRange(g.b, threads).map(([n0, n1]): Calls => [
+          [fn, [image + 4 * n0 * imageFloats, cols + 4 * n0 * colFloats, n1 - n0, ...dims, 0, g.ci]],
+        ])
+      : splitRange(g.ci, threads, 4).map(([c0, c1]): Calls => [[fn, [image, cols, g.b, ...dims, c0, c1]]]);
   runOnHeap(patchKernels, backend, shares);
 }
 

@@ -5,7 +5,10 @@
  * fused selective scan too), every thread on the very tensors of the heap: nothing is copied.
  *
  * Thread count: the one the backend was started with (MSM_THREADS / --threads, default all cores, at
- * most 8: what `initBackend` reported), 1 on the one-thread build (its heap is not shared). A call is
+ * most 8: what `initBackend` reported), 1 on the one-thread build (its heap is not shared);
+ * MSM_HEAP_THREADS=N caps it (read at every call: 1 keeps these kernels on the calling thread while
+ * XNNPACK keeps its threads — for side-by-side timings, and for a machine where the extra threads only
+ * compete with other work; results do not change). A call is
  * split only as far as it has work: at least MIN_WORK_PER_SHARE multiply-adds (or taps) per share, so a
  * small product is not slowed by waking threads.
  *
@@ -28,11 +31,20 @@ const HEAP: Caller = {
 /** Below this much work (multiply-adds, or window taps) per share a call is not split further. */
 export const MIN_WORK_PER_SHARE = 1 << 18;
 
-/** Threads the heap kernels may use on this backend: the wasm backend's reported thread count, else 1. */
+/** Threads the heap kernels may use on this backend: the wasm backend's reported thread count (capped by MSM_HEAP_THREADS), else 1. */
 export function heapThreads(): number {
   const info = currentBackend();
   const t = info?.name === 'wasm' ? info.details.threads : undefined;
-  return typeof t === 'number' && Number.isInteger(t) && t > 1 ? t : 1;
+  const backend = typeof t === 'number' && Number.isInteger(t) && t > 1 ? t : 1;
+  const raw = process.env.MSM_HEAP_THREADS;
+  if (raw === undefined || raw.trim() === '') return backend;
+  const cap = Number(raw);
+  if (!Number.isInteger(cap) || cap < 1) {
+    throw new Error(
+      `MSM_HEAP_THREADS must be a whole number of threads ≥ 1 (got '${raw}'); unset it to use the backend's count`,
+    );
+  }
+  return Math.min(backend, cap);
 }
 
 /** Shares for `work` units of work: heapThreads(), fewer when a share would get under MIN_WORK_PER_SHARE. */
