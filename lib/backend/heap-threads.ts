@@ -91,3 +91,15 @@ export function gemmRowShares(
     [fn, [a + 4 * m0 * sam, b, c + 4 * m0 * N, m1 - m0, N, K, sam, sak, ldb, kc]],
   ]);
 }
+
+/**
+ * Calls of an elementwise or row-wise kernel split by rows: `call(r0, r1)` is the call for rows [r0, r1)
+ * (its pointers offset to row r0); `rowWork`: work per row (e.g. its elements).
+ */
+export function rowShares(
+  rows: number,
+  rowWork: number,
+  call: (r0: number, r1: number) => [string, number[]],
+): Calls[] {
+  return splitRange(rows, sharesFor(rows * rowWork)).map(([r0, r1]) => [call(r0, r1)]);
+}

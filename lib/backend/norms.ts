@@ -15,11 +15,15 @@
  * NOT bit-identical to the tf ops (other summation orders, fewer roundings): the tests hold them to ≤ 1e-5
  * relative forward and ≤ 1e-4 relative gradients against the unfused ops, and to bit-identical repeats.
  * Other backends, other dtypes, a heap without SIMD, and MSM_FUSED_KERNELS=0 (./fused.ts) keep the tf ops.
+ * Threads (./heap-threads.ts): the row-wise passes (LayerNorm forward, BatchNorm's `affine` and
+ * `bngradapply`) are split by rows over the backend's threads — each row's result does not depend on the
+ * split; the passes that sum over rows (LayerNorm's dw/db, BatchNorm's statistics) run on one thread.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { fusedKernelsAvailable } from './fused';
 import { heapKernels, HeapExports, offsetOf } from './heap';
+import { rowShares, runOnHeap } from './heap-threads';
 
 export const LAYER_NORM_KERNEL = 'MsmLayerNorm';
 export const LAYER_NORM_GRAD_KERNEL = 'MsmLayerNormGrad';
@@ -29,6 +33,15 @@ export const BATCH_NORM_INFERENCE_KERNEL = 'MsmBatchNormInference';
 
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+
+/** y = x·a + b per channel (`affine`), rows split over the backend's threads. */
+function affineRows(backend: BackendWasm, x: number, y: number, n: number, c: number, a: number, b: number): void {
+  runOnHeap(
+    heapKernels,
+    backend,
+    rowShares(n, c, (r0, r1) => ['affine', [x + 4 * r0 * c, y + 4 * r0 * c, r1 - r0, c, a, b]]),
+  );
+}
 
 /** x as [rows, channels]: the last axis is the channel axis. */
 function rowsAndChannels(x: Info): [number, number] {
@@ -57,7 +70,12 @@ export function layerNormKernel(args: KernelArgs): Info[] {
   const outs = [backend.makeOutput(x.shape, 'float32'), backend.makeOutput([rows], 'float32')];
   outs.push(backend.makeOutput([rows], 'float32'));
   const [px, pw, pb, py, pm, pr] = [x, weight, bias, ...outs].map((t) => offsetOf(backend, t));
-  if (rows > 0) heap(backend, LAYER_NORM_KERNEL).lnforward(px, py, rows, c, pw, pb, pm, pr, c, eps);
+  if (rows > 0) heap(backend, LAYER_NORM_KERNEL); // reachable (else a clear error)
+  const shares = rowShares(rows, c, (r0, r1) => [
+    'lnforward',
+    [px + 4 * r0 * c, py + 4 * r0 * c, r1 - r0, c, pw, pb, pm + 4 * r0, pr + 4 * r0, c, eps],
+  ]);
+  if (rows > 0) runOnHeap(heapKernels, backend, shares);
   return outs;
 }
 
@@ -98,7 +116,7 @@ export function batchNormKernel(args: KernelArgs): Info[] {
     sv[j] = wv[j] * rv[j];
     hv[j] = bv[j] - mv[j] * sv[j];
   }
-  k.affine(p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
+  affineRows(backend, p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
   for (const t of scratch) backend.disposeData(t.dataId);
   return outs;
 }
@@ -127,7 +145,16 @@ export function batchNormGradKernel(args: KernelArgs): Info[] {
     mv[j] = (-av[j] * dbv[j]) / n;
     dwv[j] = sdyx;
   }
-  k.bngradapply(p(dy), p(x), p(dx), n, c, p(scratch[0]), p(scratch[1]), p(mean), p(scratch[2]));
+  const [pa, pk, pm] = [p(scratch[0]), p(scratch[1]), p(scratch[2])];
+  const rowsAt = (t: Info, r0: number) => p(t) + 4 * r0 * c;
+  runOnHeap(
+    heapKernels,
+    backend,
+    rowShares(n, c, (r0, r1) => [
+      'bngradapply',
+      [rowsAt(dy, r0), rowsAt(x, r0), rowsAt(dx, r0), r1 - r0, c, pa, pk, p(mean), pm],
+    ]),
+  );
   for (const t of scratch) backend.disposeData(t.dataId);
   return outs;
 }
@@ -141,7 +168,7 @@ export function batchNormInferenceKernel(args: KernelArgs): Info {
   const { x, weight, bias, mean, variance } = args.inputs as Record<string, Info>;
   const eps = Number((args.attrs as { eps: number }).eps);
   const [n, c] = rowsAndChannels(x);
-  const k = heap(backend, BATCH_NORM_INFERENCE_KERNEL);
+  heap(backend, BATCH_NORM_INFERENCE_KERNEL); // reachable (else a clear error)
   const y = backend.makeOutput(x.shape, 'float32');
   const scratch = [backend.makeOutput([c], 'float32'), backend.makeOutput([c], 'float32')]; // s, b − μ·s
   const [wv, bv, mv, vv, sv, hv] = views(backend, [weight, bias, mean, variance, ...scratch]);
@@ -150,7 +177,7 @@ export function batchNormInferenceKernel(args: KernelArgs): Info {
     hv[j] = bv[j] - mv[j] * sv[j];
   }
   const p = (t: Info) => offsetOf(backend, t);
-  if (n > 0) k.affine(p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
+  if (n > 0) affineRows(backend, p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
   for (const t of scratch) backend.disposeData(t.dataId);
   return y;
 }

@@ -19,7 +19,7 @@ import type { WasmMemory, WasmModule } from '../util/wasm-api';
 /** A kernel module instance's functions by name. */
 export type Exports = Record<string, (...args: number[]) => void>;
 
-/** A call list: [function name, i32 args]. */
+/** A call list: [function name, args] (numbers, passed as a direct call passes them: i32 and f32 alike). */
 export type Calls = Array<[string, number[]]>;
 
 /** One thread's part of a kernel call. */
@@ -46,7 +46,7 @@ const WORKER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('worker_threads');
 const { ctrl, job, port } = workerData;
 const ctl = new Int32Array(ctrl);
-const jb = new Int32Array(job);
+const jb = new Float64Array(job); // f64 holds every i32 and f32 argument exactly
 const instances = []; // id → functions by index
 function load() {
   for (let m; (m = receiveMessageOnPort(port)); ) {
@@ -85,8 +85,8 @@ for (;;) {
 }
 `;
 
-/** Ints of a worker's job buffer: instance, call count, then per call [function, arg count, args…]. */
-const JOB_INTS = 4096;
+/** Numbers (f64) of a worker's job buffer: instance, call count, then per call [function, arg count, args…]. */
+const JOB_SLOTS = 4096;
 /** A worker that has not started after this long is reported (the caller is blocked waiting for it). */
 const WORKER_START_TIMEOUT_MS = 60_000;
 
@@ -95,7 +95,7 @@ interface WorkerSlot {
   port: MessagePort;
   /** [0] job generation posted, [1] generation done, [2] 1 = last job ok, [3] 1 started / −1 failed to start */
   ctl: Int32Array;
-  job: Int32Array;
+  job: Float64Array;
   spawnedAt: number;
   /** instances already sent to this worker */
   sent: Set<number>;
@@ -158,7 +158,7 @@ export class WorkerPool {
       slot.job[p++] = id;
       slot.job[p++] = shares[w].calls.length;
       for (const [name, args] of shares[w].calls) {
-        if (p + 2 + args.length > JOB_INTS) throw new Error(`${caller.what}: a share's call list is too long`);
+        if (p + 2 + args.length > JOB_SLOTS) throw new Error(`${caller.what}: a share's call list is too long`);
         const fn = inst.index.get(name);
         if (fn === undefined) throw new Error(`${caller.what}: no kernel function '${name}'`);
         slot.job[p++] = fn;
@@ -220,7 +220,7 @@ export class WorkerPool {
 
   private spawn(): void {
     const ctrl = new SharedArrayBuffer(16);
-    const job = new SharedArrayBuffer(JOB_INTS * 4);
+    const job = new SharedArrayBuffer(JOB_SLOTS * 8);
     const { port1, port2 } = new MessageChannel();
     const worker = new Worker(WorkerPool.workerSource, {
       eval: true,
@@ -234,7 +234,7 @@ export class WorkerPool {
       worker,
       port: port1,
       ctl: new Int32Array(ctrl),
-      job: new Int32Array(job),
+      job: new Float64Array(job),
       spawnedAt: Date.now(),
       sent: new Set(),
     });
