@@ -1,8 +1,8 @@
 /**
  * The kit's heap kernels on several threads: the GEMMs of ./conv-gemm.ts and ./matmul.ts, im2col /
  * col2im, ./max-pool-grad-heap.ts, the depthwise filter gradient (./conv-gradients.ts), the row-wise
- * passes of ./norms.ts and ./activations.ts, and the Adam update (./optimizer.ts); reductions over rows
- * (BatchNorm statistics, LayerNorm's dw / db, column sums) stay on the calling thread.
+ * passes and BatchNorm's per-channel sums of ./norms.ts, ./activations.ts, and the Adam update
+ * (./optimizer.ts); LayerNorm's backward and ./reductions.ts stay on the calling thread.
  * The threaded wasm build (./wasm-threads.ts) keeps its heap in a shared WebAssembly.Memory, so the
  * same kernel module runs unchanged on the process's worker pool (./worker-pool.ts, the threads of the
  * fused selective scan too), every thread on the very tensors of the heap: nothing is copied.

@@ -53,9 +53,9 @@ export interface HeapExports {
   fillrows(base: number, count: number, rep: number, stride: number): void;
   gemm_m: Gemm;
   gemm_n: Gemm;
-  colsums(x: number, n: number, c: number, mu: number, s: number, mode: number): void;
+  colsums(x: number, n: number, c: number, mu: number, s: number, mode: number, ld: number): void;
   affine(x: number, y: number, n: number, c: number, a: number, b: number): void;
-  bngradsums(dy: number, x: number, n: number, c: number, mu: number, sdy: number, sdx: number): void;
+  bngradsums(dy: number, x: number, n: number, c: number, mu: number, sdy: number, sdx: number, ld: number): void;
   bngradapply(...args: number[]): void;
   lnforward(...args: number[]): void;
   lnbackward(...args: number[]): void;

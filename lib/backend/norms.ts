@@ -16,14 +16,16 @@
  * relative forward and ≤ 1e-4 relative gradients against the unfused ops, and to bit-identical repeats.
  * Other backends, other dtypes, a heap without SIMD, and MSM_FUSED_KERNELS=0 (./fused.ts) keep the tf ops.
  * Threads (./heap-threads.ts): the row-wise passes (LayerNorm forward, BatchNorm's `affine` and
- * `bngradapply`) are split by rows over the backend's threads — each row's result does not depend on the
- * split; the passes that sum over rows (LayerNorm's dw/db, BatchNorm's statistics) run on one thread.
+ * `bngradapply`) are split by rows over the backend's threads, BatchNorm's sums over rows (`colsums`,
+ * `bngradsums`) by channels — no result depends on the split; LayerNorm's backward (its dw / db sum
+ * over rows and channels at once) runs on one thread.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { fusedKernelsAvailable } from './fused';
 import { heapKernels, HeapExports, offsetOf } from './heap';
-import { rowShares, runOnHeap } from './heap-threads';
+import { rowShares, runOnHeap, sharesFor, splitRange } from './heap-threads';
+import type { Calls } from './worker-pool';
 
 export const LAYER_NORM_KERNEL = 'MsmLayerNorm';
 export const LAYER_NORM_GRAD_KERNEL = 'MsmLayerNormGrad';
@@ -40,6 +42,21 @@ function affineRows(backend: BackendWasm, x: number, y: number, n: number, c: nu
     heapKernels,
     backend,
     rowShares(n, c, (r0, r1) => ['affine', [x + 4 * r0 * c, y + 4 * r0 * c, r1 - r0, c, a, b]]),
+  );
+}
+
+/** A sum over rows per channel (`colsums`, `bngradsums`), channels split in blocks of 4 over the backend's threads. */
+function columnSums(
+  backend: BackendWasm,
+  fn: 'colsums' | 'bngradsums',
+  n: number,
+  c: number,
+  args: (c0: number, c1: number) => number[],
+): void {
+  runOnHeap(
+    heapKernels,
+    backend,
+    splitRange(c, sharesFor(n * c), 4).map(([c0, c1]): Calls => [[fn, args(c0, c1)]]),
   );
 }
 
@@ -100,16 +117,33 @@ export function batchNormKernel(args: KernelArgs): Info[] {
   const { x, weight, bias } = args.inputs as Record<string, Info>;
   const eps = Number((args.attrs as { eps: number }).eps);
   const [n, c] = rowsAndChannels(x);
-  const k = heap(backend, BATCH_NORM_KERNEL);
+  heap(backend, BATCH_NORM_KERNEL); // reachable (else a clear error)
   const outs = [backend.makeOutput(x.shape, 'float32')];
   for (let i = 0; i < 3; i++) outs.push(backend.makeOutput([c], 'float32'));
   const [y, mean, variance, rstd] = outs;
   const scratch = [backend.makeOutput([c], 'float32'), backend.makeOutput([c], 'float32')]; // w·ρ, b − μ·w·ρ
   const p = (t: Info) => offsetOf(backend, t);
-  k.colsums(p(x), n, c, p(mean), p(mean), 0); // Σ_n x
+  columnSums(backend, 'colsums', n, c, (c0, c1) => [
+    p(x) + 4 * c0,
+    n,
+    c1 - c0,
+    p(mean) + 4 * c0,
+    p(mean) + 4 * c0,
+    0,
+    c,
+  ]); // Σ_n x
   const [mv, vv, rv, wv, bv, sv, hv] = views(backend, [mean, variance, rstd, weight, bias, ...scratch]);
   for (let j = 0; j < c; j++) mv[j] /= n;
-  k.colsums(p(x), n, c, p(mean), p(variance), 1); // Σ_n (x − μ)²
+  // Σ_n (x − μ)²
+  columnSums(backend, 'colsums', n, c, (c0, c1) => [
+    p(x) + 4 * c0,
+    n,
+    c1 - c0,
+    p(mean) + 4 * c0,
+    p(variance) + 4 * c0,
+    1,
+    c,
+  ]);
   for (let j = 0; j < c; j++) {
     vv[j] /= n;
     rv[j] = 1 / Math.sqrt(vv[j] + eps);
@@ -129,13 +163,17 @@ export function batchNormGradKernel(args: KernelArgs): Info[] {
   const backend = args.backend as BackendWasm;
   const { dy, x, weight, mean, rstd } = args.inputs as Record<string, Info>;
   const [n, c] = rowsAndChannels(x);
-  const k = heap(backend, BATCH_NORM_GRAD_KERNEL);
+  heap(backend, BATCH_NORM_GRAD_KERNEL); // reachable (else a clear error)
   const outs = [backend.makeOutput(x.shape, 'float32'), backend.makeOutput([c], 'float32')];
   outs.push(backend.makeOutput([c], 'float32'));
   const [dx, dw, db] = outs;
   const scratch = [0, 1, 2].map(() => backend.makeOutput([c], 'float32')); // a, k, m
   const p = (t: Info) => offsetOf(backend, t);
-  k.bngradsums(p(dy), p(x), n, c, p(mean), p(db), p(dw)); // db = Σ dy; dw = Σ dy·(x − μ) for now
+  // db = Σ dy; dw = Σ dy·(x − μ) for now
+  columnSums(backend, 'bngradsums', n, c, (c0, c1) => {
+    const col = (t: Info) => p(t) + 4 * c0;
+    return [col(dy), col(x), n, c1 - c0, col(mean), col(db), col(dw), c];
+  });
   const [wv, rv, dwv, dbv, av, kv, mv] = views(backend, [weight, rstd, dw, db, ...scratch]);
   for (let j = 0; j < c; j++) {
     const rho = rv[j];
