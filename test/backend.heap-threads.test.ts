@@ -317,6 +317,10 @@ describe('the worker pool', () => {
       Atomics.store(ctl, 3, -1);
       Atomics.notify(ctl, 1);
       throw new Error('simulated start failure');`;
+    // Started ahead and given time to fail: a call reports a failure it sees (until then, shares whose
+    // worker never claims them run on the calling thread).
+    workerPool().prestart(1);
+    await new Promise((r) => setTimeout(r, 2000));
     try {
       assert.throws(
         () => evalGrads(c.fn, c.inputs, c.wrt),

@@ -3,8 +3,9 @@
  * (lib/ops/selective-scan/wasm-simd.ts, on its engine's shared memory) and the heap kernels of
  * lib/backend (conv-gemm.ts, matmul.ts, max-pool-grad-heap.ts, on the threaded wasm backend's shared
  * heap, ./heap-threads.ts). A kernel call stays synchronous (tfjs kernels must be): the calling thread
- * posts one share of the work to each worker it needs, runs share 0 itself, then waits for the workers
- * with Atomics.wait. Shares are lists of calls into a module instance; the caller splits the work so
+ * posts one share of the work to each worker it needs, runs share 0 itself, then runs every share whose
+ * worker has not claimed it yet (a worker descheduled on a busy machine, or still starting: a call never
+ * waits for a thread that has no core) and waits with Atomics.wait for the shares being run. Shares are lists of calls into a module instance; the caller splits the work so
  * that no two shares write the same memory.
  *
  * A module and the memory it runs on are registered once (`register`); every worker instantiates it on
@@ -67,19 +68,20 @@ let seen = 0;
 for (;;) {
   Atomics.wait(ctl, 0, seen);
   seen = Atomics.load(ctl, 0);
-  let ok = 1;
-  try {
-    load();
-    let p = 0;
-    const fns = instances[jb[p++]];
-    const calls = jb[p++];
-    for (let c = 0; c < calls; c++) {
-      const fn = jb[p++], na = jb[p++];
-      fns[fn](...jb.subarray(p, p + na));
-      p += na;
-    }
-  } catch (e) { ok = 0; }
-  Atomics.store(ctl, 2, ok);
+  // Claim the share: the caller takes it over instead when this thread comes too late (ctl[4] = 2).
+  if (Atomics.compareExchange(ctl, 4, 0, 1) === 0) {
+    try {
+      load();
+      let p = 0;
+      const fns = instances[jb[p++]];
+      const calls = jb[p++];
+      for (let c = 0; c < calls; c++) {
+        const fn = jb[p++], na = jb[p++];
+        fns[fn](...jb.subarray(p, p + na));
+        p += na;
+      }
+    } catch (e) { Atomics.store(ctl, 2, 0); }
+  }
   Atomics.store(ctl, 1, seen);
   Atomics.notify(ctl, 1);
 }
@@ -93,7 +95,10 @@ const WORKER_START_TIMEOUT_MS = 60_000;
 interface WorkerSlot {
   worker: Worker;
   port: MessagePort;
-  /** [0] job generation posted, [1] generation done, [2] 1 = last job ok, [3] 1 started / −1 failed to start */
+  /**
+   * [0] job generation posted, [1] generation done, [2] 1 = last job ok (0: it threw), [3] 1 started / −1
+   * failed to start, [4] who runs the posted share: 0 not claimed yet, 1 the worker, 2 the calling thread
+   */
   ctl: Int32Array;
   job: Float64Array;
   spawnedAt: number;
@@ -165,6 +170,9 @@ export class WorkerPool {
         slot.job[p++] = args.length;
         for (const a of args) slot.job[p++] = a;
       }
+      // The job is written before its claim word opens (a late worker that still claims it finds it whole).
+      Atomics.store(slot.ctl, 2, 1);
+      Atomics.store(slot.ctl, 4, 0);
       const gen = Atomics.add(slot.ctl, 0, 1) + 1;
       Atomics.notify(slot.ctl, 0);
       gens.push(gen);
@@ -173,29 +181,41 @@ export class WorkerPool {
     const here = shares[0].exports ?? main;
     for (const [name, args] of shares[0].calls) here[name](...args);
     shares[0].after?.();
+    // Shares whose worker has not woken yet (a busy machine, a worker still starting) run here, so a call
+    // never waits for a thread that has no core: the same calls on the same memory, the same results.
+    const taken = shares.map((_, w) => w > 0 && Atomics.compareExchange(this.workers[w - 1].ctl, 4, 0, 2) === 0);
+    for (let w = 1; w < shares.length; w++) {
+      if (taken[w]) for (const [name, args] of shares[w].calls) main[name](...args);
+    }
     for (let w = 1; w < shares.length; w++) {
       const slot = this.workers[w - 1];
-      // The event loop is blocked here, so a dead worker cannot announce itself with an event: it
-      // flags a failed start in ctl[3], and a worker that never starts is caught by the timeout.
-      for (;;) {
-        const done = Atomics.load(slot.ctl, 1);
-        if (done === gens[w - 1]) break;
-        const state = Atomics.load(slot.ctl, 3);
-        if (state < 0 || (state === 0 && Date.now() - slot.spawnedAt > WorkerPool.startTimeoutMs)) {
-          this.discardWorkers();
-          throw new Error(
-            `${caller.what}: a worker thread ${state < 0 ? 'failed to start' : `did not start within ${WorkerPool.startTimeoutMs / 1000} s`}; ` +
-              caller.hint,
-          );
+      if (!taken[w]) {
+        // Claimed by its worker, which has started: wait for it. (The event loop is blocked here, so a
+        // worker cannot announce anything with an event; a kernel that throws is caught in the worker.)
+        for (;;) {
+          const done = Atomics.load(slot.ctl, 1);
+          if (done === gens[w - 1]) break;
+          Atomics.wait(slot.ctl, 1, done, 1000);
         }
-        Atomics.wait(slot.ctl, 1, done, Math.min(1000, WorkerPool.startTimeoutMs));
-      }
-      if (Atomics.load(slot.ctl, 2) !== 1) {
-        // Its other shares may still be running; ending the workers makes the next call start fresh ones.
-        this.discardWorkers();
-        throw new Error(`${caller.what}: a worker thread failed; ${caller.hint}`);
+        if (Atomics.load(slot.ctl, 2) !== 1) {
+          this.discardWorkers();
+          throw new Error(`${caller.what}: a worker thread failed; ${caller.hint}`);
+        }
       }
       shares[w].after?.();
+    }
+    // A worker that failed to start, or has not started long after it was spawned, is reported (its
+    // shares ran here meanwhile); the next call starts fresh workers.
+    for (let w = 1; w < shares.length; w++) {
+      const slot = this.workers[w - 1];
+      const state = Atomics.load(slot.ctl, 3);
+      if (state < 0 || (state === 0 && Date.now() - slot.spawnedAt > WorkerPool.startTimeoutMs)) {
+        this.discardWorkers();
+        throw new Error(
+          `${caller.what}: a worker thread ${state < 0 ? 'failed to start' : `did not start within ${WorkerPool.startTimeoutMs / 1000} s`}; ` +
+            caller.hint,
+        );
+      }
     }
   }
 
@@ -219,7 +239,7 @@ export class WorkerPool {
   }
 
   private spawn(): void {
-    const ctrl = new SharedArrayBuffer(16);
+    const ctrl = new SharedArrayBuffer(20);
     const job = new SharedArrayBuffer(JOB_SLOTS * 8);
     const { port1, port2 } = new MessageChannel();
     const worker = new Worker(WorkerPool.workerSource, {
