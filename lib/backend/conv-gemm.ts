@@ -26,8 +26,9 @@
  * Numerics: sums run in a different order from the composites' and XNNPACK's (not bit-identical to them;
  * tests compare values within 1e-5 relative and finite differences); the result is deterministic.
  * Threads (./heap-threads.ts): on the threaded build the GEMMs are split by rows of their OUTPUT (whole
- * dot products, each in the kernel's k order) and im2col / col2im by images (col2im adds into one
- * image's dx from that image's patch rows only), over the backend's thread count: every element is
+ * dot products, each in the kernel's k order) and im2col / col2im by images, or by channels when the
+ * batch is smaller than the thread count (col2im adds into one image's dx from that image's patch rows
+ * only, and channels never mix), over the backend's thread count: every element is
  * computed by one thread in the same order, so 1 and N threads give bit-identical results.
  * NCHW, non-float32, or a heap the kernels cannot reach fall back to the composite given.
  *
