@@ -143,6 +143,11 @@ export class WorkerPool {
     this.busy = true;
     try {
       this.runShares(id, main, shares, caller);
+    } catch (e) {
+      // Workers may still be running shares of the failed call: end them, so no later job is written
+      // under a running one (the next call starts fresh workers).
+      this.discardWorkers();
+      throw e;
     } finally {
       this.busy = false;
     }
