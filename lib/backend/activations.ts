@@ -4,11 +4,13 @@
  * The forward runs the stock Sigmoid kernel and one heap kernel (./simd/activations.ts) in place of the
  * sigmoid / mask / multiply / add chain; the backward is one heap kernel instead of the ~6–8 kernels of
  * the chain's gradient. Not bit-identical to the tf ops (the backward rounds differently): tested to
- * ≤ 1e-5 / 1e-4 against them; MSM_FUSED_KERNELS=0 keeps them (./fused.ts).
+ * ≤ 1e-5 / 1e-4 against them; MSM_FUSED_KERNELS=0 keeps them (./fused.ts). Elementwise: rows are split
+ * over the backend's threads (./heap-threads.ts) without changing any result.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { heapKernels, HeapExports, offsetOf } from './heap';
+import { rowShares, runOnHeap } from './heap-threads';
 
 export const PARTIAL_SILU_KERNEL = 'MsmPartialSilu';
 export const PARTIAL_SILU_GRAD_KERNEL = 'MsmPartialSiluGrad';
@@ -37,7 +39,14 @@ export function partialSiluKernel(args: KernelArgs): Info {
   const [rows, c, p] = layout(x, args.attrs);
   const y = backend.makeOutput(x.shape, 'float32');
   const o = (t: Info) => offsetOf(backend, t);
-  if (rows > 0) heap(backend, PARTIAL_SILU_KERNEL).psilu(o(x), o(s), o(y), rows, c, p);
+  heap(backend, PARTIAL_SILU_KERNEL); // reachable (else a clear error)
+  const at = (t: Info, r0: number) => o(t) + 4 * r0 * c;
+  if (rows > 0)
+    runOnHeap(
+      heapKernels,
+      backend,
+      rowShares(rows, c, (r0, r1) => ['psilu', [at(x, r0), at(s, r0), at(y, r0), r1 - r0, c, p]]),
+    );
   return y;
 }
 
@@ -48,7 +57,14 @@ export function partialSiluGradKernel(args: KernelArgs): Info {
   const [rows, c, p] = layout(x, args.attrs);
   const dx = backend.makeOutput(x.shape, 'float32');
   const o = (t: Info) => offsetOf(backend, t);
-  if (rows > 0) heap(backend, PARTIAL_SILU_GRAD_KERNEL).psilugrad(o(dy), o(x), o(s), o(dx), rows, c, p);
+  heap(backend, PARTIAL_SILU_GRAD_KERNEL); // reachable (else a clear error)
+  const at = (t: Info, r0: number) => o(t) + 4 * r0 * c;
+  if (rows > 0)
+    runOnHeap(
+      heapKernels,
+      backend,
+      rowShares(rows, c, (r0, r1) => ['psilugrad', [at(dy, r0), at(x, r0), at(s, r0), at(dx, r0), r1 - r0, c, p]]),
+    );
   return dx;
 }
 

@@ -8,11 +8,12 @@
  * Which kernel uses which function: ./reductions.ts colsum; ./optimizer.ts adam; ./conv-gradients.ts
  * dwfilter; ./matmul.ts gemm_m / gemm_n; ./copies.ts copyruns, transpose2d, fillrows; ./norms.ts colsums,
  * affine, bngradsums, bngradapply, lnforward, lnbackward; ./activations.ts psilu, psilugrad. Why each exists
- * and what it must match bit for bit: the header of the file that uses it.
+ * and what it must match bit for bit: the header of the file that uses it. On the threaded build the
+ * GEMMs run split over the worker pool (./heap-threads.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { heapModule } from './heap-module';
+import { type HeapModule, heapModule } from './heap-module';
 import { buildDepthwiseFilterGrad } from './simd/conv-gradients';
 import { buildCopyRuns, buildFillRows, buildTranspose2d } from './simd/copies';
 import { buildPartialSilu, buildPartialSiluGrad } from './simd/activations';
@@ -52,9 +53,9 @@ export interface HeapExports {
   fillrows(base: number, count: number, rep: number, stride: number): void;
   gemm_m: Gemm;
   gemm_n: Gemm;
-  colsums(x: number, n: number, c: number, mu: number, s: number, mode: number): void;
+  colsums(x: number, n: number, c: number, mu: number, s: number, mode: number, ld: number): void;
   affine(x: number, y: number, n: number, c: number, a: number, b: number): void;
-  bngradsums(dy: number, x: number, n: number, c: number, mu: number, sdy: number, sdx: number): void;
+  bngradsums(dy: number, x: number, n: number, c: number, mu: number, sdy: number, sdx: number, ld: number): void;
   bngradapply(...args: number[]): void;
   lnforward(...args: number[]): void;
   lnbackward(...args: number[]): void;
@@ -66,7 +67,7 @@ export interface HeapExports {
  * The kernels bound to this wasm backend's memory (shared or not), or undefined where that memory is not
  * reachable or the module does not compile (e.g. no wasm SIMD: the stock kernels keep working).
  */
-export const heapKernels: (backend: BackendWasm) => HeapExports | undefined = heapModule<HeapExports>(() => [
+export const heapKernels: HeapModule<HeapExports> = heapModule<HeapExports>(() => [
   buildColSum(),
   buildAdam(),
   buildDepthwiseFilterGrad(),

@@ -15,11 +15,17 @@
  * NOT bit-identical to the tf ops (other summation orders, fewer roundings): the tests hold them to ≤ 1e-5
  * relative forward and ≤ 1e-4 relative gradients against the unfused ops, and to bit-identical repeats.
  * Other backends, other dtypes, a heap without SIMD, and MSM_FUSED_KERNELS=0 (./fused.ts) keep the tf ops.
+ * Threads (./heap-threads.ts): the row-wise passes (LayerNorm forward, BatchNorm's `affine` and
+ * `bngradapply`) are split by rows over the backend's threads, BatchNorm's sums over rows (`colsums`,
+ * `bngradsums`) by channels — no result depends on the split; LayerNorm's backward (its dw / db sum
+ * over rows and channels at once) runs on one thread.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { fusedKernelsAvailable } from './fused';
 import { heapKernels, HeapExports, offsetOf } from './heap';
+import { rowShares, runOnHeap, sharesFor, splitRange } from './heap-threads';
+import type { Calls } from './worker-pool';
 
 export const LAYER_NORM_KERNEL = 'MsmLayerNorm';
 export const LAYER_NORM_GRAD_KERNEL = 'MsmLayerNormGrad';
@@ -29,6 +35,30 @@ export const BATCH_NORM_INFERENCE_KERNEL = 'MsmBatchNormInference';
 
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+
+/** y = x·a + b per channel (`affine`), rows split over the backend's threads. */
+function affineRows(backend: BackendWasm, x: number, y: number, n: number, c: number, a: number, b: number): void {
+  runOnHeap(
+    heapKernels,
+    backend,
+    rowShares(n, c, (r0, r1) => ['affine', [x + 4 * r0 * c, y + 4 * r0 * c, r1 - r0, c, a, b]]),
+  );
+}
+
+/** A sum over rows per channel (`colsums`, `bngradsums`), channels split in blocks of 4 over the backend's threads. */
+function columnSums(
+  backend: BackendWasm,
+  fn: 'colsums' | 'bngradsums',
+  n: number,
+  c: number,
+  args: (c0: number, c1: number) => number[],
+): void {
+  runOnHeap(
+    heapKernels,
+    backend,
+    splitRange(c, sharesFor(n * c), 4).map(([c0, c1]): Calls => [[fn, args(c0, c1)]]),
+  );
+}
 
 /** x as [rows, channels]: the last axis is the channel axis. */
 function rowsAndChannels(x: Info): [number, number] {
@@ -57,7 +87,12 @@ export function layerNormKernel(args: KernelArgs): Info[] {
   const outs = [backend.makeOutput(x.shape, 'float32'), backend.makeOutput([rows], 'float32')];
   outs.push(backend.makeOutput([rows], 'float32'));
   const [px, pw, pb, py, pm, pr] = [x, weight, bias, ...outs].map((t) => offsetOf(backend, t));
-  if (rows > 0) heap(backend, LAYER_NORM_KERNEL).lnforward(px, py, rows, c, pw, pb, pm, pr, c, eps);
+  if (rows > 0) heap(backend, LAYER_NORM_KERNEL); // reachable (else a clear error)
+  const shares = rowShares(rows, c, (r0, r1) => [
+    'lnforward',
+    [px + 4 * r0 * c, py + 4 * r0 * c, r1 - r0, c, pw, pb, pm + 4 * r0, pr + 4 * r0, c, eps],
+  ]);
+  if (rows > 0) runOnHeap(heapKernels, backend, shares);
   return outs;
 }
 
@@ -82,23 +117,40 @@ export function batchNormKernel(args: KernelArgs): Info[] {
   const { x, weight, bias } = args.inputs as Record<string, Info>;
   const eps = Number((args.attrs as { eps: number }).eps);
   const [n, c] = rowsAndChannels(x);
-  const k = heap(backend, BATCH_NORM_KERNEL);
+  heap(backend, BATCH_NORM_KERNEL); // reachable (else a clear error)
   const outs = [backend.makeOutput(x.shape, 'float32')];
   for (let i = 0; i < 3; i++) outs.push(backend.makeOutput([c], 'float32'));
   const [y, mean, variance, rstd] = outs;
   const scratch = [backend.makeOutput([c], 'float32'), backend.makeOutput([c], 'float32')]; // w·ρ, b − μ·w·ρ
   const p = (t: Info) => offsetOf(backend, t);
-  k.colsums(p(x), n, c, p(mean), p(mean), 0); // Σ_n x
+  columnSums(backend, 'colsums', n, c, (c0, c1) => [
+    p(x) + 4 * c0,
+    n,
+    c1 - c0,
+    p(mean) + 4 * c0,
+    p(mean) + 4 * c0,
+    0,
+    c,
+  ]); // Σ_n x
   const [mv, vv, rv, wv, bv, sv, hv] = views(backend, [mean, variance, rstd, weight, bias, ...scratch]);
   for (let j = 0; j < c; j++) mv[j] /= n;
-  k.colsums(p(x), n, c, p(mean), p(variance), 1); // Σ_n (x − μ)²
+  // Σ_n (x − μ)²
+  columnSums(backend, 'colsums', n, c, (c0, c1) => [
+    p(x) + 4 * c0,
+    n,
+    c1 - c0,
+    p(mean) + 4 * c0,
+    p(variance) + 4 * c0,
+    1,
+    c,
+  ]);
   for (let j = 0; j < c; j++) {
     vv[j] /= n;
     rv[j] = 1 / Math.sqrt(vv[j] + eps);
     sv[j] = wv[j] * rv[j];
     hv[j] = bv[j] - mv[j] * sv[j];
   }
-  k.affine(p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
+  affineRows(backend, p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
   for (const t of scratch) backend.disposeData(t.dataId);
   return outs;
 }
@@ -111,13 +163,17 @@ export function batchNormGradKernel(args: KernelArgs): Info[] {
   const backend = args.backend as BackendWasm;
   const { dy, x, weight, mean, rstd } = args.inputs as Record<string, Info>;
   const [n, c] = rowsAndChannels(x);
-  const k = heap(backend, BATCH_NORM_GRAD_KERNEL);
+  heap(backend, BATCH_NORM_GRAD_KERNEL); // reachable (else a clear error)
   const outs = [backend.makeOutput(x.shape, 'float32'), backend.makeOutput([c], 'float32')];
   outs.push(backend.makeOutput([c], 'float32'));
   const [dx, dw, db] = outs;
   const scratch = [0, 1, 2].map(() => backend.makeOutput([c], 'float32')); // a, k, m
   const p = (t: Info) => offsetOf(backend, t);
-  k.bngradsums(p(dy), p(x), n, c, p(mean), p(db), p(dw)); // db = Σ dy; dw = Σ dy·(x − μ) for now
+  // db = Σ dy; dw = Σ dy·(x − μ) for now
+  columnSums(backend, 'bngradsums', n, c, (c0, c1) => {
+    const col = (t: Info) => p(t) + 4 * c0;
+    return [col(dy), col(x), n, c1 - c0, col(mean), col(db), col(dw), c];
+  });
   const [wv, rv, dwv, dbv, av, kv, mv] = views(backend, [weight, rstd, dw, db, ...scratch]);
   for (let j = 0; j < c; j++) {
     const rho = rv[j];
@@ -127,7 +183,16 @@ export function batchNormGradKernel(args: KernelArgs): Info[] {
     mv[j] = (-av[j] * dbv[j]) / n;
     dwv[j] = sdyx;
   }
-  k.bngradapply(p(dy), p(x), p(dx), n, c, p(scratch[0]), p(scratch[1]), p(mean), p(scratch[2]));
+  const [pa, pk, pm] = [p(scratch[0]), p(scratch[1]), p(scratch[2])];
+  const rowsAt = (t: Info, r0: number) => p(t) + 4 * r0 * c;
+  runOnHeap(
+    heapKernels,
+    backend,
+    rowShares(n, c, (r0, r1) => [
+      'bngradapply',
+      [rowsAt(dy, r0), rowsAt(x, r0), rowsAt(dx, r0), r1 - r0, c, pa, pk, p(mean), pm],
+    ]),
+  );
   for (const t of scratch) backend.disposeData(t.dataId);
   return outs;
 }
@@ -141,7 +206,7 @@ export function batchNormInferenceKernel(args: KernelArgs): Info {
   const { x, weight, bias, mean, variance } = args.inputs as Record<string, Info>;
   const eps = Number((args.attrs as { eps: number }).eps);
   const [n, c] = rowsAndChannels(x);
-  const k = heap(backend, BATCH_NORM_INFERENCE_KERNEL);
+  heap(backend, BATCH_NORM_INFERENCE_KERNEL); // reachable (else a clear error)
   const y = backend.makeOutput(x.shape, 'float32');
   const scratch = [backend.makeOutput([c], 'float32'), backend.makeOutput([c], 'float32')]; // s, b − μ·s
   const [wv, bv, mv, vv, sv, hv] = views(backend, [weight, bias, mean, variance, ...scratch]);
@@ -150,7 +215,7 @@ export function batchNormInferenceKernel(args: KernelArgs): Info {
     hv[j] = bv[j] - mv[j] * sv[j];
   }
   const p = (t: Info) => offsetOf(backend, t);
-  if (n > 0) k.affine(p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
+  if (n > 0) affineRows(backend, p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
   for (const t of scratch) backend.disposeData(t.dataId);
   return y;
 }
