@@ -7,7 +7,8 @@
  *
  * Which kernel uses which function: ./reductions.ts colsum; ./optimizer.ts adam; ./conv-gradients.ts
  * dwfilter; ./matmul.ts gemm_m / gemm_n; ./copies.ts copyruns, transpose2d, fillrows; ./norms.ts colsums,
- * affine, bngradsums, bngradapply, lnforward, lnbackward; ./activations.ts psilu, psilugrad. Why each exists
+ * affine, bngradsums, bngradapply, lnforward, lnbackward; ./activations.ts psilu, psilugrad; ./gates.ts crossgate, crossgategrad
+ * (with ./simd/math.ts's exp, σ and erf). Why each exists
  * and what it must match bit for bit: the header of the file that uses it.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -16,6 +17,7 @@ import { heapModule } from './heap-module';
 import { buildDepthwiseFilterGrad } from './simd/conv-gradients';
 import { buildCopyRuns, buildFillRows, buildTranspose2d } from './simd/copies';
 import { buildPartialSilu, buildPartialSiluGrad } from './simd/activations';
+import { buildCrossGate, buildCrossGateGrad } from './simd/gates';
 import { buildGemm } from './simd/matmul';
 import {
   buildAffine,
@@ -60,6 +62,8 @@ export interface HeapExports {
   lnbackward(...args: number[]): void;
   psilu(x: number, s: number, y: number, rows: number, c: number, p: number): void;
   psilugrad(dy: number, x: number, s: number, dx: number, rows: number, c: number, p: number): void;
+  crossgate(wl: number, wg: number, l: number, g: number, out: number, rows: number, c: number, floor: number): void;
+  crossgategrad(...args: number[]): void;
 }
 
 /**
@@ -83,6 +87,8 @@ export const heapKernels: (backend: BackendWasm) => HeapExports | undefined = he
   buildLayerNormBackward(),
   buildPartialSilu(),
   buildPartialSiluGrad(),
+  buildCrossGate(),
+  buildCrossGateGrad(),
 ]);
 
 /** Byte offset of a tensor's data in the heap. */

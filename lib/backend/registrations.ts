@@ -43,6 +43,7 @@ import {
   sumGrad,
 } from './gradient-fixes';
 import { PARTIAL_SILU_GRAD_KERNEL, PARTIAL_SILU_KERNEL, partialSiluGradKernel, partialSiluKernel } from './activations';
+import { CROSS_GATE_GRAD_KERNEL, CROSS_GATE_KERNEL, crossGateGradKernel, crossGateKernel } from './gates';
 import { fastBatchMatMul, fastFusedMatMul } from './matmul';
 import {
   BATCH_NORM_GRAD_KERNEL,
@@ -97,6 +98,9 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   // SiLU (on the first p channels) with a one-call gradient (./activations.ts, used by lib/nn/layers.ts)
   { kernel: PARTIAL_SILU_KERNEL, add: partialSiluKernel as unknown as tf.KernelFunc },
   { kernel: PARTIAL_SILU_GRAD_KERNEL, add: partialSiluGradKernel as unknown as tf.KernelFunc },
+  // MIFA's cross gate: both gates, the products, the concat and the shuffle in one kernel each way (./gates.ts)
+  { kernel: CROSS_GATE_KERNEL, add: crossGateKernel as unknown as tf.KernelFunc },
+  { kernel: CROSS_GATE_GRAD_KERNEL, add: crossGateGradKernel as unknown as tf.KernelFunc },
   // copies without the stock kernels' whole-tensor reads and element-by-element index loops (./copies.ts)
   { kernel: tf.Slice, replace: leaveStringsToStock(sliceKernel) },
   { kernel: tf.Unpack, replace: leaveStringsToStock(unpackKernel) },

@@ -14,6 +14,7 @@
  * l is the conv branch's output, g the SSM branch's, both [b, h, w, c].
  */
 import * as tf from '@tensorflow/tfjs';
+import { crossGateAvailable, fusedCrossGate } from '../../backend/gates';
 import { Conv2d, gelu, Module, reportConvMacs, reportElementwiseMacs } from '../../nn/index';
 import { Rng } from '../../util/random';
 import { channelShuffle } from './shuffle';
@@ -96,6 +97,12 @@ export class MIFA extends Module {
       reportElementwiseMacs('Sigmoid', wl.shape);
       reportElementwiseMacs('GELU', wg.shape);
       reportElementwiseMacs('Sigmoid', wg.shape);
+      // On wasm the gates, products, concat and shuffle below are one kernel each way (same formula,
+      // lib/backend/gates.ts); not while a caller taps (and may replace) the gate maps.
+      if (!ctx?.tapInner && crossGateAvailable(wl, wg, l, g)) {
+        const out = fusedCrossGate(wl, wg, l, g, { plainLocalGate: this.opts.plainLocalGate }); // [b, h, w, 2c] shuffled
+        return this.attention ? this.attention.forward(out) : out;
+      }
       const mapL = tf.sigmoid(this.opts.plainLocalGate ? wl : tf.relu(wl)); // [b, h, w, c]
       const mapG = tf.sigmoid(gelu(wg)); // [b, h, w, c]
       // ctx.tapInner sees (and may replace) the two gate maps
