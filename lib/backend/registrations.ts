@@ -43,6 +43,7 @@ import {
   sumGrad,
 } from './gradient-fixes';
 import { PARTIAL_SILU_GRAD_KERNEL, PARTIAL_SILU_KERNEL, partialSiluGradKernel, partialSiluKernel } from './activations';
+import { CROSS_MERGE_KERNEL, CROSS_SCAN_KERNEL, crossMergeKernel, crossScanKernel } from './cross-scan';
 import { CROSS_GATE_GRAD_KERNEL, CROSS_GATE_KERNEL, crossGateGradKernel, crossGateKernel } from './gates';
 import { fastBatchMatMul, fastFusedMatMul } from './matmul';
 import {
@@ -101,6 +102,9 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   // MIFA's cross gate: both gates, the products, the concat and the shuffle in one kernel each way (./gates.ts)
   { kernel: CROSS_GATE_KERNEL, add: crossGateKernel as unknown as tf.KernelFunc },
   { kernel: CROSS_GATE_GRAD_KERNEL, add: crossGateGradKernel as unknown as tf.KernelFunc },
+  // SS2D's cross-scan / cross-merge: the four scan orders in the scan's layout and back (./cross-scan.ts)
+  { kernel: CROSS_SCAN_KERNEL, add: crossScanKernel as unknown as tf.KernelFunc },
+  { kernel: CROSS_MERGE_KERNEL, add: crossMergeKernel as unknown as tf.KernelFunc },
   // copies without the stock kernels' whole-tensor reads and element-by-element index loops (./copies.ts)
   { kernel: tf.Slice, replace: leaveStringsToStock(sliceKernel) },
   { kernel: tf.Unpack, replace: leaveStringsToStock(unpackKernel) },
