@@ -1,6 +1,6 @@
 /**
  * The fused kernels — LayerNorm and BatchNorm (lib/backend/norms.ts), SiLU on all or the first
- * p channels (lib/backend/activations.ts) — against the unfused tf ops they replace on wasm
+ * p channels and the exact GELU (lib/backend/activations.ts) — against the unfused tf ops they replace on wasm
  * (MSM_FUSED_KERNELS=0): forward ≤ 1e-5 and gradients ≤ 1e-4 of the reference's scale,
  * BatchNorm's running statistics, several shapes including odd channel counts (the SIMD kernels' scalar
  * tails), bit-identical repeats, no leaked tensors.
@@ -9,14 +9,14 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
-import { PARTIAL_SILU_GRAD_KERNEL } from '../lib/backend/activations';
+import { GELU_GRAD_KERNEL, GELU_KERNEL, PARTIAL_SILU_GRAD_KERNEL } from '../lib/backend/activations';
 import {
   BATCH_NORM_INFERENCE_KERNEL,
   BATCH_NORM_KERNEL,
   fusedNormsAvailable,
   LAYER_NORM_KERNEL,
 } from '../lib/backend/norms';
-import { BatchNorm2d, LayerNorm, silu, siluFirstChannels } from '../lib/nn/index';
+import { BatchNorm2d, gelu, LayerNorm, silu, siluFirstChannels } from '../lib/nn/index';
 import { Rng } from '../lib/util/random';
 import { assertClose, assertNoLeak } from './backend.helpers';
 
@@ -237,6 +237,41 @@ describe('fused kernels match the tf ops on wasm', () => {
     });
   }
 
+  const GELU_SHAPES = [
+    [7], // the scalar tail only
+    [2, 5, 7],
+    [8, 32, 32, 48], // the Microscopic-Mamba stem's GELU at 64 px
+  ];
+  for (const shape of GELU_SHAPES) {
+    test(`GELU [${shape}]`, async () => {
+      const rng = new Rng(shape.length * 31 + shape[0]);
+      const x = randn(rng, shape, 3);
+      const r = randn(rng, shape);
+      const once = async (fused: boolean) => {
+        let out: Float32Array[] = [];
+        const profile = await tf.profile(() =>
+          withFused(fused, () => {
+            out = tf.tidy(() =>
+              [gelu(x), tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(gelu(xi), r)))(x)].map(
+                (t) => t.dataSync() as Float32Array,
+              ),
+            );
+          }),
+        );
+        return { out, kernels: profile.kernelNames };
+      };
+      const fused = await once(true);
+      const ref = await once(false);
+      assert.ok(fused.kernels.includes(GELU_GRAD_KERNEL), 'fused run uses the kernel');
+      assert.ok(!ref.kernels.includes(GELU_KERNEL), 'reference run does not');
+      assertClose(fused.out[0], ref.out[0], 'forward', 1e-5);
+      assertClose(fused.out[1], ref.out[1], 'dx', 1e-4);
+      const again = await once(true);
+      again.out.forEach((v, i) => assert.deepEqual(v, fused.out[i], `output ${i} repeats bit for bit`));
+      tf.dispose([x, r]);
+    });
+  }
+
   test('no tensors leak (forward and backward)', async () => {
     const rng = new Rng(3);
     const ln = new LayerNorm(12);
@@ -254,6 +289,13 @@ describe('fused kernels match the tf ops on wasm', () => {
       tf.tidy(() =>
         tf
           .grad((xi: tf.Tensor) => tf.sum(tf.square(bn.forward(xi, { training: true }))))(x)
+          .dataSync(),
+      ),
+    );
+    await assertNoLeak('GELU', () =>
+      tf.tidy(() =>
+        tf
+          .grad((xi: tf.Tensor) => tf.sum(tf.square(gelu(xi))))(x)
           .dataSync(),
       ),
     );

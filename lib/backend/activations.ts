@@ -1,10 +1,15 @@
 /**
- * Fused SiLU on wasm, optionally on the first p channels only (PSFFN's partial SiLU; p = c: plain SiLU):
+ * Fused SiLU and GELU on wasm, optionally on the first p channels only (PSFFN's partial SiLU; p = c: plain SiLU):
  *   y = x·σ(x) on channels [0, p), y = x on [p, c);   dx = dy·σ·(1 + x·(1 − σ)) on [0, p), dx = dy on [p, c)
  * The forward runs the stock Sigmoid kernel and one heap kernel (./simd/activations.ts) in place of the
  * sigmoid / mask / multiply / add chain; the backward is one heap kernel instead of the ~6–8 kernels of
  * the chain's gradient. Not bit-identical to the tf ops (the backward rounds differently): tested to
  * ≤ 1e-5 / 1e-4 against them; MSM_FUSED_KERNELS=0 keeps them (./fused.ts).
+ *
+ * GELU (exact, nn.GELU()): y = (x·½)·(erf(x·√½) + 1), dx = dy·(½(erf(x·√½) + 1) + x·e^{−x²/2}/√(2π)), one
+ * heap kernel each way in place of 4 tf ops forward (tfjs-wasm's Erf is a slow scalar loop: ~14 ns per
+ * element, a third of the stem's time at 224 px) and ~8 backward. erf is ./simd/math.ts's A&S 7.1.26, the
+ * formula tfjs' Erf uses.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -62,6 +67,43 @@ export function fusedPartialSilu(x: tf.Tensor, p: number): tf.Tensor {
       value: y,
       gradFunc: (dy: tf.Tensor, [xs, ss]: tf.Tensor[]) =>
         tf.engine().runKernel(PARTIAL_SILU_GRAD_KERNEL, { dy, x: xs, s: ss }, { p }) as tf.Tensor,
+    };
+  });
+  return f(x);
+}
+
+export const GELU_KERNEL = 'MsmGelu';
+export const GELU_GRAD_KERNEL = 'MsmGeluGrad';
+
+/** inputs x → y = GELU(x). */
+export function geluKernel(args: KernelArgs): Info {
+  const backend = args.backend as BackendWasm;
+  const { x } = args.inputs as Record<string, Info>;
+  const y = backend.makeOutput(x.shape, 'float32');
+  const n = tf.util.sizeFromShape(x.shape);
+  if (n > 0) heap(backend, GELU_KERNEL).gelu(offsetOf(backend, x), offsetOf(backend, y), n);
+  return y;
+}
+
+/** inputs dy, x → dx = dy·GELU'(x). */
+export function geluGradKernel(args: KernelArgs): Info {
+  const backend = args.backend as BackendWasm;
+  const { dy, x } = args.inputs as Record<string, Info>;
+  const dx = backend.makeOutput(x.shape, 'float32');
+  const n = tf.util.sizeFromShape(x.shape);
+  const o = (t: Info) => offsetOf(backend, t);
+  if (n > 0) heap(backend, GELU_GRAD_KERNEL).gelugrad(o(x), o(dy), o(dx), n);
+  return dx;
+}
+
+/** The exact GELU as one kernel each way (check `fusedKernelsAvailable(x, GELU_KERNEL)` first). */
+export function fusedGelu(x: tf.Tensor): tf.Tensor {
+  const f = tf.customGrad((xi, save) => {
+    (save as tf.GradSaveFunc)([xi as tf.Tensor]);
+    return {
+      value: tf.engine().runKernel(GELU_KERNEL, { x: xi as tf.Tensor }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, [xs]: tf.Tensor[]) =>
+        tf.engine().runKernel(GELU_GRAD_KERNEL, { dy, x: xs }) as tf.Tensor,
     };
   });
   return f(x);

@@ -41,11 +41,42 @@ function heap(backend: BackendWasm, kernel: string): HeapExports {
 }
 
 /**
+ * Copies the rows of a row-major map (rows of `run` bytes, `stride` bytes apart: a channel block of a
+ * wider tensor) to or from `ordered` [l, run] in direction k's order (ordered row t = map row at t_k⁻¹),
+ * with copyruns (negative strides walk backwards): k = 0, 2 one call, k = 1, 3 one per map row i.
+ */
+function reorderRows(
+  k: HeapExports,
+  dir: number,
+  map: number,
+  stride: number,
+  ordered: number,
+  run: number,
+  h: number,
+  w: number,
+  toOrdered: boolean,
+): void {
+  const l = h * w;
+  const copy = (mapAt: number, ordAt: number, count: number, mapStep: number, ordStep: number) =>
+    toOrdered
+      ? k.copyruns(mapAt, ordAt, count, run, mapStep, ordStep)
+      : k.copyruns(ordAt, mapAt, count, run, ordStep, mapStep);
+  if (dir === 0) copy(map, ordered, l, stride, run);
+  else if (dir === 2) copy(map + (l - 1) * stride, ordered, l, -stride, run);
+  else {
+    // map row (i, j) ↔ ordered row j·h + i (dir 1) or l − 1 − (j·h + i) (dir 3)
+    for (let i = 0; i < h; i++) {
+      const t = dir === 1 ? ordered + i * run : ordered + (l - 1 - i) * run;
+      copy(map + i * w * stride, t, w, stride, dir === 1 ? h * run : -h * run);
+    }
+  }
+}
+
+/**
  * inputs x [b, h, w, C]; attrs blocks → u [b, 4, c, l] with c = C (every direction reads all channels) or,
  * with `blocks`, c = C/4 (direction k reads channel block k: per-direction projections computed before
- * the permutation). Per batch entry: one SIMD transpose [l, C] → [C, l] gives the row-major direction (all
- * of it, or every block's rows in place); the column-major rows are [h, w] → [w, h] transposes of those,
- * the reversed ones reversed copies.
+ * the permutation). Per batch entry and direction: the rows in direction order (copyruns), then one SIMD
+ * transpose [l, c] → [c, l].
  */
 export function crossScanKernel(args: KernelArgs): Info {
   const backend = args.backend as BackendWasm;
@@ -56,34 +87,19 @@ export function crossScanKernel(args: KernelArgs): Info {
   const l = h * w;
   const out = backend.makeOutput([b, 4, c, l], 'float32');
   if (b * c * l === 0) return out;
-  const scratch = backend.makeOutput([l], 'float32'); // one column-major row
+  const scratch = backend.makeOutput([l, c], 'float32'); // one direction's rows, in its order
   const k = heap(backend, CROSS_SCAN_KERNEL);
   const [px, pu, ps] = [x, out, scratch].map((t) => offsetOf(backend, t));
-  const uv = backend.typedArrayFromHeap(out) as Float32Array; // after every makeOutput: the heap may grow
-  const sv = backend.typedArrayFromHeap(scratch) as Float32Array;
-  const el = c * l; // floats per direction
   for (let bi = 0; bi < b; bi++) {
-    const ub = bi * 4 * el;
-    // row-major: [l, C] → [C, l]; with blocks that is [4, c, l], every direction's rows in row-major order
-    k.transpose2d(px + 4 * bi * l * C, pu + 4 * ub, l, C);
-    for (let ci = 0; ci < c; ci++) {
-      const r0 = ub + ci * l; // direction 0's row (with blocks: rows of direction k sit at r0 + k·el)
-      const r1 = r0 + el;
-      const r2 = r0 + 2 * el;
-      const r3 = r0 + 3 * el;
-      // column-major: the row as [h, w] → [w, h]
-      k.transpose2d(pu + 4 * (blocks ? r1 : r0), ps, h, w);
-      uv.set(sv, r1);
-      if (blocks) {
-        // direction 3 from its own block: column-major, then reversed
-        k.transpose2d(pu + 4 * r3, ps, h, w);
-        uv.set(sv, r3);
-      } else {
-        uv.copyWithin(r2, r0, r0 + l);
-        uv.copyWithin(r3, r1, r1 + l);
+    for (let dir = 0; dir < 4; dir++) {
+      const src = px + 4 * (bi * l * C + (blocks ? dir * c : 0));
+      const dst = pu + 4 * (bi * 4 + dir) * c * l;
+      if (dir === 0 && !blocks) {
+        k.transpose2d(src, dst, l, c); // already in order
+        continue;
       }
-      uv.subarray(r2, r2 + l).reverse();
-      uv.subarray(r3, r3 + l).reverse();
+      reorderRows(k, dir, src, 4 * C, ps, 4 * c, h, w, true);
+      k.transpose2d(ps, dst, l, c);
     }
   }
   backend.disposeData(scratch.dataId);
@@ -93,10 +109,8 @@ export function crossScanKernel(args: KernelArgs): Info {
 /**
  * inputs y [b, 4, c, l]; attrs h, w, blocks → [b, h, w, c], the sum over the directions in the order
  * ((y0 + y2) + y1) + y3 in f32 (the reference's addN), or with `blocks` [b, h, w, 4c], direction k into
- * channel block k (crossScan's gradient in that mode). Per batch entry the directions are brought back to
- * row-major rows in a channels-first scratch — reversed rows read backwards; a column-major row is a
- * [w, h] → [h, w] transpose (and the reversed column-major row is that transpose read backwards, since
- * l − 1 − (j·h + i) = (w − 1 − j)·h + (h − 1 − i)) — which one SIMD transpose turns channels-last.
+ * channel block k (crossScan's gradient in that mode). Per batch entry and direction: one SIMD transpose
+ * [c, l] → [l, c], then the rows back to row-major positions (copyruns); the sum is one SIMD pass (sum4).
  */
 export function crossMergeKernel(args: KernelArgs): Info {
   const backend = args.backend as BackendWasm;
@@ -106,37 +120,22 @@ export function crossMergeKernel(args: KernelArgs): Info {
   const C = blocks ? 4 * c : c;
   const out = backend.makeOutput([b, h, w, C], 'float32');
   if (b * c * l === 0) return out;
-  const acc = backend.makeOutput([C, l], 'float32'); // channels-first, row-major positions
-  const rows = backend.makeOutput([2, l], 'float32'); // directions 1 and 3 transposed
+  const ordered = backend.makeOutput([l, c], 'float32'); // one direction, transposed, in its order
+  const maps = blocks ? undefined : backend.makeOutput([4, l, c], 'float32'); // the four, row-major
   const k = heap(backend, CROSS_MERGE_KERNEL);
-  const [py, po, pa, pr] = [y, out, acc, rows].map((t) => offsetOf(backend, t));
-  // One view of the whole heap (after every makeOutput), indexed in floats: no per-row subarrays.
-  const H = new Float32Array((backend.typedArrayFromHeap(y) as Float32Array).buffer);
-  const [fy, fa, t1, t3] = [py / 4, pa / 4, pr / 4, pr / 4 + l];
-  const f = Math.fround;
-  const el = c * l;
+  const [py, po, pt] = [y, out, ordered].map((t) => offsetOf(backend, t));
+  const pm = maps ? offsetOf(backend, maps) : 0;
+  const lc = l * c;
   for (let bi = 0; bi < b; bi++) {
-    for (let ci = 0; ci < c; ci++) {
-      const y0 = fy + bi * 4 * el + ci * l;
-      const [y2, y3] = [y0 + 2 * el, y0 + 3 * el];
-      k.transpose2d(4 * (y0 + el), 4 * t1, w, h); // direction 1 in row-major order
-      k.transpose2d(4 * y3, 4 * t3, w, h); // direction 3 in reversed row-major order
-      const last = y2 + l - 1;
-      if (blocks) {
-        const [a0, a1, a2, a3] = [0, 1, 2, 3].map((d) => fa + (d * c + ci) * l);
-        H.copyWithin(a0, y0, y0 + l);
-        H.copyWithin(a1, t1, t1 + l);
-        for (let t = 0; t < l; t++) H[a2 + t] = H[last - t];
-        for (let t = 0; t < l; t++) H[a3 + t] = H[t3 + l - 1 - t];
-      } else {
-        const a0 = fa + ci * l;
-        for (let t = 0; t < l; t++) H[a0 + t] = f(f(f(H[y0 + t] + H[last - t]) + H[t1 + t]) + H[t3 + l - 1 - t]);
-      }
+    for (let dir = 0; dir < 4; dir++) {
+      k.transpose2d(py + 4 * (bi * 4 + dir) * lc, pt, c, l);
+      if (blocks) reorderRows(k, dir, po + 4 * (bi * l * C + dir * c), 4 * C, pt, 4 * c, h, w, false);
+      else reorderRows(k, dir, pm + 4 * dir * lc, 4 * c, pt, 4 * c, h, w, false);
     }
-    k.transpose2d(pa, po + 4 * bi * l * C, C, l);
+    if (!blocks) k.sum4(pm, pm + 8 * lc, pm + 4 * lc, pm + 12 * lc, po + 4 * bi * lc, lc); // ((y0 + y2) + y1) + y3
   }
-  backend.disposeData(acc.dataId);
-  backend.disposeData(rows.dataId);
+  backend.disposeData(ordered.dataId);
+  if (maps) backend.disposeData(maps.dataId);
   return out;
 }
 

@@ -5,9 +5,10 @@
  * (`offsetOf`). Where the heap cannot be reached (e.g. a build without SIMD), `heapKernels` returns
  * undefined and every caller keeps the stock kernel.
  *
- * Which kernel uses which function: ./reductions.ts colsum; ./optimizer.ts adam; ./conv-gradients.ts
+ * Which kernel uses which function: ./reductions.ts colsum; ./cross-scan.ts sum4 (and copyruns, transpose2d); ./optimizer.ts adam; ./conv-gradients.ts
  * dwfilter; ./matmul.ts gemm_m / gemm_n; ./copies.ts copyruns, transpose2d, fillrows; ./norms.ts colsums,
- * affine, bngradsums, bngradapply, lnforward, lnbackward; ./activations.ts psilu, psilugrad; ./gates.ts crossgate, crossgategrad
+ * affine, bngradsums, bngradapply, lnforward, lnbackward; ./activations.ts psilu, psilugrad, gelu,
+ * gelugrad; ./gates.ts crossgate, crossgategrad
  * (with ./simd/math.ts's exp, σ and erf). Why each exists
  * and what it must match bit for bit: the header of the file that uses it.
  */
@@ -16,7 +17,7 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { heapModule } from './heap-module';
 import { buildDepthwiseFilterGrad } from './simd/conv-gradients';
 import { buildCopyRuns, buildFillRows, buildTranspose2d } from './simd/copies';
-import { buildPartialSilu, buildPartialSiluGrad } from './simd/activations';
+import { buildGelu, buildGeluGrad, buildPartialSilu, buildPartialSiluGrad } from './simd/activations';
 import { buildCrossGate, buildCrossGateGrad } from './simd/gates';
 import { buildGemm } from './simd/matmul';
 import {
@@ -28,7 +29,7 @@ import {
   buildLayerNormForward,
 } from './simd/norms';
 import { buildAdam } from './simd/optimizer';
-import { buildColSum } from './simd/reductions';
+import { buildColSum, buildSum4 } from './simd/reductions';
 
 /** gemm_m / gemm_n (see buildGemm): byte addresses a, b, c; sizes; a's strides; b's row length; k block. */
 type Gemm = (
@@ -64,6 +65,9 @@ export interface HeapExports {
   psilugrad(dy: number, x: number, s: number, dx: number, rows: number, c: number, p: number): void;
   crossgate(wl: number, wg: number, l: number, g: number, out: number, rows: number, c: number, floor: number): void;
   crossgategrad(...args: number[]): void;
+  gelu(x: number, y: number, n: number): void;
+  sum4(a: number, b: number, c: number, d: number, out: number, n: number): void;
+  gelugrad(x: number, dy: number, dx: number, n: number): void;
 }
 
 /**
@@ -89,6 +93,9 @@ export const heapKernels: (backend: BackendWasm) => HeapExports | undefined = he
   buildPartialSiluGrad(),
   buildCrossGate(),
   buildCrossGateGrad(),
+  buildGelu(),
+  buildGeluGrad(),
+  buildSum4(),
 ]);
 
 /** Byte offset of a tensor's data in the heap. */

@@ -42,7 +42,16 @@ import {
   stridedSliceGrad,
   sumGrad,
 } from './gradient-fixes';
-import { PARTIAL_SILU_GRAD_KERNEL, PARTIAL_SILU_KERNEL, partialSiluGradKernel, partialSiluKernel } from './activations';
+import {
+  GELU_GRAD_KERNEL,
+  GELU_KERNEL,
+  geluGradKernel,
+  geluKernel,
+  PARTIAL_SILU_GRAD_KERNEL,
+  PARTIAL_SILU_KERNEL,
+  partialSiluGradKernel,
+  partialSiluKernel,
+} from './activations';
 import { CROSS_MERGE_KERNEL, CROSS_SCAN_KERNEL, crossMergeKernel, crossScanKernel } from './cross-scan';
 import { CROSS_GATE_GRAD_KERNEL, CROSS_GATE_KERNEL, crossGateGradKernel, crossGateKernel } from './gates';
 import { fastBatchMatMul, fastFusedMatMul } from './matmul';
@@ -99,6 +108,9 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   // SiLU (on the first p channels) with a one-call gradient (./activations.ts, used by lib/nn/layers.ts)
   { kernel: PARTIAL_SILU_KERNEL, add: partialSiluKernel as unknown as tf.KernelFunc },
   { kernel: PARTIAL_SILU_GRAD_KERNEL, add: partialSiluGradKernel as unknown as tf.KernelFunc },
+  // the exact GELU (./activations.ts, used by lib/nn/layers.ts)
+  { kernel: GELU_KERNEL, add: geluKernel as unknown as tf.KernelFunc },
+  { kernel: GELU_GRAD_KERNEL, add: geluGradKernel as unknown as tf.KernelFunc },
   // MIFA's cross gate: both gates, the products, the concat and the shuffle in one kernel each way (./gates.ts)
   { kernel: CROSS_GATE_KERNEL, add: crossGateKernel as unknown as tf.KernelFunc },
   { kernel: CROSS_GATE_GRAD_KERNEL, add: crossGateGradKernel as unknown as tf.KernelFunc },

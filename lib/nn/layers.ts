@@ -15,7 +15,7 @@
  * nothing, as ptflops does not see `F.gelu` and friends.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fusedPartialSilu, PARTIAL_SILU_KERNEL } from '../backend/activations';
+import { fusedGelu, fusedPartialSilu, GELU_KERNEL, PARTIAL_SILU_KERNEL } from '../backend/activations';
 import { fusedKernelsAvailable } from '../backend/fused';
 import { fusedBatchNorm, fusedBatchNormInference, fusedLayerNorm, fusedNormsAvailable } from '../backend/norms';
 import { Rng } from '../util/random';
@@ -267,8 +267,12 @@ export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps:
   });
 }
 
-/** Exact GELU, 0.5·x·(1 + erf(x/√2)) (nn.GELU() default, not the tanh approximation). */
+/**
+ * Exact GELU, 0.5·x·(1 + erf(x/√2)) (nn.GELU() default, not the tanh approximation). On wasm as one fused
+ * kernel each way (lib/backend/activations.ts; MSM_FUSED_KERNELS=0 keeps these tf ops).
+ */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  if (fusedKernelsAvailable(x, GELU_KERNEL)) return fusedGelu(x);
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)));
 }
 

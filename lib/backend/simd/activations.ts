@@ -2,7 +2,8 @@
  * The heap kernels behind the fused SiLU (../activations.ts): x is row-major [rows, c]; SiLU applies to
  * the first p channels of each row and the rest pass through (p = c: plain SiLU; p < c: PSFFN's partial
  * SiLU). σ(x) comes in precomputed (the stock Sigmoid kernel), so no exp is needed here. Within each row
- * the columns run 4 per SIMD vector, then a scalar tail, on each side of p. Assembled by ../heap.ts.
+ * the columns run 4 per SIMD vector, then a scalar tail, on each side of p. Also the exact GELU and its
+ * derivative (erf from ./math.ts). Assembled by ../heap.ts.
  */
 import {
   Expr,
@@ -23,10 +24,13 @@ import {
   vadd,
   vload,
   vmul,
+  vconst,
+  vextract,
   vsplat,
   vsub,
 } from '../../util/wasm-asm';
 import { at } from './address';
+import { emitErf, vecMath } from './math';
 
 type Ops = {
   add: typeof vadd;
@@ -92,3 +96,55 @@ export function buildPartialSiluGrad(): Fn {
   });
   return f;
 }
+
+/**
+ * The exact GELU and its derivative over n contiguous floats, 4 per vector; the last n mod 4 go through
+ * the same vector code one lane at a time (loaded into lane 0, stored from lane 0).
+ *   y = (x·½)·(erf(x·√½) + 1)        dx = dy·(½(erf(u) + 1) + x·e^{−u²}/√(2π)),  u = x·√½
+ * erf and e^{−u²} are ./math.ts's (A&S 7.1.26, as tfjs' Erf).
+ */
+function geluLoop(name: string, grad: boolean): Fn {
+  const f = new Fn(name, Array<ValType>(grad ? 4 : 3).fill('i32'));
+  const [x, dy, out, n] = grad ? f.params : [f.params[0], undefined, f.params[1], f.params[2]];
+  const m = vecMath(f);
+  const [i, n4] = [f.local('i32'), f.local('i32')];
+  const [xv, erf, gauss, res] = [0, 1, 2, 3].map(() => f.local('v128'));
+  const body = (load: (arr: Local) => Expr, store: (e: Expr) => void) => {
+    f.set(xv, load(x));
+    emitErf(f, m, erf, vmul(get(xv), vconst(Math.SQRT1_2)), gauss);
+    if (!grad) {
+      f.set(res, vmul(vmul(get(xv), get(m.half)), vadd(get(erf), get(m.one))));
+    } else {
+      const slope = vadd(
+        vmul(get(m.half), vadd(get(erf), get(m.one))),
+        vmul(get(xv), vmul(get(gauss), vconst(1 / Math.sqrt(2 * Math.PI)))),
+      );
+      f.set(res, vmul(load(dy!), slope));
+    }
+    store(get(res));
+  };
+  f.set(n4, i32and(get(n), i32(~3)));
+  f.forUp(
+    i,
+    i32(0),
+    get(n4),
+    () =>
+      body(
+        (arr) => vload(at(arr, get(i))),
+        (e) => f.storeV128(at(out, get(i)), 0, e),
+      ),
+    4,
+  );
+  f.forUp(i, get(n4), get(n), () =>
+    body(
+      (arr) => vsplat(loadF32(at(arr, get(i)))),
+      (e) => f.storeF32(at(out, get(i)), 0, vextract(e, 0)),
+    ),
+  );
+  return f;
+}
+
+/** gelu(x, y, n): y = GELU(x) over n floats. */
+export const buildGelu = (): Fn => geluLoop('gelu', false);
+/** gelugrad(x, dy, dx, n): dx = dy·GELU'(x) over n floats. */
+export const buildGeluGrad = (): Fn => geluLoop('gelugrad', true);
