@@ -5,7 +5,7 @@
  * (`offsetOf`). Where the heap cannot be reached (e.g. a build without SIMD), `heapKernels` returns
  * undefined and every caller keeps the stock kernel.
  *
- * Which kernel uses which function: ./reductions.ts colsum; ./cross-scan.ts sum4 (and copyruns, transpose2d); ./optimizer.ts adam; ./conv-gradients.ts
+ * Which kernel uses which function: ./broadcast.ts bcast; ./reductions.ts colsum; ./cross-scan.ts sum4 (and copyruns, transpose2d); ./optimizer.ts adam; ./conv-gradients.ts
  * dwfilter; ./matmul.ts gemm_m / gemm_n; ./copies.ts copyruns, transpose2d, fillrows; ./norms.ts colsums,
  * affine, bngradsums, bngradapply, lnforward, lnbackward; ./activations.ts psilu, psilugrad, gelu,
  * gelugrad; ./gates.ts crossgate, crossgategrad
@@ -30,6 +30,7 @@ import {
 } from './simd/norms';
 import { buildAdam } from './simd/optimizer';
 import { buildColSum, buildSum4 } from './simd/reductions';
+import { buildBroadcastBinary } from './simd/broadcast';
 
 /** gemm_m / gemm_n (see buildGemm): byte addresses a, b, c; sizes; a's strides; b's row length; k block. */
 type Gemm = (
@@ -67,6 +68,7 @@ export interface HeapExports {
   crossgategrad(...args: number[]): void;
   gelu(x: number, y: number, n: number): void;
   sum4(a: number, b: number, c: number, d: number, out: number, n: number): void;
+  bcast(a: number, b: number, out: number, O: number, M: number, I: number, op: number): void;
   gelugrad(x: number, dy: number, dx: number, n: number): void;
 }
 
@@ -96,6 +98,7 @@ export const heapKernels: (backend: BackendWasm) => HeapExports | undefined = he
   buildGelu(),
   buildGeluGrad(),
   buildSum4(),
+  buildBroadcastBinary(),
 ]);
 
 /** Byte offset of a tensor's data in the heap. */

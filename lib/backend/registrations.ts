@@ -52,6 +52,7 @@ import {
   partialSiluGradKernel,
   partialSiluKernel,
 } from './activations';
+import { broadcastBinaryKernel } from './broadcast';
 import { CROSS_MERGE_KERNEL, CROSS_SCAN_KERNEL, crossMergeKernel, crossScanKernel } from './cross-scan';
 import { CROSS_GATE_GRAD_KERNEL, CROSS_GATE_KERNEL, crossGateGradKernel, crossGateKernel } from './gates';
 import { fastBatchMatMul, fastFusedMatMul } from './matmul';
@@ -128,6 +129,10 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   { kernel: tf.Transpose, replace: leaveStringsToStock(transposeKernel) },
   { kernel: tf.Pack, replace: leaveStringsToStock(packKernel) },
   { kernel: tf.Cast, replace: leaveStringsToStock(castKernel) },
+  // add / multiply / subtract with a broadcast operand (a bias, a per-channel scale): bit-identical (./broadcast.ts)
+  { kernel: tf.Add, replace: broadcastBinaryKernel('add') },
+  { kernel: tf.Multiply, replace: broadcastBinaryKernel('mul') },
+  { kernel: tf.Sub, replace: broadcastBinaryKernel('sub') },
 ];
 
 /** The wasm kernels stock tfjs lacks or gets wrong: test/op-coverage.ts must exercise every one of them. */
