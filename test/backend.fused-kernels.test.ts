@@ -1,6 +1,6 @@
 /**
  * The fused kernels — LayerNorm and BatchNorm (lib/backend/norms.ts), SiLU on all or the first
- * p channels and the exact GELU (lib/backend/activations.ts) — against the unfused tf ops they replace on wasm
+ * p channels, the exact GELU and ReLU (lib/backend/activations.ts) — against the unfused tf ops they replace on wasm
  * (MSM_FUSED_KERNELS=0): forward ≤ 1e-5 and gradients ≤ 1e-4 of the reference's scale,
  * BatchNorm's running statistics, several shapes including odd channel counts (the SIMD kernels' scalar
  * tails), bit-identical repeats, no leaked tensors.
@@ -9,14 +9,20 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
-import { GELU_GRAD_KERNEL, GELU_KERNEL, PARTIAL_SILU_GRAD_KERNEL } from '../lib/backend/activations';
+import {
+  GELU_GRAD_KERNEL,
+  GELU_KERNEL,
+  PARTIAL_SILU_GRAD_KERNEL,
+  RELU_GRAD_KERNEL,
+  RELU_KERNEL,
+} from '../lib/backend/activations';
 import {
   BATCH_NORM_INFERENCE_KERNEL,
   BATCH_NORM_KERNEL,
   fusedNormsAvailable,
   LAYER_NORM_KERNEL,
 } from '../lib/backend/norms';
-import { BatchNorm2d, gelu, LayerNorm, silu, siluFirstChannels } from '../lib/nn/index';
+import { BatchNorm2d, gelu, LayerNorm, ReLU, silu, siluFirstChannels } from '../lib/nn/index';
 import { Rng } from '../lib/util/random';
 import { assertClose, assertNoLeak } from './backend.helpers';
 
@@ -233,6 +239,37 @@ describe('fused kernels match the tf ops on wasm', () => {
       const again = await once(true);
       assert.deepEqual(again.y, fused.y, 'forward repeats bit for bit');
       assert.deepEqual(again.dx, fused.dx, 'dx repeats bit for bit');
+      tf.dispose([x, r]);
+    });
+  }
+
+  for (const shape of [[7], [2, 5, 7], [8, 16, 16, 48]]) {
+    test(`ReLU [${shape}]`, async () => {
+      const rng = new Rng(shape.length * 17 + shape[0]);
+      const x = randn(rng, shape);
+      const r = randn(rng, shape);
+      const relu = new ReLU();
+      const once = async (fused: boolean) => {
+        let out: Float32Array[] = [];
+        const profile = await tf.profile(() =>
+          withFused(fused, () => {
+            out = tf.tidy(() =>
+              [relu.forward(x), tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(relu.forward(xi), r)))(x)].map(
+                (t) => t.dataSync() as Float32Array,
+              ),
+            );
+          }),
+        );
+        return { out, kernels: profile.kernelNames };
+      };
+      const fused = await once(true);
+      const ref = await once(false);
+      assert.ok(fused.kernels.includes(RELU_GRAD_KERNEL), 'fused run uses the kernel');
+      assert.ok(!ref.kernels.includes(RELU_KERNEL), 'reference run does not');
+      // the same values (max and a select are exact; only a zero's sign may differ)
+      const values = (a: Float32Array) => Array.from(a, (v) => v + 0); // −0 + 0 = +0
+      assert.deepEqual(values(fused.out[0]), values(ref.out[0]), 'forward');
+      assert.deepEqual(values(fused.out[1]), values(ref.out[1]), 'dx');
       tf.dispose([x, r]);
     });
   }

@@ -8,7 +8,7 @@
  * Which kernel uses which function: ./broadcast.ts bcast; ./reductions.ts colsum; ./cross-scan.ts sum4 (and copyruns, transpose2d); ./optimizer.ts adam; ./conv-gradients.ts
  * dwfilter; ./matmul.ts gemm_m / gemm_n; ./copies.ts copyruns, transpose2d, fillrows; ./norms.ts colsums,
  * affine, bngradsums, bngradapply, lnforward, lnbackward; ./activations.ts psilu, psilugrad, gelu,
- * gelugrad; ./gates.ts crossgate, crossgategrad
+ * gelugrad, relu, relugrad; ./gates.ts crossgate, crossgategrad
  * (with ./simd/math.ts's exp, σ and erf). Why each exists
  * and what it must match bit for bit: the header of the file that uses it.
  */
@@ -17,7 +17,14 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { heapModule } from './heap-module';
 import { buildDepthwiseFilterGrad } from './simd/conv-gradients';
 import { buildCopyRuns, buildFillRows, buildTranspose2d } from './simd/copies';
-import { buildGelu, buildGeluGrad, buildPartialSilu, buildPartialSiluGrad } from './simd/activations';
+import {
+  buildGelu,
+  buildGeluGrad,
+  buildPartialSilu,
+  buildPartialSiluGrad,
+  buildRelu,
+  buildReluGrad,
+} from './simd/activations';
 import { buildCrossGate, buildCrossGateGrad } from './simd/gates';
 import { buildGemm } from './simd/matmul';
 import {
@@ -67,6 +74,8 @@ export interface HeapExports {
   crossgate(wl: number, wg: number, l: number, g: number, out: number, rows: number, c: number, floor: number): void;
   crossgategrad(...args: number[]): void;
   gelu(x: number, y: number, n: number): void;
+  relu(x: number, y: number, n: number): void;
+  relugrad(dy: number, x: number, dx: number, n: number): void;
   sum4(a: number, b: number, c: number, d: number, out: number, n: number): void;
   bcast(a: number, b: number, out: number, O: number, M: number, I: number, op: number): void;
   gelugrad(x: number, dy: number, dx: number, n: number): void;
@@ -97,6 +106,8 @@ export const heapKernels: (backend: BackendWasm) => HeapExports | undefined = he
   buildCrossGateGrad(),
   buildGelu(),
   buildGeluGrad(),
+  buildRelu(),
+  buildReluGrad(),
   buildSum4(),
   buildBroadcastBinary(),
 ]);

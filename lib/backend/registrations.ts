@@ -51,6 +51,10 @@ import {
   PARTIAL_SILU_KERNEL,
   partialSiluGradKernel,
   partialSiluKernel,
+  RELU_GRAD_KERNEL,
+  RELU_KERNEL,
+  reluGradKernel,
+  reluKernel,
 } from './activations';
 import { broadcastBinaryKernel } from './broadcast';
 import { CROSS_MERGE_KERNEL, CROSS_SCAN_KERNEL, crossMergeKernel, crossScanKernel } from './cross-scan';
@@ -109,9 +113,11 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   // SiLU (on the first p channels) with a one-call gradient (./activations.ts, used by lib/nn/layers.ts)
   { kernel: PARTIAL_SILU_KERNEL, add: partialSiluKernel as unknown as tf.KernelFunc },
   { kernel: PARTIAL_SILU_GRAD_KERNEL, add: partialSiluGradKernel as unknown as tf.KernelFunc },
-  // the exact GELU (./activations.ts, used by lib/nn/layers.ts)
+  // the exact GELU and ReLU (./activations.ts, used by lib/nn/layers.ts)
   { kernel: GELU_KERNEL, add: geluKernel as unknown as tf.KernelFunc },
   { kernel: GELU_GRAD_KERNEL, add: geluGradKernel as unknown as tf.KernelFunc },
+  { kernel: RELU_KERNEL, add: reluKernel as unknown as tf.KernelFunc },
+  { kernel: RELU_GRAD_KERNEL, add: reluGradKernel as unknown as tf.KernelFunc },
   // MIFA's cross gate: both gates, the products, the concat and the shuffle in one kernel each way (./gates.ts)
   { kernel: CROSS_GATE_KERNEL, add: crossGateKernel as unknown as tf.KernelFunc },
   { kernel: CROSS_GATE_GRAD_KERNEL, add: crossGateGradKernel as unknown as tf.KernelFunc },

@@ -15,7 +15,14 @@
  * nothing, as ptflops does not see `F.gelu` and friends.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fusedGelu, fusedPartialSilu, GELU_KERNEL, PARTIAL_SILU_KERNEL } from '../backend/activations';
+import {
+  fusedGelu,
+  fusedPartialSilu,
+  fusedRelu,
+  GELU_KERNEL,
+  PARTIAL_SILU_KERNEL,
+  RELU_KERNEL,
+} from '../backend/activations';
 import { fusedKernelsAvailable } from '../backend/fused';
 import { fusedBatchNorm, fusedBatchNormInference, fusedLayerNorm, fusedNormsAvailable } from '../backend/norms';
 import { Rng } from '../util/random';
@@ -313,7 +320,8 @@ export class SiLU extends Layer {
 export class ReLU extends Layer {
   forward(x: tf.Tensor): tf.Tensor {
     reportElementwiseMacs('ReLU', x.shape);
-    return tf.relu(x);
+    // on wasm one fused kernel each way (lib/backend/activations.ts; MSM_FUSED_KERNELS=0 keeps tf.relu)
+    return fusedKernelsAvailable(x, RELU_KERNEL) ? fusedRelu(x) : tf.relu(x);
   }
 }
 
