@@ -1,7 +1,8 @@
 /**
- * MIFA's fused cross gate (lib/backend/gates.ts) against the tf ops it replaces on wasm: the reference
- * function `crossGateReference` and the MIFA module with MSM_FUSED_KERNELS=0 — forward ≤ 1e-5 and every
- * gradient ≤ 1e-4 of the reference's scale, both local-gate variants, several channel counts, bit-identical
+ * MIFA's fused cross gate and ECA (lib/backend/gates.ts) against the tf ops they replace on wasm: the
+ * reference functions `crossGateReference`, `ecaReference`, and the MIFA module with MSM_FUSED_KERNELS=0 —
+ * forward ≤ 1e-5 and every gradient ≤ 1e-4 of the reference's scale, both local-gate variants, several
+ * channel counts, bit-identical
  * repeats, the unfused path whenever the kernel cannot or must not run (switch off, c not a multiple of 8,
  * an inner tap that sees the gate maps), and no leaked tensors.
  */
@@ -14,7 +15,11 @@ import {
   CROSS_GATE_KERNEL,
   crossGateAvailable,
   crossGateReference,
+  ECA_GRAD_KERNEL,
+  ECA_KERNEL,
+  ecaReference,
   fusedCrossGate,
+  fusedEca,
 } from '../lib/backend/gates';
 import { MIFA } from '../lib/models/microscopic-mamba/mifa';
 import { Rng } from '../lib/util/random';
@@ -108,6 +113,39 @@ describe('MIFA cross gate: fused kernel vs tf ops on wasm', () => {
     });
   }
 
+  for (const shape of [
+    [2, 3, 3, 7], // odd channel count: the heap loops' scalar tails
+    [8, 16, 16, 96], // stage 1 at 64 px
+    [4, 2, 2, 768], // stage 4
+  ]) {
+    test(`ECA [${shape}]: fused vs tf ops, values and the gradients of x and w`, async () => {
+      const rng = new Rng(shape[3]);
+      const x = randn(rng, shape);
+      const w = randn(rng, [shape[3]], 2);
+      const r = randn(rng, shape);
+      const once = async (eca: (x: tf.Tensor, w: tf.Tensor) => tf.Tensor) => {
+        let out: Float32Array[] = [];
+        const profile = await tf.profile(() => {
+          out = tf.tidy(() => {
+            const grads = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(eca(a, b), r)))([x, w]);
+            return [eca(x, w), ...grads].map((t) => t.dataSync() as Float32Array);
+          });
+        });
+        return { out, kernels: profile.kernelNames };
+      };
+      const fused = await once(fusedEca);
+      const ref = await once(ecaReference);
+      assert.ok(fused.kernels.includes(ECA_KERNEL) && fused.kernels.includes(ECA_GRAD_KERNEL));
+      assert.ok(!ref.kernels.includes(ECA_KERNEL));
+      assertClose(fused.out[0], ref.out[0], 'forward', 1e-5);
+      assertClose(fused.out[1], ref.out[1], 'dx', 1e-4);
+      assertClose(fused.out[2], ref.out[2], 'dw', 1e-4);
+      const again = await once(fusedEca);
+      again.out.forEach((v, i) => assert.deepEqual(v, fused.out[i], `output ${i} repeats bit for bit`));
+      tf.dispose([x, w, r]);
+    });
+  }
+
   for (const eca of [true, false]) {
     test(`MIFA module${eca ? ' with ECA' : ''}: fused vs MSM_FUSED_KERNELS=0, values and gradients`, async () => {
       const c = 16;
@@ -135,6 +173,7 @@ describe('MIFA cross gate: fused kernel vs tf ops on wasm', () => {
       const ref = await once(false);
       assert.ok(fused.kernels.includes(CROSS_GATE_KERNEL), 'fused run uses the kernel');
       assert.ok(!ref.kernels.includes(CROSS_GATE_KERNEL), 'reference run does not');
+      assert.equal(fused.kernels.includes(ECA_KERNEL), eca, 'and the fused ECA where there is one');
       assertClose(fused.out[0], ref.out[0], 'forward', 1e-5);
       fused.out.slice(1).forEach((v, i) => assertClose(v, ref.out[i + 1], `gradient ${i}`, 1e-4));
       tf.dispose([l, g, r]);

@@ -13,9 +13,13 @@
  * and writes all four gradients. exp, σ and erf are ./simd/math.ts's (erf: the same A&S 7.1.26 formula
  * as tfjs' Erf). NOT bit-identical to the tf ops: tested to ≤ 1e-5 forward and ≤ 1e-4 gradients against
  * them; MSM_FUSED_KERNELS=0 keeps them (./fused.ts).
+ *
+ * Also MIFA's ECA (k_size = 1): y = x ⊙ σ(w ⊙ mean_hw(x)) — Mean, two Multiplies and a Sigmoid forward,
+ * ~12 kernels backward — as one kernel each way built from the heap's colsum / bcast / bngradsums / affine.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { BCAST_OP } from './broadcast';
 import { fusedKernelsAvailable } from './fused';
 import { heapKernels, HeapExports, offsetOf } from './heap';
 
@@ -139,4 +143,96 @@ export function crossGateReference(
       .transpose([0, 2, 1])
       .reshape([...wl.shape.slice(0, -1), 2 * c]);
   });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// ECA with k_size = 1 (mifa.ts `ECA`): y = x ⊙ σ(w ⊙ mean_hw(x)), one kernel each way
+// ---------------------------------------------------------------------------------------------------
+
+export const ECA_KERNEL = 'MsmEca';
+export const ECA_GRAD_KERNEL = 'MsmEcaGrad';
+
+/**
+ * inputs x [b, h, w, C], w [C] → [y [b, h, w, C], g = σ(w·m) [b, C], m = mean_hw x [b, C]]: m by the heap
+ * `colsum` (in row order, as the kit's Mean), g here, y = x·g by `bcast`.
+ */
+export function ecaKernel(args: KernelArgs): Info[] {
+  const backend = args.backend as BackendWasm;
+  const { x, w } = args.inputs as Record<string, Info>;
+  const [b, h, wd, c] = x.shape;
+  const hw = h * wd;
+  const k = heap(backend, ECA_KERNEL);
+  const outs = [backend.makeOutput(x.shape, 'float32'), backend.makeOutput([b, c], 'float32')];
+  outs.push(backend.makeOutput([b, c], 'float32'));
+  const [y, g, mean] = outs;
+  const o = (t: Info) => offsetOf(backend, t);
+  if (b * hw * c === 0) return outs;
+  k.colsum(o(x), o(mean), b, hw, c, 1);
+  const [mv, wv, gv] = [mean, w, g].map((t) => backend.typedArrayFromHeap(t) as Float32Array);
+  const f = Math.fround;
+  for (let i = 0; i < b * c; i++) gv[i] = 1 / (1 + Math.exp(-f(mv[i] * wv[i % c])));
+  k.bcast(o(x), o(g), o(y), b, hw, c, BCAST_OP.mul);
+  return outs;
+}
+
+/**
+ * inputs dy, x [b, h, w, C], w [C], g, m [b, C] → [dx, dw]. With S = Σ_hw dy·x (the heap `bngradsums`
+ * with μ = 0) and σ' = g·(1 − g):  dx = dy·g + w·σ'·S/hw (the heap `affine`, per sample),
+ * dw = Σ_b σ'·m·S.
+ */
+export function ecaGradKernel(args: KernelArgs): Info[] {
+  const backend = args.backend as BackendWasm;
+  const { dy, x, w, g, mean } = args.inputs as Record<string, Info>;
+  const [b, h, wd, c] = x.shape;
+  const hw = h * wd;
+  const k = heap(backend, ECA_GRAD_KERNEL);
+  const outs = [backend.makeOutput(x.shape, 'float32'), backend.makeOutput([c], 'float32')];
+  const [dx, dw] = outs;
+  // scratch: μ = 0 and Σ dy [c]; S and the per-sample shift [b, c]
+  const scratch = [backend.makeOutput([c], 'float32'), backend.makeOutput([c], 'float32')];
+  scratch.push(backend.makeOutput([b, c], 'float32'), backend.makeOutput([b, c], 'float32'));
+  const [zero, sdy, sums, shift] = scratch;
+  const o = (t: Info) => offsetOf(backend, t);
+  (backend.typedArrayFromHeap(zero) as Float32Array).fill(0);
+  for (let i = 0; i < b; i++) {
+    k.bngradsums(o(dy) + 4 * i * hw * c, o(x) + 4 * i * hw * c, hw, c, o(zero), o(sdy), o(sums) + 4 * i * c);
+  }
+  const [wv, gv, mv, sv, hv, dwv] = [w, g, mean, sums, shift, dw].map(
+    (t) => backend.typedArrayFromHeap(t) as Float32Array,
+  );
+  dwv.fill(0);
+  for (let i = 0; i < b * c; i++) {
+    const slope = gv[i] * (1 - gv[i]) * sv[i];
+    hv[i] = (wv[i % c] * slope) / hw;
+    dwv[i % c] += slope * mv[i];
+  }
+  for (let i = 0; i < b; i++) {
+    k.affine(o(dy) + 4 * i * hw * c, o(dx) + 4 * i * hw * c, hw, c, o(g) + 4 * i * c, o(shift) + 4 * i * c);
+  }
+  for (const t of scratch) backend.disposeData(t.dataId);
+  return outs;
+}
+
+/** True where `fusedEca` runs for x (the fused-kernel switch and backend, ./fused.ts; x of rank 4). */
+export function ecaAvailable(x: tf.Tensor): boolean {
+  return x.rank === 4 && fusedKernelsAvailable(x, ECA_KERNEL);
+}
+
+/** ECA (k = 1) as one kernel each way: x [b, h, w, C], w [C] → x ⊙ σ(w ⊙ mean_hw x); check `ecaAvailable` first. */
+export function fusedEca(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
+  const f = tf.customGrad((xi, wi, save) => {
+    const [y, g, mean] = tf.engine().runKernel(ECA_KERNEL, { x: xi as tf.Tensor, w: wi as tf.Tensor }) as tf.Tensor[];
+    (save as tf.GradSaveFunc)([xi as tf.Tensor, wi as tf.Tensor, g, mean]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, [xs, ws, gs, ms]: tf.Tensor[]) =>
+        tf.engine().runKernel(ECA_GRAD_KERNEL, { dy, x: xs, w: ws, g: gs, mean: ms }) as tf.Tensor[],
+    };
+  });
+  return f(x, w);
+}
+
+/** ECA as tf ops (the reference of the tests; mifa.ts' own formula). */
+export function ecaReference(x: tf.Tensor, w: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(tf.mean(x, [1, 2], true), w)))); // [b, h, w, C]
 }

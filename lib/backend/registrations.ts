@@ -58,7 +58,16 @@ import {
 } from './activations';
 import { broadcastBinaryKernel } from './broadcast';
 import { CROSS_MERGE_KERNEL, CROSS_SCAN_KERNEL, crossMergeKernel, crossScanKernel } from './cross-scan';
-import { CROSS_GATE_GRAD_KERNEL, CROSS_GATE_KERNEL, crossGateGradKernel, crossGateKernel } from './gates';
+import {
+  CROSS_GATE_GRAD_KERNEL,
+  CROSS_GATE_KERNEL,
+  crossGateGradKernel,
+  crossGateKernel,
+  ECA_GRAD_KERNEL,
+  ECA_KERNEL,
+  ecaGradKernel,
+  ecaKernel,
+} from './gates';
 import { fastBatchMatMul, fastFusedMatMul } from './matmul';
 import {
   BATCH_NORM_GRAD_KERNEL,
@@ -118,9 +127,11 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   { kernel: GELU_GRAD_KERNEL, add: geluGradKernel as unknown as tf.KernelFunc },
   { kernel: RELU_KERNEL, add: reluKernel as unknown as tf.KernelFunc },
   { kernel: RELU_GRAD_KERNEL, add: reluGradKernel as unknown as tf.KernelFunc },
-  // MIFA's cross gate: both gates, the products, the concat and the shuffle in one kernel each way (./gates.ts)
+  // MIFA's cross gate (both gates, the products, the concat and the shuffle) and its ECA, one kernel each way (./gates.ts)
   { kernel: CROSS_GATE_KERNEL, add: crossGateKernel as unknown as tf.KernelFunc },
   { kernel: CROSS_GATE_GRAD_KERNEL, add: crossGateGradKernel as unknown as tf.KernelFunc },
+  { kernel: ECA_KERNEL, add: ecaKernel as unknown as tf.KernelFunc },
+  { kernel: ECA_GRAD_KERNEL, add: ecaGradKernel as unknown as tf.KernelFunc },
   // SS2D's cross-scan / cross-merge: the four scan orders in the scan's layout and back (./cross-scan.ts)
   { kernel: CROSS_SCAN_KERNEL, add: crossScanKernel as unknown as tf.KernelFunc },
   { kernel: CROSS_MERGE_KERNEL, add: crossMergeKernel as unknown as tf.KernelFunc },

@@ -46,6 +46,7 @@ interface Walk {
   tmp: Local[];
 }
 
+/** For each row and each block of 4 groups: body(walk, ch), ch(k) the concat channel of vector k's first lane. */
 function walk(f: Fn, rows: Local, c: Local, body: (w: Walk, ch: (k: number) => Expr) => void): void {
   const w: Walk = {
     r: f.local('i32'),
@@ -66,7 +67,7 @@ function walk(f: Fn, rows: Local, c: Local, body: (w: Walk, ch: (k: number) => E
   });
 }
 
-/** The local gate's input and mask pieces: s = σ(max(x, floor)). */
+/** The local gate: s = σ(max(x, floor)). */
 function localGate(f: Fn, m: VecMath, s: Local, x: Expr, floor: Local): void {
   emitSigmoid(f, m, s, vmax(x, get(floor)));
 }

@@ -14,7 +14,7 @@
  * l is the conv branch's output, g the SSM branch's, both [b, h, w, c].
  */
 import * as tf from '@tensorflow/tfjs';
-import { crossGateAvailable, fusedCrossGate } from '../../backend/gates';
+import { crossGateAvailable, ecaAvailable, fusedCrossGate, fusedEca } from '../../backend/gates';
 import { Conv2d, gelu, Module, reportConvMacs, reportElementwiseMacs } from '../../nn/index';
 import { Rng } from '../../util/random';
 import { channelShuffle } from './shuffle';
@@ -43,6 +43,8 @@ export class ECA extends Module {
     reportElementwiseMacs('AdaptiveAvgPool2d', x.shape);
     reportConvMacs('Conv1d', [b, c], 1, c, c, false);
     reportElementwiseMacs('Sigmoid', [b, c]);
+    // On wasm the three lines below are one kernel each way (same formula, lib/backend/gates.ts).
+    if (ecaAvailable(x)) return fusedEca(x, this.conv.weight); // [b, h, w, C]
     return tf.tidy(() => {
       const pooled = tf.mean(x, [1, 2], true); // [b, 1, 1, C]   AdaptiveAvgPool2d(1)
       return tf.mul(x, tf.sigmoid(tf.mul(pooled, this.conv.weight))); // [b, h, w, C]
