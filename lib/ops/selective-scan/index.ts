@@ -25,7 +25,7 @@ import * as tf from '@tensorflow/tfjs';
 import { crossScanAvailable, fusedCrossMerge, fusedCrossScan } from '../../backend/cross-scan';
 import { onBackendInit } from '../../backend/hooks';
 import { selectiveScanChunked } from './chunked';
-import { asGroups, checkScanArgs, ScanArgs } from './common';
+import { asGroups, asShape, checkScanArgs, ScanArgs } from './common';
 import { registerCpuScanKernels, SCAN_KERNEL } from './fused-cpu';
 import { selectiveScanReference } from './reference';
 import { registerWebGPUScanKernels } from './webgpu';
@@ -236,7 +236,7 @@ function crossScanSSMFused(
       A: tf.neg(tf.exp(p.ALogs)) as tf.Tensor2D, // [4E, N]
       B: Bs as tf.Tensor4D, // [b, 4, N, l]
       C: Cs as tf.Tensor4D, // [b, 4, N, l]
-      D: p.Ds.reshape([K * e]) as tf.Tensor1D,
+      D: asShape(p.Ds, [K * e]) as tf.Tensor1D, // (official Ds is [4E] already)
       deltaBias: p.dtProjsBias.reshape([K * e]) as tf.Tensor1D,
       impl: 'fused',
     }); // [b, 4E, l]
