@@ -1,7 +1,7 @@
 /**
- * The fused kernels — LayerNorm and BatchNorm (lib/backend/norms.ts), SiLU on all or the first
- * p channels, the exact GELU and ReLU (lib/backend/activations.ts) — against the unfused tf ops they replace on wasm
- * (MSM_FUSED_KERNELS=0): forward ≤ 1e-5 and gradients ≤ 1e-4 of the reference's scale,
+ * The fused kernels — LayerNorm (also gated by SiLU(z)) and BatchNorm (lib/backend/norms.ts), SiLU on all
+ * or the first p channels, the exact GELU and ReLU (lib/backend/activations.ts) — against the unfused tf ops
+ * they replace on wasm (MSM_FUSED_KERNELS=0): forward ≤ 1e-5 and gradients ≤ 1e-4 of the reference's scale,
  * BatchNorm's running statistics, several shapes including odd channel counts (the SIMD kernels' scalar
  * tails), bit-identical repeats, no leaked tensors.
  */
@@ -20,9 +20,10 @@ import {
   BATCH_NORM_INFERENCE_KERNEL,
   BATCH_NORM_KERNEL,
   fusedNormsAvailable,
+  LAYER_NORM_GATE_KERNEL,
   LAYER_NORM_KERNEL,
 } from '../lib/backend/norms';
-import { BatchNorm2d, gelu, LayerNorm, ReLU, silu, siluFirstChannels } from '../lib/nn/index';
+import { BatchNorm2d, gelu, LayerNorm, layerNormSiluGate, ReLU, silu, siluFirstChannels } from '../lib/nn/index';
 import { Rng } from '../lib/util/random';
 import { assertClose, assertNoLeak } from './backend.helpers';
 
@@ -240,6 +241,45 @@ describe('fused kernels match the tf ops on wasm', () => {
       assert.deepEqual(again.y, fused.y, 'forward repeats bit for bit');
       assert.deepEqual(again.dx, fused.dx, 'dx repeats bit for bit');
       tf.dispose([x, r]);
+    });
+  }
+
+  for (const shape of [
+    [2, 3, 7], // odd channel count
+    [32, 16, 16, 24], // SS2D's out_norm at stage 1, 64 px (b·G = 32)
+  ]) {
+    test(`LayerNorm ⊙ SiLU(z) [${shape}]: values and the gradients of x, z, weight, bias`, async () => {
+      const c = shape[shape.length - 1];
+      const rng = new Rng(shape.length * 3 + c);
+      const norm = new LayerNorm(c);
+      params(norm, rng, c);
+      const [x, z, r] = [randn(rng, shape, 2, 0.3), randn(rng, shape, 3), randn(rng, shape)];
+      const once = async (fused: boolean) => {
+        let out: Float32Array[] = [];
+        const profile = await tf.profile(() =>
+          withFused(fused, () => {
+            out = tf.tidy(() => {
+              const f = (a: tf.Tensor, b: tf.Tensor) => layerNormSiluGate(norm, a, b);
+              const dxz = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(a, b), r)))([x, z]);
+              const loss = () => tf.sum(tf.mul(f(x, z), r)) as tf.Scalar;
+              const g = tf.variableGrads(loss, [norm.weight, norm.bias]).grads;
+              return [f(x, z), ...dxz, g[norm.weight.name], g[norm.bias.name]].map((t) => t.dataSync() as Float32Array);
+            });
+          }),
+        );
+        return { out, kernels: profile.kernelNames };
+      };
+      const fused = await once(true);
+      const ref = await once(false);
+      assert.ok(fused.kernels.includes(LAYER_NORM_GATE_KERNEL), 'fused run uses the kernel');
+      assert.ok(!ref.kernels.includes(LAYER_NORM_GATE_KERNEL), 'reference run does not');
+      assertClose(fused.out[0], ref.out[0], 'forward', 1e-5);
+      ['x', 'z', 'weight', 'bias'].forEach((name, i) =>
+        assertClose(fused.out[i + 1], ref.out[i + 1], `d${name}`, 1e-4),
+      );
+      const again = await once(true);
+      again.out.forEach((v, i) => assert.deepEqual(v, fused.out[i], `output ${i} repeats bit for bit`));
+      tf.dispose([x, z, r]);
     });
   }
 

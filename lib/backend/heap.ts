@@ -8,7 +8,7 @@
  * Which kernel uses which function: ./broadcast.ts bcast; ./reductions.ts colsum; ./cross-scan.ts sum4 (and copyruns, transpose2d); ./optimizer.ts adam; ./conv-gradients.ts
  * dwfilter; ./matmul.ts gemm_m / gemm_n; ./copies.ts copyruns, transpose2d, fillrows; ./norms.ts colsums,
  * affine, bngradsums, bngradapply, lnforward, lnbackward; ./activations.ts psilu, psilugrad, gelu,
- * gelugrad, relu, relugrad; ./gates.ts crossgate, crossgategrad
+ * gelugrad, relu, relugrad; ./norms.ts also silugate, silugategrad; ./gates.ts crossgate, crossgategrad
  * (with ./simd/math.ts's exp, σ and erf). Why each exists
  * and what it must match bit for bit: the header of the file that uses it.
  */
@@ -24,6 +24,8 @@ import {
   buildPartialSiluGrad,
   buildRelu,
   buildReluGrad,
+  buildSiluGate,
+  buildSiluGateGrad,
 } from './simd/activations';
 import { buildCrossGate, buildCrossGateGrad } from './simd/gates';
 import { buildGemm } from './simd/matmul';
@@ -75,6 +77,8 @@ export interface HeapExports {
   crossgategrad(...args: number[]): void;
   gelu(x: number, y: number, n: number): void;
   relu(x: number, y: number, n: number): void;
+  silugate(n: number, z: number, y: number, s: number, count: number): void;
+  silugategrad(dy: number, n: number, z: number, s: number, dn: number, dz: number, count: number): void;
   relugrad(dy: number, x: number, dx: number, n: number): void;
   sum4(a: number, b: number, c: number, d: number, out: number, n: number): void;
   bcast(a: number, b: number, out: number, O: number, M: number, I: number, op: number): void;
@@ -108,6 +112,8 @@ export const heapKernels: (backend: BackendWasm) => HeapExports | undefined = he
   buildGeluGrad(),
   buildRelu(),
   buildReluGrad(),
+  buildSiluGate(),
+  buildSiluGateGrad(),
   buildSum4(),
   buildBroadcastBinary(),
 ]);

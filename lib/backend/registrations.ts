@@ -76,8 +76,12 @@ import {
   batchNormGradKernel,
   batchNormInferenceKernel,
   batchNormKernel,
+  LAYER_NORM_GATE_GRAD_KERNEL,
+  LAYER_NORM_GATE_KERNEL,
   LAYER_NORM_GRAD_KERNEL,
   LAYER_NORM_KERNEL,
+  layerNormGateGradKernel,
+  layerNormGateKernel,
   layerNormGradKernel,
   layerNormKernel,
 } from './norms';
@@ -119,6 +123,8 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   { kernel: BATCH_NORM_KERNEL, add: batchNormKernel as unknown as tf.KernelFunc },
   { kernel: BATCH_NORM_GRAD_KERNEL, add: batchNormGradKernel as unknown as tf.KernelFunc },
   { kernel: BATCH_NORM_INFERENCE_KERNEL, add: batchNormInferenceKernel as unknown as tf.KernelFunc },
+  { kernel: LAYER_NORM_GATE_KERNEL, add: layerNormGateKernel as unknown as tf.KernelFunc },
+  { kernel: LAYER_NORM_GATE_GRAD_KERNEL, add: layerNormGateGradKernel as unknown as tf.KernelFunc },
   // SiLU (on the first p channels) with a one-call gradient (./activations.ts, used by lib/nn/layers.ts)
   { kernel: PARTIAL_SILU_KERNEL, add: partialSiluKernel as unknown as tf.KernelFunc },
   { kernel: PARTIAL_SILU_GRAD_KERNEL, add: partialSiluGradKernel as unknown as tf.KernelFunc },

@@ -24,7 +24,14 @@ import {
   RELU_KERNEL,
 } from '../backend/activations';
 import { fusedKernelsAvailable } from '../backend/fused';
-import { fusedBatchNorm, fusedBatchNormInference, fusedLayerNorm, fusedNormsAvailable } from '../backend/norms';
+import {
+  fusedBatchNorm,
+  fusedBatchNormInference,
+  fusedLayerNorm,
+  fusedLayerNormGate,
+  fusedNormsAvailable,
+  LAYER_NORM_GATE_KERNEL,
+} from '../backend/norms';
 import { Rng } from '../util/random';
 import { defaultInitRng, torchDefaultBound, uniform, constant } from './init';
 import { reportConvMacs, reportElementwiseMacs, reportLinearMacs, reportNormMacs } from './macs';
@@ -281,6 +288,19 @@ export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps:
 export function gelu(x: tf.Tensor): tf.Tensor {
   if (fusedKernelsAvailable(x, GELU_KERNEL)) return fusedGelu(x);
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)));
+}
+
+/**
+ * norm(x) ⊙ SiLU(z) for a LayerNorm `norm` over the last axis (VMamba's SS2D output gate, y ⊙ F.silu(z) after
+ * out_norm). Reports the norm's MACs as its forward does (the SiLU is functional: not counted). On wasm as
+ * one fused kernel each way (lib/backend/norms.ts; MSM_FUSED_KERNELS=0 keeps these tf ops).
+ */
+export function layerNormSiluGate(norm: LayerNorm, x: tf.Tensor, z: tf.Tensor): tf.Tensor {
+  if (!fusedKernelsAvailable(x, LAYER_NORM_GATE_KERNEL) || !tf.util.arraysEqual(x.shape, z.shape)) {
+    return tf.tidy(() => tf.mul(norm.forward(x), silu(z)));
+  }
+  reportNormMacs('LayerNorm', x.shape);
+  return fusedLayerNormGate(x, norm.weight, norm.bias, z, norm.eps);
 }
 
 /** SiLU (swish): x·sigmoid(x). On wasm with a one-call gradient (lib/backend/activations.ts). */

@@ -211,3 +211,55 @@ function reluLoop(name: string, grad: boolean): Fn {
 export const buildRelu = (): Fn => reluLoop('relu', false);
 /** relugrad(dy, x, dx, n): dx = x > 0 ? dy : 0. */
 export const buildReluGrad = (): Fn => reluLoop('relugrad', true);
+
+/**
+ * silugate(n, z, y, s, count): s = σ(z), y = n·(z·s) — a LayerNorm's output gated by SiLU(z) (SS2D's
+ * y ⊙ SiLU(z), ../norms.ts). silugategrad(dy, n, z, s, dn, dz, count): dn = dy·(z·s),
+ * dz = (dy·n)·s·(1 + z·(1 − s)). Over count floats, 4 per vector, the tail one lane at a time.
+ */
+function siluGateLoop(name: string, grad: boolean): Fn {
+  const f = new Fn(name, Array<ValType>(grad ? 7 : 5).fill('i32'));
+  const [dy, n, z, s, o1, o2, count] = grad
+    ? f.params
+    : [undefined, f.params[0], f.params[1], f.params[3], f.params[2], undefined, f.params[4]];
+  const m = vecMath(f);
+  const [i, n4] = [f.local('i32'), f.local('i32')];
+  const [zv, sv] = [f.local('v128'), f.local('v128')];
+  const body = (load: (arr: Local) => Expr, store: (arr: Local, e: Expr) => void) => {
+    f.set(zv, load(z));
+    if (!grad) {
+      emitSigmoid(f, m, sv, get(zv));
+      store(s, get(sv));
+      store(o1, vmul(load(n), vmul(get(zv), get(sv))));
+    } else {
+      f.set(sv, load(s));
+      store(o1, vmul(load(dy!), vmul(get(zv), get(sv))));
+      const slope = vadd(get(m.one), vmul(get(zv), vsub(get(m.one), get(sv))));
+      store(o2!, vmul(vmul(vmul(load(dy!), load(n)), get(sv)), slope));
+    }
+  };
+  f.set(n4, i32and(get(count), i32(~3)));
+  f.forUp(
+    i,
+    i32(0),
+    get(n4),
+    () =>
+      body(
+        (arr) => vload(at(arr, get(i))),
+        (arr, e) => f.storeV128(at(arr, get(i)), 0, e),
+      ),
+    4,
+  );
+  f.forUp(i, get(n4), get(count), () =>
+    body(
+      (arr) => vsplat(loadF32(at(arr, get(i)))),
+      (arr, e) => f.storeF32(at(arr, get(i)), 0, vextract(e, 0)),
+    ),
+  );
+  return f;
+}
+
+/** silugate(n, z, y, s, count): see siluGateLoop. */
+export const buildSiluGate = (): Fn => siluGateLoop('silugate', false);
+/** silugategrad(dy, n, z, s, dn, dz, count): see siluGateLoop. */
+export const buildSiluGateGrad = (): Fn => siluGateLoop('silugategrad', true);
