@@ -1,7 +1,8 @@
 /**
  * The fused kernels — LayerNorm (also gated by SiLU(z)) and BatchNorm (lib/backend/norms.ts), SiLU on all
- * or the first p channels, the exact GELU and ReLU (lib/backend/activations.ts) — against the unfused tf ops
- * they replace on wasm (MSM_FUSED_KERNELS=0): forward ≤ 1e-5 and gradients ≤ 1e-4 of the reference's scale,
+ * or the first p channels, the exact GELU and ReLU (lib/backend/activations.ts), lib/nn Conv2d's bias inside
+ * its depthwise conv or matMul — against the unfused tf ops they replace on wasm (MSM_FUSED_KERNELS=0):
+ * forward ≤ 1e-5 and gradients ≤ 1e-4 of the reference's scale,
  * BatchNorm's running statistics, several shapes including odd channel counts (the SIMD kernels' scalar
  * tails), bit-identical repeats, no leaked tensors.
  */
@@ -23,7 +24,16 @@ import {
   LAYER_NORM_GATE_KERNEL,
   LAYER_NORM_KERNEL,
 } from '../lib/backend/norms';
-import { BatchNorm2d, gelu, LayerNorm, layerNormSiluGate, ReLU, silu, siluFirstChannels } from '../lib/nn/index';
+import {
+  BatchNorm2d,
+  Conv2d,
+  gelu,
+  LayerNorm,
+  layerNormSiluGate,
+  ReLU,
+  silu,
+  siluFirstChannels,
+} from '../lib/nn/index';
 import { Rng } from '../lib/util/random';
 import { assertClose, assertNoLeak } from './backend.helpers';
 
@@ -280,6 +290,55 @@ describe('fused kernels match the tf ops on wasm', () => {
       const again = await once(true);
       again.out.forEach((v, i) => assert.deepEqual(v, fused.out[i], `output ${i} repeats bit for bit`));
       tf.dispose([x, z, r]);
+    });
+  }
+
+  const CONV_CASES: Array<[string, () => Conv2d, number[]]> = [
+    ['depthwise 3×3', () => new Conv2d(24, 24, 3, { padding: 1, groups: 24, rng: new Rng(1) }), [8, 16, 16, 24]],
+    [
+      'depthwise 3×3, multiplier 2',
+      () => new Conv2d(6, 12, 3, { padding: 1, groups: 6, rng: new Rng(2) }),
+      [2, 5, 5, 6],
+    ],
+    [
+      'depthwise 3×3, stride 2',
+      () => new Conv2d(6, 6, 3, { padding: 1, stride: 2, groups: 6, rng: new Rng(3) }),
+      [2, 7, 7, 6],
+    ],
+    ['pointwise (a matMul)', () => new Conv2d(48, 24, 1, { rng: new Rng(4) }), [8, 16, 16, 48]],
+  ];
+  for (const [what, make, shape] of CONV_CASES) {
+    test(`Conv2d ${what} with the bias inside the kernel [${shape}]`, async () => {
+      const conv = make();
+      const rng = new Rng(shape[3]);
+      const x = randn(rng, shape);
+      const r = tf.tidy(() => randn(rng, conv.forward(x).shape));
+      const once = async (fused: boolean) => {
+        let out: Float32Array[] = [];
+        const profile = await tf.profile(() =>
+          withFused(fused, () => {
+            out = tf.tidy(() => {
+              const loss = () => tf.sum(tf.mul(conv.forward(x), r)) as tf.Scalar;
+              const dx = tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(conv.forward(xi), r)))(x);
+              const g = tf.variableGrads(loss, [conv.weight, conv.bias!]).grads;
+              return [conv.forward(x), dx, g[conv.weight.name], g[conv.bias!.name]].map(
+                (t) => t.dataSync() as Float32Array,
+              );
+            });
+          }),
+        );
+        return { out, kernels: profile.kernelNames };
+      };
+      const fused = await once(true);
+      const ref = await once(false);
+      const kernel = conv.depthwise ? 'FusedDepthwiseConv2D' : '_FusedMatMul';
+      assert.ok(fused.kernels.includes(kernel), `fused run uses ${kernel}`);
+      assert.ok(!ref.kernels.includes(kernel), 'reference run does not');
+      assertClose(fused.out[0], ref.out[0], 'forward', 1e-5);
+      ['x', 'weight', 'bias'].forEach((name, i) => assertClose(fused.out[i + 1], ref.out[i + 1], `d${name}`, 1e-4));
+      const again = await once(true);
+      again.out.forEach((v, i) => assert.deepEqual(v, fused.out[i], `output ${i} repeats bit for bit`));
+      tf.dispose([x, r]);
     });
   }
 

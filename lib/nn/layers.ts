@@ -159,8 +159,11 @@ export class Conv2d extends Layer {
       return tf.tidy(() => {
         const [b, h, w] = x.shape;
         const x2 = x.reshape([-1, this.inChannels]); // [b·h·w, in]
-        let y = tf.matMul(x2, this.weight.reshape([this.inChannels, this.outChannels])); // [b·h·w, out]
-        if (this.bias) y = tf.add(y, this.bias);
+        const w2 = this.weight.reshape([this.inChannels, this.outChannels]); // [in, out]
+        // On wasm (fused kernels on) the bias rides in the GEMM: one kernel instead of two.
+        const fusedBias = this.bias && fusedKernelsAvailable(x, '_FusedMatMul');
+        let y = fusedBias ? tf.fused.matMul({ a: x2, b: w2, bias: this.bias }) : tf.matMul(x2, w2); // [b·h·w, out]
+        if (this.bias && !fusedBias) y = tf.add(y, this.bias);
         return y.reshape([b, h, w, this.outChannels]);
       });
     }
@@ -174,6 +177,11 @@ export class Conv2d extends Layer {
         [0, 0],
       ];
       const s: [number, number] = [this.stride, this.stride];
+      if (this.depthwise && this.bias && fusedKernelsAvailable(x, 'FusedDepthwiseConv2D')) {
+        // On wasm (fused kernels on) XNNPACK adds the bias inside the depthwise conv: one kernel instead of two.
+        const filter = this.weight as tf.Tensor4D;
+        return tf.fused.depthwiseConv2d({ x: x4, filter, strides: s, pad: p, bias: this.bias }); // p on every side
+      }
       let y = this.depthwise
         ? tf.depthwiseConv2d(x4, this.weight as tf.Tensor4D, s, p === 0 ? 'valid' : pad) // [b, h', w', in·mult]
         : tf.conv2d(x4, this.weight as tf.Tensor4D, s, p === 0 ? 'valid' : pad); // [b, h', w', out]
