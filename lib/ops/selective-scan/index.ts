@@ -233,7 +233,7 @@ function crossScanSSMFused(
     const y = selectiveScan({
       u: u.reshape([b, K * e, l]) as tf.Tensor3D,
       delta: delta.reshape([b, K * e, l]) as tf.Tensor3D,
-      A: tf.neg(tf.exp(p.ALogs)) as tf.Tensor2D, // [4E, N]
+      A: tf.mul(tf.exp(p.ALogs), -1) as tf.Tensor2D, // [4E, N]   −exp(A_logs) (a scalar Multiply: the kit's heap kernel)
       B: Bs as tf.Tensor4D, // [b, 4, N, l]
       C: Cs as tf.Tensor4D, // [b, 4, N, l]
       D: asShape(p.Ds, [K * e]) as tf.Tensor1D, // (official Ds is [4E] already)
