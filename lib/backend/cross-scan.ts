@@ -41,33 +41,37 @@ function heap(backend: BackendWasm, kernel: string): HeapExports {
 }
 
 /**
- * Copies the rows of a row-major map (rows of `run` bytes, `stride` bytes apart: a channel block of a
- * wider tensor) to or from `ordered` [l, run] in direction k's order (ordered row t = map row at t_k⁻¹),
- * with copyruns (negative strides walk backwards): k = 0, 2 one call, k = 1, 3 one per map row i.
+ * Moves one direction between a row-major map (rows = positions, `stride` floats apart, c channels each:
+ * the whole map or a channel block of it) and the direction's channels-first block [c, l] (steps in the
+ * direction's order), with the strided SIMD transpose `transpose2ds` (negative strides walk backwards):
+ * directions 0 and 2 in one call, 1 and 3 in one call per map column j (its h positions are h consecutive
+ * steps). toBlock: map → block (crossScan), else block → map (crossMerge). Byte addresses; h·w = l.
  */
-function reorderRows(
+function moveDirection(
   k: HeapExports,
   dir: number,
   map: number,
   stride: number,
-  ordered: number,
-  run: number,
+  block: number,
+  c: number,
   h: number,
   w: number,
-  toOrdered: boolean,
+  toBlock: boolean,
 ): void {
   const l = h * w;
-  const copy = (mapAt: number, ordAt: number, count: number, mapStep: number, ordStep: number) =>
-    toOrdered
-      ? k.copyruns(mapAt, ordAt, count, run, mapStep, ordStep)
-      : k.copyruns(ordAt, mapAt, count, run, ordStep, mapStep);
-  if (dir === 0) copy(map, ordered, l, stride, run);
-  else if (dir === 2) copy(map + (l - 1) * stride, ordered, l, -stride, run);
+  // mapRow: the map row of the first of `rows` steps starting at step t0, mapStep: between consecutive steps
+  const move = (mapRow: number, mapStep: number, t0: number, rows: number) =>
+    toBlock
+      ? k.transpose2ds(map + 4 * mapRow * stride, block + 4 * t0, rows, c, mapStep * stride, l)
+      : k.transpose2ds(block + 4 * t0, map + 4 * mapRow * stride, c, rows, l, mapStep * stride);
+  if (dir === 0) move(0, 1, 0, l);
+  else if (dir === 2)
+    move(l - 1, -1, 0, l); // step t at position l − 1 − t
   else {
-    // map row (i, j) ↔ ordered row j·h + i (dir 1) or l − 1 − (j·h + i) (dir 3)
-    for (let i = 0; i < h; i++) {
-      const t = dir === 1 ? ordered + i * run : ordered + (l - 1 - i) * run;
-      copy(map + i * w * stride, t, w, stride, dir === 1 ? h * run : -h * run);
+    for (let j = 0; j < w; j++) {
+      if (dir === 1)
+        move(j, w, j * h, h); // steps j·h + i at positions i·w + j
+      else move((h - 1) * w + j, -w, l - (j + 1) * h, h); // steps l − 1 − (j·h + i), i from h − 1 down
     }
   }
 }
@@ -75,8 +79,7 @@ function reorderRows(
 /**
  * inputs x [b, h, w, C]; attrs blocks → u [b, 4, c, l] with c = C (every direction reads all channels) or,
  * with `blocks`, c = C/4 (direction k reads channel block k: per-direction projections computed before
- * the permutation). Per batch entry and direction: the rows in direction order (copyruns), then one SIMD
- * transpose [l, c] → [c, l].
+ * the permutation). One strided SIMD transpose pass per direction (`moveDirection`).
  */
 export function crossScanKernel(args: KernelArgs): Info {
   const backend = args.backend as BackendWasm;
@@ -87,30 +90,22 @@ export function crossScanKernel(args: KernelArgs): Info {
   const l = h * w;
   const out = backend.makeOutput([b, 4, c, l], 'float32');
   if (b * c * l === 0) return out;
-  const scratch = backend.makeOutput([l, c], 'float32'); // one direction's rows, in its order
   const k = heap(backend, CROSS_SCAN_KERNEL);
-  const [px, pu, ps] = [x, out, scratch].map((t) => offsetOf(backend, t));
+  const [px, pu] = [x, out].map((t) => offsetOf(backend, t));
   for (let bi = 0; bi < b; bi++) {
     for (let dir = 0; dir < 4; dir++) {
-      const src = px + 4 * (bi * l * C + (blocks ? dir * c : 0));
-      const dst = pu + 4 * (bi * 4 + dir) * c * l;
-      if (dir === 0 && !blocks) {
-        k.transpose2d(src, dst, l, c); // already in order
-        continue;
-      }
-      reorderRows(k, dir, src, 4 * C, ps, 4 * c, h, w, true);
-      k.transpose2d(ps, dst, l, c);
+      const map = px + 4 * (bi * l * C + (blocks ? dir * c : 0));
+      moveDirection(k, dir, map, C, pu + 4 * (bi * 4 + dir) * c * l, c, h, w, true);
     }
   }
-  backend.disposeData(scratch.dataId);
   return out;
 }
 
 /**
  * inputs y [b, 4, c, l]; attrs h, w, blocks → [b, h, w, c], the sum over the directions in the order
  * ((y0 + y2) + y1) + y3 in f32 (the reference's addN), or with `blocks` [b, h, w, 4c], direction k into
- * channel block k (crossScan's gradient in that mode). Per batch entry and direction: one SIMD transpose
- * [c, l] → [l, c], then the rows back to row-major positions (copyruns); the sum is one SIMD pass (sum4).
+ * channel block k (crossScan's gradient in that mode). One strided SIMD transpose pass per direction
+ * (`moveDirection`), into the output or, to be summed (`sum4`, SIMD), into four row-major scratch maps.
  */
 export function crossMergeKernel(args: KernelArgs): Info {
   const backend = args.backend as BackendWasm;
@@ -120,21 +115,19 @@ export function crossMergeKernel(args: KernelArgs): Info {
   const C = blocks ? 4 * c : c;
   const out = backend.makeOutput([b, h, w, C], 'float32');
   if (b * c * l === 0) return out;
-  const ordered = backend.makeOutput([l, c], 'float32'); // one direction, transposed, in its order
   const maps = blocks ? undefined : backend.makeOutput([4, l, c], 'float32'); // the four, row-major
   const k = heap(backend, CROSS_MERGE_KERNEL);
-  const [py, po, pt] = [y, out, ordered].map((t) => offsetOf(backend, t));
+  const [py, po] = [y, out].map((t) => offsetOf(backend, t));
   const pm = maps ? offsetOf(backend, maps) : 0;
   const lc = l * c;
   for (let bi = 0; bi < b; bi++) {
     for (let dir = 0; dir < 4; dir++) {
-      k.transpose2d(py + 4 * (bi * 4 + dir) * lc, pt, c, l);
-      if (blocks) reorderRows(k, dir, po + 4 * (bi * l * C + dir * c), 4 * C, pt, 4 * c, h, w, false);
-      else reorderRows(k, dir, pm + 4 * dir * lc, 4 * c, pt, 4 * c, h, w, false);
+      const block = py + 4 * (bi * 4 + dir) * lc;
+      if (blocks) moveDirection(k, dir, po + 4 * (bi * l * C + dir * c), C, block, c, h, w, false);
+      else moveDirection(k, dir, pm + 4 * dir * lc, c, block, c, h, w, false);
     }
     if (!blocks) k.sum4(pm, pm + 8 * lc, pm + 4 * lc, pm + 12 * lc, po + 4 * bi * lc, lc); // ((y0 + y2) + y1) + y3
   }
-  backend.disposeData(ordered.dataId);
   if (maps) backend.disposeData(maps.dataId);
   return out;
 }

@@ -5,7 +5,7 @@
  * (`offsetOf`). Where the heap cannot be reached (e.g. a build without SIMD), `heapKernels` returns
  * undefined and every caller keeps the stock kernel.
  *
- * Which kernel uses which function: ./broadcast.ts bcast; ./reductions.ts colsum; ./cross-scan.ts sum4 (and copyruns, transpose2d); ./optimizer.ts adam; ./conv-gradients.ts
+ * Which kernel uses which function: ./broadcast.ts bcast; ./reductions.ts colsum; ./cross-scan.ts sum4, transpose2ds; ./optimizer.ts adam; ./conv-gradients.ts
  * dwfilter; ./matmul.ts gemm_m / gemm_n; ./copies.ts copyruns, transpose2d, fillrows; ./norms.ts colsums,
  * affine, bngradsums, bngradapply, lnforward, lnbackward; ./activations.ts psilu, psilugrad, gelu,
  * gelugrad, relu, relugrad; ./norms.ts also silugate, silugategrad; ./gates.ts crossgate, crossgategrad
@@ -16,7 +16,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { heapModule } from './heap-module';
 import { buildDepthwiseFilterGrad } from './simd/conv-gradients';
-import { buildCopyRuns, buildFillRows, buildTranspose2d } from './simd/copies';
+import { buildCopyRuns, buildFillRows, buildTranspose2d, buildTranspose2dStrided } from './simd/copies';
 import {
   buildGelu,
   buildGeluGrad,
@@ -62,6 +62,7 @@ export interface HeapExports {
   dwfilter(...args: number[]): void;
   copyruns(src: number, dst: number, count: number, run: number, srcStride: number, dstStride: number): void;
   transpose2d(src: number, dst: number, rows: number, cols: number): void;
+  transpose2ds(src: number, dst: number, rows: number, cols: number, srcStride: number, dstStride: number): void;
   fillrows(base: number, count: number, rep: number, stride: number): void;
   gemm_m: Gemm;
   gemm_n: Gemm;
@@ -115,6 +116,7 @@ export const heapKernels: (backend: BackendWasm) => HeapExports | undefined = he
   buildSiluGate(),
   buildSiluGateGrad(),
   buildSum4(),
+  buildTranspose2dStrided(),
   buildBroadcastBinary(),
 ]);
 
