@@ -156,14 +156,20 @@ function planMatMul(a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, tra
  */
 const MIN_ROWS_FRESH_WEIGHTS = 48;
 
+/** The stock naive loop sums k in blocks of this many; with k ≤ one block it sums like the GEMM. */
+const NAIVE_K_BLOCK = 48;
+
 /**
  * Keep the stock kernel when it already reaches XNNPACK, when the product is tiny, or when b differs
- * per batch entry (so its weights would be packed afresh for every product) and the rows are few.
+ * per batch entry (so its weights would be packed afresh for every product) and the rows are few — but
+ * not when k fits one of the naive loop's k blocks: it then sums each output from 0 in k order, one product
+ * at a time, exactly as the heap GEMM, so the GEMM gives the same bits much faster (e.g. SS2D's batched
+ * dt_proj, [b·4]·[E, R] @ [R, l] with R ≤ 6: ~4 ms naive, ~0.1 ms as GEMM at 64 px).
  */
 function keepOriginal(p: MatMulPlan, transposeA: boolean, transposeB: boolean): boolean {
   const direct = !transposeA && !transposeB && p.batchA === 1 && p.batchB === 1;
   if (direct || Math.max(p.batchA, p.batchB) * p.m * p.k * p.n < SMALL_MATMUL) return true;
-  return p.batchB > 1 && p.m < MIN_ROWS_FRESH_WEIGHTS;
+  return p.batchB > 1 && p.m < MIN_ROWS_FRESH_WEIGHTS && p.k > NAIVE_K_BLOCK;
 }
 
 /**

@@ -32,6 +32,8 @@ export const LAYER_NORM_GRAD_KERNEL = 'MsmLayerNormGrad';
 export const BATCH_NORM_KERNEL = 'MsmBatchNorm';
 export const BATCH_NORM_GRAD_KERNEL = 'MsmBatchNormGrad';
 export const BATCH_NORM_INFERENCE_KERNEL = 'MsmBatchNormInference';
+export const LAYER_NORM_GATE_KERNEL = 'MsmLayerNormGate';
+export const LAYER_NORM_GATE_GRAD_KERNEL = 'MsmLayerNormGateGrad';
 
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
@@ -322,4 +324,84 @@ export function fusedBatchNormInference(
     };
   });
   return f(x, weight, bias);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// LayerNorm gated by SiLU (SS2D's out_norm(y) ⊙ SiLU(z)): one kernel each way
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * inputs x, z [..., c], weight, bias [c]; attrs eps → [y, n = LN(x), s = σ(z) [..., c], mean, rstd [rows]]:
+ * `lnforward` into n, then `silugate`: y = n·(z·s).
+ */
+export function layerNormGateKernel(args: KernelArgs): Info[] {
+  const backend = args.backend as BackendWasm;
+  const { x, weight, bias, z } = args.inputs as Record<string, Info>;
+  const eps = Number((args.attrs as { eps: number }).eps);
+  const [rows, c] = rowsAndChannels(x);
+  const outs = [0, 1, 2].map(() => backend.makeOutput(x.shape, 'float32'));
+  outs.push(backend.makeOutput([rows], 'float32'), backend.makeOutput([rows], 'float32'));
+  const [py, pn, ps, pm, pr] = outs.map((t) => offsetOf(backend, t));
+  const [px, pw, pb, pz] = [x, weight, bias, z].map((t) => offsetOf(backend, t));
+  if (rows > 0) {
+    const k = heap(backend, LAYER_NORM_GATE_KERNEL);
+    k.lnforward(px, pn, rows, c, pw, pb, pm, pr, c, eps);
+    k.silugate(pn, pz, py, ps, rows * c);
+  }
+  return outs;
+}
+
+/**
+ * inputs dy, x, z, n, s [..., c], weight [c], mean, rstd [rows] → [dx, dz [..., c], dw, db [c]]:
+ * `silugategrad` (dn = dy·z·s, dz) into a scratch dn, then `lnbackward` of dn.
+ */
+export function layerNormGateGradKernel(args: KernelArgs): Info[] {
+  const backend = args.backend as BackendWasm;
+  const { dy, x, z, n, s, weight, mean, rstd } = args.inputs as Record<string, Info>;
+  const [rows, c] = rowsAndChannels(x);
+  const outs = [backend.makeOutput(x.shape, 'float32'), backend.makeOutput(x.shape, 'float32')];
+  outs.push(backend.makeOutput([c], 'float32'), backend.makeOutput([c], 'float32'));
+  const dn = backend.makeOutput(x.shape, 'float32');
+  const p = (t: Info) => offsetOf(backend, t);
+  const k = heap(backend, LAYER_NORM_GATE_GRAD_KERNEL);
+  k.silugategrad(p(dy), p(n), p(z), p(s), p(dn), p(outs[1]), rows * c);
+  k.lnbackward(p(dn), p(x), p(outs[0]), rows, c, p(weight), p(mean), p(rstd), p(outs[2]), p(outs[3]), c);
+  backend.disposeData(dn.dataId);
+  return outs;
+}
+
+/**
+ * LN(x)·w + b ⊙ SiLU(z) (LayerNorm over the last axis, then gated) as one kernel each way; check
+ * `fusedKernelsAvailable(x, LAYER_NORM_GATE_KERNEL)` first. The tf-op version is lib/nn `layerNormSiluGate`'s.
+ */
+export function fusedLayerNormGate(
+  x: tf.Tensor,
+  weight: tf.Tensor,
+  bias: tf.Tensor,
+  z: tf.Tensor,
+  eps: number,
+): tf.Tensor {
+  const f = tf.customGrad((xi, wi, bi, zi, save) => {
+    const inputs = { x: xi as tf.Tensor, weight: wi as tf.Tensor, bias: bi as tf.Tensor, z: zi as tf.Tensor };
+    const [y, n, s, mean, rstd] = tf.engine().runKernel(LAYER_NORM_GATE_KERNEL, inputs, { eps }) as tf.Tensor[];
+    (save as tf.GradSaveFunc)([inputs.x, inputs.z, n, s, inputs.weight, mean, rstd]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, zs, ns, ss, ws, ms, rs] = saved;
+        const [dx, dz, dw, db] = tf.engine().runKernel(LAYER_NORM_GATE_GRAD_KERNEL, {
+          dy,
+          x: xs,
+          z: zs,
+          n: ns,
+          s: ss,
+          weight: ws,
+          mean: ms,
+          rstd: rs,
+        }) as tf.Tensor[];
+        return [dx, dw, db, dz];
+      },
+    };
+  });
+  return f(x, weight, bias, z);
 }
