@@ -269,9 +269,10 @@ async function profile(job: Job): Promise<void> {
     const timed = performance.now() - t1;
     timing = false;
     const inKernels = [...kernelTimes.values()].reduce((a, e) => a + e.ms, 0);
+    const calls = [...kernelTimes.values()].reduce((a, e) => a + e.calls, 0);
     console.log(
       `  kernels, exclusive time (a second run, ${timed.toFixed(0)} ms: ${inKernels.toFixed(0)} ms inside kernels, ` +
-        `${(timed - inKernels).toFixed(0)} ms outside: engine, tape, JS):`,
+        `${(timed - inKernels).toFixed(0)} ms outside: engine, tape, JS; ${calls} kernel calls):`,
     );
     for (const [k, v] of [...kernelTimes].sort((a, b) => b[1].ms - a[1].ms).slice(0, 30)) {
       console.log(`  ${k.padEnd(36)} ${v.ms.toFixed(1).padStart(8)} ms  ${String(v.calls).padStart(5)} calls`);

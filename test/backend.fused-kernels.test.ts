@@ -1,7 +1,8 @@
 /**
- * The fused kernels — LayerNorm and BatchNorm (lib/backend/norms.ts), SiLU on all or the first
- * p channels (lib/backend/activations.ts) — against the unfused tf ops they replace on wasm
- * (MSM_FUSED_KERNELS=0): forward ≤ 1e-5 and gradients ≤ 1e-4 of the reference's scale,
+ * The fused kernels — LayerNorm (also gated by SiLU(z)) and BatchNorm (lib/backend/norms.ts), SiLU on all
+ * or the first p channels, the exact GELU and ReLU (lib/backend/activations.ts), lib/nn Conv2d's bias inside
+ * its depthwise conv or matMul — against the unfused tf ops they replace on wasm (MSM_FUSED_KERNELS=0):
+ * forward ≤ 1e-5 and gradients ≤ 1e-4 of the reference's scale,
  * BatchNorm's running statistics, several shapes including odd channel counts (the SIMD kernels' scalar
  * tails), bit-identical repeats, no leaked tensors.
  */
@@ -9,14 +10,30 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
-import { PARTIAL_SILU_GRAD_KERNEL } from '../lib/backend/activations';
+import {
+  GELU_GRAD_KERNEL,
+  GELU_KERNEL,
+  PARTIAL_SILU_GRAD_KERNEL,
+  RELU_GRAD_KERNEL,
+  RELU_KERNEL,
+} from '../lib/backend/activations';
 import {
   BATCH_NORM_INFERENCE_KERNEL,
   BATCH_NORM_KERNEL,
   fusedNormsAvailable,
+  LAYER_NORM_GATE_KERNEL,
   LAYER_NORM_KERNEL,
 } from '../lib/backend/norms';
-import { BatchNorm2d, LayerNorm, silu, siluFirstChannels } from '../lib/nn/index';
+import {
+  BatchNorm2d,
+  Conv2d,
+  gelu,
+  LayerNorm,
+  layerNormSiluGate,
+  ReLU,
+  silu,
+  siluFirstChannels,
+} from '../lib/nn/index';
 import { Rng } from '../lib/util/random';
 import { assertClose, assertNoLeak } from './backend.helpers';
 
@@ -237,6 +254,160 @@ describe('fused kernels match the tf ops on wasm', () => {
     });
   }
 
+  for (const shape of [
+    [2, 3, 7], // odd channel count
+    [32, 16, 16, 24], // SS2D's out_norm at stage 1, 64 px (b·G = 32)
+  ]) {
+    test(`LayerNorm ⊙ SiLU(z) [${shape}]: values and the gradients of x, z, weight, bias`, async () => {
+      const c = shape[shape.length - 1];
+      const rng = new Rng(shape.length * 3 + c);
+      const norm = new LayerNorm(c);
+      params(norm, rng, c);
+      const [x, z, r] = [randn(rng, shape, 2, 0.3), randn(rng, shape, 3), randn(rng, shape)];
+      const once = async (fused: boolean) => {
+        let out: Float32Array[] = [];
+        const profile = await tf.profile(() =>
+          withFused(fused, () => {
+            out = tf.tidy(() => {
+              const f = (a: tf.Tensor, b: tf.Tensor) => layerNormSiluGate(norm, a, b);
+              const dxz = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(a, b), r)))([x, z]);
+              const loss = () => tf.sum(tf.mul(f(x, z), r)) as tf.Scalar;
+              const g = tf.variableGrads(loss, [norm.weight, norm.bias]).grads;
+              return [f(x, z), ...dxz, g[norm.weight.name], g[norm.bias.name]].map((t) => t.dataSync() as Float32Array);
+            });
+          }),
+        );
+        return { out, kernels: profile.kernelNames };
+      };
+      const fused = await once(true);
+      const ref = await once(false);
+      assert.ok(fused.kernels.includes(LAYER_NORM_GATE_KERNEL), 'fused run uses the kernel');
+      assert.ok(!ref.kernels.includes(LAYER_NORM_GATE_KERNEL), 'reference run does not');
+      assertClose(fused.out[0], ref.out[0], 'forward', 1e-5);
+      ['x', 'z', 'weight', 'bias'].forEach((name, i) =>
+        assertClose(fused.out[i + 1], ref.out[i + 1], `d${name}`, 1e-4),
+      );
+      const again = await once(true);
+      again.out.forEach((v, i) => assert.deepEqual(v, fused.out[i], `output ${i} repeats bit for bit`));
+      tf.dispose([x, z, r]);
+    });
+  }
+
+  const CONV_CASES: Array<[string, () => Conv2d, number[]]> = [
+    ['depthwise 3×3', () => new Conv2d(24, 24, 3, { padding: 1, groups: 24, rng: new Rng(1) }), [8, 16, 16, 24]],
+    [
+      'depthwise 3×3, multiplier 2',
+      () => new Conv2d(6, 12, 3, { padding: 1, groups: 6, rng: new Rng(2) }),
+      [2, 5, 5, 6],
+    ],
+    [
+      'depthwise 3×3, stride 2',
+      () => new Conv2d(6, 6, 3, { padding: 1, stride: 2, groups: 6, rng: new Rng(3) }),
+      [2, 7, 7, 6],
+    ],
+    ['pointwise (a matMul)', () => new Conv2d(48, 24, 1, { rng: new Rng(4) }), [8, 16, 16, 48]],
+  ];
+  for (const [what, make, shape] of CONV_CASES) {
+    test(`Conv2d ${what} with the bias inside the kernel [${shape}]`, async () => {
+      const conv = make();
+      const rng = new Rng(shape[3]);
+      const x = randn(rng, shape);
+      const r = tf.tidy(() => randn(rng, conv.forward(x).shape));
+      const once = async (fused: boolean) => {
+        let out: Float32Array[] = [];
+        const profile = await tf.profile(() =>
+          withFused(fused, () => {
+            out = tf.tidy(() => {
+              const loss = () => tf.sum(tf.mul(conv.forward(x), r)) as tf.Scalar;
+              const dx = tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(conv.forward(xi), r)))(x);
+              const g = tf.variableGrads(loss, [conv.weight, conv.bias!]).grads;
+              return [conv.forward(x), dx, g[conv.weight.name], g[conv.bias!.name]].map(
+                (t) => t.dataSync() as Float32Array,
+              );
+            });
+          }),
+        );
+        return { out, kernels: profile.kernelNames };
+      };
+      const fused = await once(true);
+      const ref = await once(false);
+      const kernel = conv.depthwise ? 'FusedDepthwiseConv2D' : '_FusedMatMul';
+      assert.ok(fused.kernels.includes(kernel), `fused run uses ${kernel}`);
+      assert.ok(!ref.kernels.includes(kernel), 'reference run does not');
+      assertClose(fused.out[0], ref.out[0], 'forward', 1e-5);
+      ['x', 'weight', 'bias'].forEach((name, i) => assertClose(fused.out[i + 1], ref.out[i + 1], `d${name}`, 1e-4));
+      const again = await once(true);
+      again.out.forEach((v, i) => assert.deepEqual(v, fused.out[i], `output ${i} repeats bit for bit`));
+      tf.dispose([x, r]);
+    });
+  }
+
+  for (const shape of [[7], [2, 5, 7], [8, 16, 16, 48]]) {
+    test(`ReLU [${shape}]`, async () => {
+      const rng = new Rng(shape.length * 17 + shape[0]);
+      const x = randn(rng, shape);
+      const r = randn(rng, shape);
+      const relu = new ReLU();
+      const once = async (fused: boolean) => {
+        let out: Float32Array[] = [];
+        const profile = await tf.profile(() =>
+          withFused(fused, () => {
+            out = tf.tidy(() =>
+              [relu.forward(x), tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(relu.forward(xi), r)))(x)].map(
+                (t) => t.dataSync() as Float32Array,
+              ),
+            );
+          }),
+        );
+        return { out, kernels: profile.kernelNames };
+      };
+      const fused = await once(true);
+      const ref = await once(false);
+      assert.ok(fused.kernels.includes(RELU_GRAD_KERNEL), 'fused run uses the kernel');
+      assert.ok(!ref.kernels.includes(RELU_KERNEL), 'reference run does not');
+      // the same values (max and a select are exact; only a zero's sign may differ)
+      const values = (a: Float32Array) => Array.from(a, (v) => v + 0); // −0 + 0 = +0
+      assert.deepEqual(values(fused.out[0]), values(ref.out[0]), 'forward');
+      assert.deepEqual(values(fused.out[1]), values(ref.out[1]), 'dx');
+      tf.dispose([x, r]);
+    });
+  }
+
+  const GELU_SHAPES = [
+    [7], // the scalar tail only
+    [2, 5, 7],
+    [8, 32, 32, 48], // the Microscopic-Mamba stem's GELU at 64 px
+  ];
+  for (const shape of GELU_SHAPES) {
+    test(`GELU [${shape}]`, async () => {
+      const rng = new Rng(shape.length * 31 + shape[0]);
+      const x = randn(rng, shape, 3);
+      const r = randn(rng, shape);
+      const once = async (fused: boolean) => {
+        let out: Float32Array[] = [];
+        const profile = await tf.profile(() =>
+          withFused(fused, () => {
+            out = tf.tidy(() =>
+              [gelu(x), tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(gelu(xi), r)))(x)].map(
+                (t) => t.dataSync() as Float32Array,
+              ),
+            );
+          }),
+        );
+        return { out, kernels: profile.kernelNames };
+      };
+      const fused = await once(true);
+      const ref = await once(false);
+      assert.ok(fused.kernels.includes(GELU_GRAD_KERNEL), 'fused run uses the kernel');
+      assert.ok(!ref.kernels.includes(GELU_KERNEL), 'reference run does not');
+      assertClose(fused.out[0], ref.out[0], 'forward', 1e-5);
+      assertClose(fused.out[1], ref.out[1], 'dx', 1e-4);
+      const again = await once(true);
+      again.out.forEach((v, i) => assert.deepEqual(v, fused.out[i], `output ${i} repeats bit for bit`));
+      tf.dispose([x, r]);
+    });
+  }
+
   test('no tensors leak (forward and backward)', async () => {
     const rng = new Rng(3);
     const ln = new LayerNorm(12);
@@ -254,6 +425,13 @@ describe('fused kernels match the tf ops on wasm', () => {
       tf.tidy(() =>
         tf
           .grad((xi: tf.Tensor) => tf.sum(tf.square(bn.forward(xi, { training: true }))))(x)
+          .dataSync(),
+      ),
+    );
+    await assertNoLeak('GELU', () =>
+      tf.tidy(() =>
+        tf
+          .grad((xi: tf.Tensor) => tf.sum(tf.square(gelu(xi))))(x)
           .dataSync(),
       ),
     );

@@ -256,6 +256,8 @@ test('matrix products: the heap GEMM is bit-identical to XNNPACK (the stock 2-D 
     [3, 1, 9, 70, 13],
     [1, 3, 6, 40, 11],
     [4, 4, 5, 33, 7],
+    [128, 128, 24, 1, 256], // SS2D's batched dt_proj (few rows, k within one naive block: the GEMM)
+    [6, 6, 20, 48, 300],
   ];
   for (const [batchA, batchB, m, k, n] of cases) {
     for (const [tA, tB] of [

@@ -1,14 +1,15 @@
 /**
- * The SIMD scan engine's worker threads (wasm-simd-threads.ts ThreadPool): a worker that cannot start must
- * surface as a clear error instead of blocking the calling thread forever (it waits with Atomics.wait,
- * so no 'error' event can reach it), and the next call must work again with fresh workers.
+ * The SIMD scan engine's worker threads (the process's pool, lib/backend/worker-pool.ts): a worker that
+ * cannot start must surface as a clear error instead of blocking the calling thread (it waits with
+ * Atomics.wait, so no 'error' event can reach it; a share whose worker never claims it runs on the
+ * calling thread), and the next call must work again with fresh workers.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { initBackend } from '../lib/backend/index';
 import { setScanEngine } from '../lib/ops/selective-scan/fused-cpu';
 import { simdScanEngine, simdThreads, stopScanThreads } from '../lib/ops/selective-scan/wasm-simd';
-import { ThreadPool } from '../lib/ops/selective-scan/wasm-simd-threads';
+import { WorkerPool as ThreadPool, workerPool } from '../lib/backend/worker-pool';
 import { makeScanData, runScan, assertSameScan } from './ops.scan-helpers';
 
 const original = { source: ThreadPool.workerSource, timeout: ThreadPool.startTimeoutMs };
@@ -41,21 +42,30 @@ test('a worker that fails to start is reported, and the next call starts fresh w
     Atomics.store(ctl, 3, -1);
     Atomics.notify(ctl, 1);
     throw new Error('simulated start failure');`;
+  // Started ahead and given time to fail: a call reports a failure it sees (until then, shares whose
+  // worker never claims them run on the calling thread).
+  workerPool().prestart(1);
+  await new Promise((r) => setTimeout(r, 2000));
   await assert.rejects(runScan(data, 'fused'), /worker thread failed to start.*MSM_SCAN_THREADS=1/);
   ThreadPool.workerSource = original.source;
   assertSameScan(await runScan(data, 'fused'), want, 'after recovery');
 });
 
-test('a worker that never starts times out with a clear error', async (t) => {
+test('a worker that never starts holds up no call (its share runs on the calling thread) and is reported after the start timeout', async (t) => {
   if (simdThreads(4) < 2) return t.skip('no SharedArrayBuffer: the engine runs single-threaded');
+  const want = await runScan(data, 'reference');
   stopScanThreads();
   ThreadPool.workerSource = `setInterval(() => {}, 1000); // never signals that it started`;
-  ThreadPool.startTimeoutMs = 300;
-  const t0 = Date.now();
-  await assert.rejects(runScan(data, 'fused'), /did not start within 0.3 s/);
-  assert.ok(Date.now() - t0 < 10_000, 'the caller was released');
-  ThreadPool.workerSource = original.source;
-  ThreadPool.startTimeoutMs = original.timeout;
-  const want = await runScan(data, 'reference');
+  ThreadPool.startTimeoutMs = 3000;
+  try {
+    assertSameScan(await runScan(data, 'fused'), want, 'with a worker that never starts');
+    await new Promise((r) => setTimeout(r, 3100));
+    const t0 = Date.now();
+    await assert.rejects(runScan(data, 'fused'), /did not start within 3 s/);
+    assert.ok(Date.now() - t0 < 10_000, 'the caller was released');
+  } finally {
+    ThreadPool.workerSource = original.source;
+    ThreadPool.startTimeoutMs = original.timeout;
+  }
   assertSameScan(await runScan(data, 'fused'), want, 'after recovery');
 });

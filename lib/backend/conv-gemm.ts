@@ -24,8 +24,12 @@
  * stage's forward ~2× slower than the same product here (measured side by side, fresh filters).
  *
  * Numerics: sums run in a different order from the composites' and XNNPACK's (not bit-identical to them;
- * tests compare values within 1e-5 relative and finite differences); the result is deterministic (one
- * thread, fixed order).
+ * tests compare values within 1e-5 relative and finite differences); the result is deterministic.
+ * Threads (./heap-threads.ts): on the threaded build the GEMMs are split by rows of their OUTPUT (whole
+ * dot products, each in the kernel's k order) and im2col / col2im by images, or by channels when the
+ * batch is smaller than the thread count (col2im adds into one image's dx from that image's patch rows
+ * only, and channels never mix), over the backend's thread count: every element is
+ * computed by one thread in the same order, so 1 and N threads give bit-identical results.
  * NCHW, non-float32, or a heap the kernels cannot reach fall back to the composite given.
  *
  * Shape glossary: b batch; h, w input rows / cols; ho, wo output rows / cols; kh, kw filter rows / cols;
@@ -54,23 +58,26 @@ import {
   vzero,
 } from '../util/wasm-asm';
 import { cnnKernelsOff, heapModule } from './heap-module';
+import type { Calls } from './worker-pool';
 import { heapKernels, offsetOf } from './heap';
+import { gemmRowShares, runOnHeap, sharesFor, splitRange } from './heap-threads';
 
 // ---- kernels -----------------------------------------------------------------------------------
 
 /**
  * The patch walk shared by im2col and col2im: for every patch row (n, y, x) and tap (i, j), in that
  * order, `valid(src, cols)` runs with src = &x[n, y·sh + i − pt, x·sw + j − pl, 0] when that position is
- * inside x, else `padded(cols)`; cols = &cols[(n, y, x), (i, j, 0)] advances by c floats per tap.
- * Parameters: x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl.
+ * inside x, else `padded(cols)`; cols = &cols[(n, y, x), (i, j, 0)] advances by c floats per tap. Both copy
+ * or add channels [c0, c1) only (a thread's share when the batch is too small to split).
+ * Parameters: x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl, c0, c1.
  */
 function patchWalk(
   name: string,
-  valid: (f: Fn, src: Local, dst: Local, c: Local) => void,
-  padded?: (f: Fn, dst: Local, c: Local) => void,
+  valid: (f: Fn, src: Local, dst: Local, c0: Local, c1: Local) => void,
+  padded?: (f: Fn, dst: Local, c0: Local, c1: Local) => void,
 ): Fn {
-  const f = new Fn(name, Array<ValType>(14).fill('i32'));
-  const [x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl] = f.params;
+  const f = new Fn(name, Array<ValType>(16).fill('i32'));
+  const [x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl, c0, c1] = f.params;
   const [n, y, xo, i, j, r, col, src, dst, rowBase] = Array.from({ length: 10 }, () => f.local('i32'));
   f.set(dst, get(cols));
   f.forUp(n, i32(0), get(b), () =>
@@ -89,9 +96,9 @@ function patchWalk(
                   src,
                   i32add(get(x), i32mul(i32mul(i32add(i32mul(get(rowBase), get(w)), get(col)), get(c)), i32(4))),
                 );
-                valid(f, src, dst, c);
+                valid(f, src, dst, c0, c1);
               },
-              padded ? () => padded(f, dst, c) : undefined,
+              padded ? () => padded(f, dst, c0, c1) : undefined,
             );
             f.set(dst, i32add(get(dst), i32mul(get(c), i32(4))));
           });
@@ -102,30 +109,32 @@ function patchWalk(
   return f;
 }
 
-/** for k in [0, c): op(k·4 bytes) — four floats at a time, then one at a time. */
-function channelLoop(f: Fn, c: Local, vec: (off: Expr) => void, scalar: (off: Expr) => void): void {
+/** for k in [c0, c1): op(k·4 bytes) — four floats at a time, then one at a time. */
+function channelLoop(f: Fn, c0: Local, c1: Local, vec: (off: Expr) => void, scalar: (off: Expr) => void): void {
   const k = f.local('i32');
   const c4 = f.local('i32');
-  f.set(c4, i32and(get(c), i32(~3)));
-  f.forUp(k, i32(0), get(c4), () => vec(i32mul(get(k), i32(4))), 4);
-  f.forUp(k, get(c4), get(c), () => scalar(i32mul(get(k), i32(4))));
+  f.set(c4, i32add(get(c0), i32and(i32sub(get(c1), get(c0)), i32(~3))));
+  f.forUp(k, get(c0), get(c4), () => vec(i32mul(get(k), i32(4))), 4);
+  f.forUp(k, get(c4), get(c1), () => scalar(i32mul(get(k), i32(4))));
 }
 
-/** im2col(x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl): cols [R, kh·kw·c] ← patches of x (0 where padded). */
+/** im2col(x, cols, b, h, w, c, ho, wo, kh, kw, sh, sw, pt, pl, c0, c1): cols [R, kh·kw·c] ← patches of x (0 where padded), channels [c0, c1). */
 function buildIm2col(): Fn {
   return patchWalk(
     'im2col',
-    (f, src, dst, c) =>
+    (f, src, dst, c0, c1) =>
       channelLoop(
         f,
-        c,
+        c0,
+        c1,
         (o) => f.storeV128(i32add(get(dst), o), 0, vload(i32add(get(src), o))),
         (o) => f.storeF32(i32add(get(dst), o), 0, loadF32(i32add(get(src), o))),
       ),
-    (f, dst, c) =>
+    (f, dst, c0, c1) =>
       channelLoop(
         f,
-        c,
+        c0,
+        c1,
         (o) => f.storeV128(i32add(get(dst), o), 0, vzero),
         (o) => f.storeF32(i32add(get(dst), o), 0, f32(0)),
       ),
@@ -134,14 +143,16 @@ function buildIm2col(): Fn {
 
 /**
  * col2im(dx, cols, ...same): dx[n, y·sh + i − pt, x·sw + j − pl, :] += cols[(n, y, x), (i, j, :)] for every
- * tap inside dx (dx must start zeroed). Patch rows and taps are added in walk order: deterministic.
+ * tap inside dx (dx must start zeroed), channels [c0, c1). Patch rows and taps are added in walk order:
+ * deterministic, and the same order for any channel range (channels never mix).
  */
 function buildCol2im(): Fn {
   // The walk's "x" is dx here and its "cols" the patch rows: the same addresses, the copy reversed into a sum.
-  return patchWalk('col2im', (f, dxAt, colsAt, c) =>
+  return patchWalk('col2im', (f, dxAt, colsAt, c0, c1) =>
     channelLoop(
       f,
-      c,
+      c0,
+      c1,
       (o) => f.storeV128(i32add(get(dxAt), o), 0, vadd(vload(i32add(get(dxAt), o)), vload(i32add(get(colsAt), o)))),
       (o) =>
         f.storeF32(i32add(get(dxAt), o), 0, f32add(loadF32(i32add(get(dxAt), o)), loadF32(i32add(get(colsAt), o)))),
@@ -155,6 +166,44 @@ type Walk = (x: number, cols: number, ...dims: number[]) => void;
 
 /** im2col / col2im bound to the backend's memory (undefined where it is not reachable). */
 const patchKernels = heapModule<{ im2col: Walk; col2im: Walk }>(() => [buildIm2col(), buildCol2im()]);
+
+/**
+ * im2col / col2im over the backend's threads, split by images: share [n0, n1) walks images n0..n1 − 1
+ * (x / dx and cols offset to image n0); with fewer images than threads, by channels instead (every share
+ * walks every image, channels [c0, c1), in blocks of 4). col2im's sums into one element of dx come
+ * only from its image's patch rows and its channel, in walk order: the same order as one thread.
+ */
+function runPatchWalk(
+  backend: BackendWasm,
+  fn: 'im2col' | 'col2im',
+  image: number,
+  cols: number,
+  g: ConvGeometry,
+): void {
+  const imageFloats = g.h * g.w * g.ci;
+  const colFloats = g.ho * g.wo * g.kh * g.kw * g.ci; // one image's patch rows
+  const threads = sharesFor(g.b * colFloats);
+  const [, ...dims] = walkArgs(g); // all but b
+  const shares =
+    g.b >= threads
+      ? splitRange(g.b, threads).map(([n0, n1]): Calls => [
+          [fn, [image + 4 * n0 * imageFloats, cols + 4 * n0 * colFloats, n1 - n0, ...dims, 0, g.ci]],
+        ])
+      : splitRange(g.ci, threads, 4).map(([c0, c1]): Calls => [[fn, [image, cols, g.b, ...dims, c0, c1]]]);
+  runOnHeap(patchKernels, backend, shares);
+}
+
+/** The GEMM c[M, N] = a·b (see ./heap-threads.ts gemmRowShares) over the backend's threads. */
+function runGemm(
+  backend: BackendWasm,
+  fn: 'gemm_m' | 'gemm_n',
+  ptrs: [number, number, number],
+  sizes: [number, number, number],
+  strides: [number, number, number, number],
+): void {
+  const [M, N, K] = sizes;
+  runOnHeap(heapKernels, backend, gemmRowShares(fn, ptrs, sizes, strides, sharesFor(M * N * K)));
+}
 
 // ---- kernels for tfjs ------------------------------------------------------------------------------
 
@@ -247,12 +296,18 @@ export function conv2dFilterGradKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     let cols: tf.TensorInfo | undefined;
     if (!isPointwise(g)) {
       cols = backend.makeOutput([rows, patch], 'float32'); // [R, P]
-      patches.im2col(offsetOf(backend, x), offsetOf(backend, cols), ...walkArgs(g));
+      runPatchWalk(backend, 'im2col', offsetOf(backend, x), offsetOf(backend, cols), g);
     }
     const pa = offsetOf(backend, cols ?? x);
-    const run = Math.min(GEMM_KC, rows) * g.co * 4 <= GEMM_B_BLOCK_CACHED ? gemm.gemm_m : gemm.gemm_n;
-    // colsᵀ in place: element (p, r) at cols + 4·(p + r·P)
-    run(pa, offsetOf(backend, dy), offsetOf(backend, out), patch, g.co, rows, 1, patch, g.co, GEMM_KC);
+    const run = Math.min(GEMM_KC, rows) * g.co * 4 <= GEMM_B_BLOCK_CACHED ? 'gemm_m' : 'gemm_n';
+    // colsᵀ in place: element (p, r) at cols + 4·(p + r·P); threads split dW's rows p (the sum over r stays whole)
+    runGemm(
+      backend,
+      run,
+      [pa, offsetOf(backend, dy), offsetOf(backend, out)],
+      [patch, g.co, rows],
+      [1, patch, g.co, GEMM_KC],
+    );
     if (cols) backend.disposeData(cols.dataId);
     return out;
   };
@@ -285,23 +340,18 @@ export function conv2dInputGradKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     gemm.transpose2d(offsetOf(backend, filter), offsetOf(backend, wT), patch, g.co);
     const pointwise = isPointwise(g);
     const dcols = pointwise ? dx : backend.makeOutput([rows, patch], 'float32'); // [R, P]
-    const run = Math.min(GEMM_KC, g.co) * patch * 4 <= GEMM_B_BLOCK_CACHED ? gemm.gemm_m : gemm.gemm_n;
-    run(
-      offsetOf(backend, dy),
-      offsetOf(backend, wT),
-      offsetOf(backend, dcols),
-      rows,
-      patch,
-      g.co,
-      g.co,
-      1,
-      patch,
-      GEMM_KC,
+    const run = Math.min(GEMM_KC, g.co) * patch * 4 <= GEMM_B_BLOCK_CACHED ? 'gemm_m' : 'gemm_n';
+    runGemm(
+      backend,
+      run,
+      [offsetOf(backend, dy), offsetOf(backend, wT), offsetOf(backend, dcols)],
+      [rows, patch, g.co],
+      [g.co, 1, patch, GEMM_KC],
     );
     backend.disposeData(wT.dataId);
     if (!pointwise) {
       (backend.typedArrayFromHeap(dx) as Float32Array).fill(0); // views after the last makeOutput
-      patches.col2im(offsetOf(backend, dx), offsetOf(backend, dcols), ...walkArgs(g));
+      runPatchWalk(backend, 'col2im', offsetOf(backend, dx), offsetOf(backend, dcols), g);
       backend.disposeData(dcols.dataId);
     }
     return dx;
@@ -337,20 +387,15 @@ export function conv2dForwardKernel(stock: tf.KernelFunc): tf.KernelFunc {
     let cols: tf.TensorInfo | undefined;
     if (!isPointwise(g)) {
       cols = backend.makeOutput([rows, patch], 'float32'); // [R, P]
-      patches.im2col(offsetOf(backend, x), offsetOf(backend, cols), ...walkArgs(g));
+      runPatchWalk(backend, 'im2col', offsetOf(backend, x), offsetOf(backend, cols), g);
     }
-    const run = Math.min(GEMM_KC, patch) * g.co * 4 <= GEMM_B_BLOCK_CACHED ? gemm.gemm_m : gemm.gemm_n;
-    run(
-      offsetOf(backend, cols ?? x),
-      offsetOf(backend, filter),
-      offsetOf(backend, y),
-      rows,
-      g.co,
-      patch,
-      patch,
-      1,
-      g.co,
-      GEMM_KC,
+    const run = Math.min(GEMM_KC, patch) * g.co * 4 <= GEMM_B_BLOCK_CACHED ? 'gemm_m' : 'gemm_n';
+    runGemm(
+      backend,
+      run,
+      [offsetOf(backend, cols ?? x), offsetOf(backend, filter), offsetOf(backend, y)],
+      [rows, g.co, patch],
+      [patch, 1, g.co, GEMM_KC],
     );
     if (cols) backend.disposeData(cols.dataId);
     return y;

@@ -26,6 +26,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { Attrs, compositeKernelFunc } from './composite';
 import { heapKernels, offsetOf } from './heap';
+import { runOnHeap, sharesFor, splitRange } from './heap-threads';
 
 function pair(v: unknown, what: string): [number, number] {
   if (typeof v === 'number') return [v, v];
@@ -382,27 +383,36 @@ export function depthwiseFilterGradKernel(fallback: tf.KernelFunc): tf.KernelFun
     if (XNNPACK_UNIPASS_TAPS.has(info.outHeight * info.outWidth)) return fallback(args);
     const [b, h, w] = x.shape;
     const out = backend.makeOutput(a.filterShape, 'float32');
-    const acc = backend.makeOutput([c * m], 'float32'); // scratch
+    // Threads (./heap-threads.ts) split the filter's rows i: a share computes out[i0..i1) whole (its own
+    // running sums in its own scratch), the filter rows shifted to start at 0 (pt − i0 keeps every tap's input row).
+    const rowShares = splitRange(kh, sharesFor(b * info.outHeight * info.outWidth * kh * kw * c * m));
+    const acc = backend.makeOutput([rowShares.length * c * m], 'float32'); // scratch: c·m per share
     const off = (t: tf.TensorInfo) => offsetOf(backend, t);
-    k.dwfilter(
-      off(x),
-      off(dy),
-      off(out),
-      off(acc),
-      b,
-      h,
-      w,
-      c,
-      m,
-      info.outHeight,
-      info.outWidth,
-      kh,
-      kw,
-      info.strideHeight,
-      info.strideWidth,
-      info.padInfo.top,
-      info.padInfo.left,
-    );
+    const shares = rowShares.map(([i0, i1], s): Array<[string, number[]]> => [
+      [
+        'dwfilter',
+        [
+          off(x),
+          off(dy),
+          off(out) + 4 * i0 * kw * c * m,
+          off(acc) + 4 * s * c * m,
+          b,
+          h,
+          w,
+          c,
+          m,
+          info.outHeight,
+          info.outWidth,
+          i1 - i0,
+          kw,
+          info.strideHeight,
+          info.strideWidth,
+          info.padInfo.top - i0,
+          info.padInfo.left,
+        ],
+      ],
+    ]);
+    runOnHeap(heapKernels, backend, shares);
     backend.disposeData(acc.dataId);
     return out;
   };

@@ -1,6 +1,7 @@
 /**
  * The switch for the kit's fused wasm kernels (LayerNorm and BatchNorm in ./norms.ts, SiLU in
- * ./activations.ts): one kernel call each way instead of a chain of elementwise and reduction kernels.
+ * ./activations.ts, MIFA's cross gate in ./gates.ts, SS2D's cross-scan in ./cross-scan.ts): one kernel
+ * call each way instead of a chain of elementwise, reduction and copy kernels.
  * They are not bit-identical to the tf ops they replace (see those files), so MSM_FUSED_KERNELS=0 keeps
  * the tf ops — read per call, so one process can time or compare both.
  */

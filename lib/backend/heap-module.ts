@@ -2,7 +2,7 @@
  * A module of the kit's own SIMD kernels (assembled by lib/util/wasm-asm.ts) instantiated on the wasm
  * backend's memory, once per memory: the kernels then take byte offsets of tensors in that heap, and
  * nothing is copied. The memory may be shared (a threaded backend build): the module's import then says
- * so, or it would not link.
+ * so, or it would not link, and the same module can run on the worker pool's threads (./heap-threads.ts).
  */
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import {
@@ -15,20 +15,34 @@ import {
 } from '../util/wasm-api';
 import { assembleModule, type Fn } from '../util/wasm-asm';
 
+/** A heap module bound to one backend memory: its exports here, and what a worker needs to bind it too. */
+export interface BoundHeapModule<Exports> {
+  exports: Exports;
+  module: WasmModule;
+  memory: WasmMemory;
+  /** true on a threaded backend build (SharedArrayBuffer heap): other threads may run the kernels */
+  shared: boolean;
+}
+
 /**
  * `(backend) => exports`: the functions `build()` returns, compiled at first use and bound to the
  * backend's memory; undefined where that memory is not reachable or the module does not compile (e.g.
- * no wasm SIMD), so callers fall back to the kernels they replace.
+ * no wasm SIMD), so callers fall back to the kernels they replace. `.bound(backend)` gives the module
+ * and memory as well (for the worker pool).
  */
-export function heapModule<Exports>(build: () => Fn[]): (backend: BackendWasm) => Exports | undefined {
+export type HeapModule<Exports> = ((backend: BackendWasm) => Exports | undefined) & {
+  bound(backend: BackendWasm): BoundHeapModule<Exports> | undefined;
+};
+
+export function heapModule<Exports>(build: () => Fn[]): HeapModule<Exports> {
   const compiled = new Map<boolean, WasmModule>();
-  const instances = new WeakMap<WasmMemory, Exports>();
+  const instances = new WeakMap<WasmMemory, BoundHeapModule<Exports>>();
   let unavailable = false;
-  return (backend) => {
+  const bound = (backend: BackendWasm): BoundHeapModule<Exports> | undefined => {
     const memory = backendHeapMemory(backend.wasm);
     if (unavailable || !memory) return undefined;
-    let ex = instances.get(memory);
-    if (!ex) {
+    let b = instances.get(memory);
+    if (!b) {
       try {
         const limits = memoryImportFor(memory);
         let module = compiled.get(limits.shared);
@@ -36,15 +50,17 @@ export function heapModule<Exports>(build: () => Fn[]): (backend: BackendWasm) =
           module = compileOptimized(assembleModule(build(), limits));
           compiled.set(limits.shared, module);
         }
-        ex = new WA.Instance(module, { env: { mem: memory } }).exports as unknown as Exports;
+        const exports = new WA.Instance(module, { env: { mem: memory } }).exports as unknown as Exports;
+        b = { exports, module, memory, shared: limits.shared };
       } catch {
         unavailable = true;
         return undefined;
       }
-      instances.set(memory, ex);
+      instances.set(memory, b);
     }
-    return ex;
+    return b;
   };
+  return Object.assign((backend: BackendWasm) => bound(backend)?.exports, { bound });
 }
 
 /**

@@ -11,6 +11,9 @@
  *                      its strides; the tf-op rewrite below had to transpose it first — for a weight
  *                      gradient xᵀ·dy that copy is the whole activation. 4×8 register tiles, k in blocks.
  *   no heap reachable  a composite: transpose first, fold broadcast batches into rows, loop equal batches.
+ * Threads (./heap-threads.ts): on the threaded build the heap GEMM is split by output — rows of the
+ * product, or whole products of a batch — so every element is one thread's sum in the same k order:
+ * bit-identical for any thread count.
  *
  * Glossary: M, K, N (m, k, n) matMul rows / inner / cols.
  */
@@ -18,6 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { Attrs, compositeKernelFunc } from './composite';
 import { heapKernels, offsetOf } from './heap';
+import { gemmRowShares, runOnHeap, sharesFor, splitRange } from './heap-threads';
 
 const prod = (xs: number[]): number => xs.reduce((p, v) => p * v, 1);
 
@@ -25,6 +29,9 @@ const prod = (xs: number[]): number => xs.reduce((p, v) => p * v, 1);
 const GEMM_KC = 256;
 /** b blocks up to this size (bytes) stay in cache across row tiles: walk rows outside (gemm_m). */
 const GEMM_B_BLOCK_CACHED = 256 * 1024;
+
+/** Products per share and pool call when a batch of them is split over threads (fits a worker's call list). */
+const MAX_CALLS_PER_SHARE = 256;
 
 /** A product as planMatMul plans it: batch sizes, m × k times k × n, output shape. */
 export interface MatMulPlan {
@@ -70,18 +77,42 @@ export function heapBatchMatMul(
       .getKernel(tf.Transpose, 'wasm')!
       .kernelFunc({ inputs: { x: b }, backend, attrs: { perm } }) as tf.TensorInfo;
   }
-  const gemm = Math.min(GEMM_KC, k) * n * 4 <= GEMM_B_BLOCK_CACHED ? kx.gemm_m : kx.gemm_n;
+  const gemm = Math.min(GEMM_KC, k) * n * 4 <= GEMM_B_BLOCK_CACHED ? 'gemm_m' : 'gemm_n';
   const [sam, sak] = transposeA ? [1, m] : [k, 1]; // a [k, m] or [m, k]
   const pa = offsetOf(backend, a);
   const pb = offsetOf(backend, bRowMajor);
   const pc = offsetOf(backend, out);
+  const threads = sharesFor(batch * m * n * k);
   if (batchB === 1 && !transposeA) {
-    gemm(pa, pb, pc, batch * m, n, k, sam, sak, n, GEMM_KC); // a's batches are just more rows
+    // a's batches are just more rows
+    runOnHeap(
+      heapKernels,
+      backend,
+      gemmRowShares(gemm, [pa, pb, pc], [batch * m, n, k], [sam, sak, n, GEMM_KC], threads),
+    );
   } else {
-    for (let i = 0; i < batch; i++) {
+    const one = (i: number): [string, number[]] => {
       const ai = batchA === 1 ? 0 : i * m * k;
       const bi = batchB === 1 ? 0 : i * k * n;
-      gemm(pa + 4 * ai, pb + 4 * bi, pc + 4 * i * m * n, m, n, k, sam, sak, n, GEMM_KC);
+      return [gemm, [pa + 4 * ai, pb + 4 * bi, pc + 4 * i * m * n, m, n, k, sam, sak, n, GEMM_KC]];
+    };
+    if (batch >= threads) {
+      // whole products per share, in groups that fit a worker's call list
+      for (let g0 = 0; g0 < batch; g0 += MAX_CALLS_PER_SHARE * threads) {
+        const g1 = Math.min(batch, g0 + MAX_CALLS_PER_SHARE * threads);
+        const shares = splitRange(g1 - g0, threads).map(([i0, i1]) =>
+          Array.from({ length: i1 - i0 }, (_, j) => one(g0 + i0 + j)),
+        );
+        runOnHeap(heapKernels, backend, shares);
+      }
+    } else {
+      // fewer products than threads: split each product's rows
+      const perBatch = Array.from({ length: batch }, (_, i) => {
+        const [, [a0, b0, c0]] = one(i);
+        return gemmRowShares(gemm, [a0, b0, c0], [m, n, k], [sam, sak, n, GEMM_KC], threads);
+      });
+      const shares = splitRange(m, threads, 4).map((_, w) => perBatch.flatMap((rows) => rows[w] ?? []));
+      runOnHeap(heapKernels, backend, shares);
     }
   }
   if (bRowMajor !== b) backend.disposeData(bRowMajor.dataId);
@@ -125,14 +156,20 @@ function planMatMul(a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, tra
  */
 const MIN_ROWS_FRESH_WEIGHTS = 48;
 
+/** The stock naive loop sums k in blocks of this many; with k ≤ one block it sums like the GEMM. */
+const NAIVE_K_BLOCK = 48;
+
 /**
  * Keep the stock kernel when it already reaches XNNPACK, when the product is tiny, or when b differs
- * per batch entry (so its weights would be packed afresh for every product) and the rows are few.
+ * per batch entry (so its weights would be packed afresh for every product) and the rows are few — but
+ * not when k fits one of the naive loop's k blocks: it then sums each output from 0 in k order, one product
+ * at a time, exactly as the heap GEMM, so the GEMM gives the same bits much faster (e.g. SS2D's batched
+ * dt_proj, [b·4]·[E, R] @ [R, l] with R ≤ 6: ~4 ms naive, ~0.1 ms as GEMM at 64 px).
  */
 function keepOriginal(p: MatMulPlan, transposeA: boolean, transposeB: boolean): boolean {
   const direct = !transposeA && !transposeB && p.batchA === 1 && p.batchB === 1;
   if (direct || Math.max(p.batchA, p.batchB) * p.m * p.k * p.n < SMALL_MATMUL) return true;
-  return p.batchB > 1 && p.m < MIN_ROWS_FRESH_WEIGHTS;
+  return p.batchB > 1 && p.m < MIN_ROWS_FRESH_WEIGHTS && p.k > NAIVE_K_BLOCK;
 }
 
 /**

@@ -8,6 +8,8 @@
  * lane by lane (channels differ per lane, so no two lanes add to one cell).
  *
  * Why: ResNet-18's stem pool at 64 px, batch 32 is 4.7 M window taps, ~70 ms a step in the JS loop.
+ * Threads: on the threaded build the batch is split over the backend's threads (./heap-threads.ts); each
+ * image's windows are still visited in order by one thread, so results do not depend on the count.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -33,6 +35,8 @@ import {
 } from '../util/wasm-asm';
 import { offsetOf } from './heap';
 import { cnnKernelsOff, heapModule } from './heap-module';
+import { runOnHeap, sharesFor, splitRange } from './heap-threads';
+import type { Calls } from './worker-pool';
 
 /** f32.gt (an i32 0 / 1; false when either side is NaN) */
 const f32gt =
@@ -197,25 +201,35 @@ export function maxPoolGradHeapKernel(fallback: tf.KernelFunc): tf.KernelFunc {
     );
     const out = backend.makeOutput(input.shape, 'float32');
     (backend.typedArrayFromHeap(out) as Float32Array).fill(0);
-    k.maxpoolgrad(
-      offsetOf(backend, input),
-      offsetOf(backend, dy),
-      offsetOf(backend, out),
-      info.batchSize,
-      info.inHeight,
-      info.inWidth,
-      info.inChannels,
-      info.outHeight,
-      info.outWidth,
-      info.filterHeight,
-      info.filterWidth,
-      info.strideHeight,
-      info.strideWidth,
-      info.dilationHeight,
-      info.dilationWidth,
-      info.padInfo.top,
-      info.padInfo.left,
-    );
+    const { batchSize: b, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow } = info;
+    const [image, dyImage] = [h * w * c, oh * ow * c]; // floats of one image of input / dx and of dy
+    const taps = b * dyImage * info.filterHeight * info.filterWidth;
+    // Threads split the batch (./heap-threads.ts): an image's windows write only that image's dx.
+    const shares = splitRange(b, sharesFor(taps)).map(([n0, n1]): Calls => [
+      [
+        'maxpoolgrad',
+        [
+          offsetOf(backend, input) + 4 * n0 * image,
+          offsetOf(backend, dy) + 4 * n0 * dyImage,
+          offsetOf(backend, out) + 4 * n0 * image,
+          n1 - n0,
+          h,
+          w,
+          c,
+          oh,
+          ow,
+          info.filterHeight,
+          info.filterWidth,
+          info.strideHeight,
+          info.strideWidth,
+          info.dilationHeight,
+          info.dilationWidth,
+          info.padInfo.top,
+          info.padInfo.left,
+        ],
+      ],
+    ]);
+    runOnHeap(poolKernels, backend, shares);
     return out;
   };
 }

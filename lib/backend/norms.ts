@@ -15,20 +15,52 @@
  * NOT bit-identical to the tf ops (other summation orders, fewer roundings): the tests hold them to ≤ 1e-5
  * relative forward and ≤ 1e-4 relative gradients against the unfused ops, and to bit-identical repeats.
  * Other backends, other dtypes, a heap without SIMD, and MSM_FUSED_KERNELS=0 (./fused.ts) keep the tf ops.
+ * Threads (./heap-threads.ts): the row-wise passes (LayerNorm forward, BatchNorm's `affine` and
+ * `bngradapply`) are split by rows over the backend's threads, BatchNorm's sums over rows (`colsums`,
+ * `bngradsums`) by channels — no result depends on the split; LayerNorm's backward (its dw / db sum
+ * over rows and channels at once) runs on one thread.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { fusedKernelsAvailable } from './fused';
 import { heapKernels, HeapExports, offsetOf } from './heap';
+import { rowShares, runOnHeap, sharesFor, splitRange } from './heap-threads';
+import type { Calls } from './worker-pool';
 
 export const LAYER_NORM_KERNEL = 'MsmLayerNorm';
 export const LAYER_NORM_GRAD_KERNEL = 'MsmLayerNormGrad';
 export const BATCH_NORM_KERNEL = 'MsmBatchNorm';
 export const BATCH_NORM_GRAD_KERNEL = 'MsmBatchNormGrad';
 export const BATCH_NORM_INFERENCE_KERNEL = 'MsmBatchNormInference';
+export const LAYER_NORM_GATE_KERNEL = 'MsmLayerNormGate';
+export const LAYER_NORM_GATE_GRAD_KERNEL = 'MsmLayerNormGateGrad';
 
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+
+/** y = x·a + b per channel (`affine`), rows split over the backend's threads. */
+function affineRows(backend: BackendWasm, x: number, y: number, n: number, c: number, a: number, b: number): void {
+  runOnHeap(
+    heapKernels,
+    backend,
+    rowShares(n, c, (r0, r1) => ['affine', [x + 4 * r0 * c, y + 4 * r0 * c, r1 - r0, c, a, b]]),
+  );
+}
+
+/** A sum over rows per channel (`colsums`, `bngradsums`), channels split in blocks of 4 over the backend's threads. */
+function columnSums(
+  backend: BackendWasm,
+  fn: 'colsums' | 'bngradsums',
+  n: number,
+  c: number,
+  args: (c0: number, c1: number) => number[],
+): void {
+  runOnHeap(
+    heapKernels,
+    backend,
+    splitRange(c, sharesFor(n * c), 4).map(([c0, c1]): Calls => [[fn, args(c0, c1)]]),
+  );
+}
 
 /** x as [rows, channels]: the last axis is the channel axis. */
 function rowsAndChannels(x: Info): [number, number] {
@@ -57,7 +89,12 @@ export function layerNormKernel(args: KernelArgs): Info[] {
   const outs = [backend.makeOutput(x.shape, 'float32'), backend.makeOutput([rows], 'float32')];
   outs.push(backend.makeOutput([rows], 'float32'));
   const [px, pw, pb, py, pm, pr] = [x, weight, bias, ...outs].map((t) => offsetOf(backend, t));
-  if (rows > 0) heap(backend, LAYER_NORM_KERNEL).lnforward(px, py, rows, c, pw, pb, pm, pr, c, eps);
+  if (rows > 0) heap(backend, LAYER_NORM_KERNEL); // reachable (else a clear error)
+  const shares = rowShares(rows, c, (r0, r1) => [
+    'lnforward',
+    [px + 4 * r0 * c, py + 4 * r0 * c, r1 - r0, c, pw, pb, pm + 4 * r0, pr + 4 * r0, c, eps],
+  ]);
+  if (rows > 0) runOnHeap(heapKernels, backend, shares);
   return outs;
 }
 
@@ -82,23 +119,40 @@ export function batchNormKernel(args: KernelArgs): Info[] {
   const { x, weight, bias } = args.inputs as Record<string, Info>;
   const eps = Number((args.attrs as { eps: number }).eps);
   const [n, c] = rowsAndChannels(x);
-  const k = heap(backend, BATCH_NORM_KERNEL);
+  heap(backend, BATCH_NORM_KERNEL); // reachable (else a clear error)
   const outs = [backend.makeOutput(x.shape, 'float32')];
   for (let i = 0; i < 3; i++) outs.push(backend.makeOutput([c], 'float32'));
   const [y, mean, variance, rstd] = outs;
   const scratch = [backend.makeOutput([c], 'float32'), backend.makeOutput([c], 'float32')]; // w·ρ, b − μ·w·ρ
   const p = (t: Info) => offsetOf(backend, t);
-  k.colsums(p(x), n, c, p(mean), p(mean), 0); // Σ_n x
+  columnSums(backend, 'colsums', n, c, (c0, c1) => [
+    p(x) + 4 * c0,
+    n,
+    c1 - c0,
+    p(mean) + 4 * c0,
+    p(mean) + 4 * c0,
+    0,
+    c,
+  ]); // Σ_n x
   const [mv, vv, rv, wv, bv, sv, hv] = views(backend, [mean, variance, rstd, weight, bias, ...scratch]);
   for (let j = 0; j < c; j++) mv[j] /= n;
-  k.colsums(p(x), n, c, p(mean), p(variance), 1); // Σ_n (x − μ)²
+  // Σ_n (x − μ)²
+  columnSums(backend, 'colsums', n, c, (c0, c1) => [
+    p(x) + 4 * c0,
+    n,
+    c1 - c0,
+    p(mean) + 4 * c0,
+    p(variance) + 4 * c0,
+    1,
+    c,
+  ]);
   for (let j = 0; j < c; j++) {
     vv[j] /= n;
     rv[j] = 1 / Math.sqrt(vv[j] + eps);
     sv[j] = wv[j] * rv[j];
     hv[j] = bv[j] - mv[j] * sv[j];
   }
-  k.affine(p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
+  affineRows(backend, p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
   for (const t of scratch) backend.disposeData(t.dataId);
   return outs;
 }
@@ -111,13 +165,17 @@ export function batchNormGradKernel(args: KernelArgs): Info[] {
   const backend = args.backend as BackendWasm;
   const { dy, x, weight, mean, rstd } = args.inputs as Record<string, Info>;
   const [n, c] = rowsAndChannels(x);
-  const k = heap(backend, BATCH_NORM_GRAD_KERNEL);
+  heap(backend, BATCH_NORM_GRAD_KERNEL); // reachable (else a clear error)
   const outs = [backend.makeOutput(x.shape, 'float32'), backend.makeOutput([c], 'float32')];
   outs.push(backend.makeOutput([c], 'float32'));
   const [dx, dw, db] = outs;
   const scratch = [0, 1, 2].map(() => backend.makeOutput([c], 'float32')); // a, k, m
   const p = (t: Info) => offsetOf(backend, t);
-  k.bngradsums(p(dy), p(x), n, c, p(mean), p(db), p(dw)); // db = Σ dy; dw = Σ dy·(x − μ) for now
+  // db = Σ dy; dw = Σ dy·(x − μ) for now
+  columnSums(backend, 'bngradsums', n, c, (c0, c1) => {
+    const col = (t: Info) => p(t) + 4 * c0;
+    return [col(dy), col(x), n, c1 - c0, col(mean), col(db), col(dw), c];
+  });
   const [wv, rv, dwv, dbv, av, kv, mv] = views(backend, [weight, rstd, dw, db, ...scratch]);
   for (let j = 0; j < c; j++) {
     const rho = rv[j];
@@ -127,7 +185,16 @@ export function batchNormGradKernel(args: KernelArgs): Info[] {
     mv[j] = (-av[j] * dbv[j]) / n;
     dwv[j] = sdyx;
   }
-  k.bngradapply(p(dy), p(x), p(dx), n, c, p(scratch[0]), p(scratch[1]), p(mean), p(scratch[2]));
+  const [pa, pk, pm] = [p(scratch[0]), p(scratch[1]), p(scratch[2])];
+  const rowsAt = (t: Info, r0: number) => p(t) + 4 * r0 * c;
+  runOnHeap(
+    heapKernels,
+    backend,
+    rowShares(n, c, (r0, r1) => [
+      'bngradapply',
+      [rowsAt(dy, r0), rowsAt(x, r0), rowsAt(dx, r0), r1 - r0, c, pa, pk, p(mean), pm],
+    ]),
+  );
   for (const t of scratch) backend.disposeData(t.dataId);
   return outs;
 }
@@ -141,7 +208,7 @@ export function batchNormInferenceKernel(args: KernelArgs): Info {
   const { x, weight, bias, mean, variance } = args.inputs as Record<string, Info>;
   const eps = Number((args.attrs as { eps: number }).eps);
   const [n, c] = rowsAndChannels(x);
-  const k = heap(backend, BATCH_NORM_INFERENCE_KERNEL);
+  heap(backend, BATCH_NORM_INFERENCE_KERNEL); // reachable (else a clear error)
   const y = backend.makeOutput(x.shape, 'float32');
   const scratch = [backend.makeOutput([c], 'float32'), backend.makeOutput([c], 'float32')]; // s, b − μ·s
   const [wv, bv, mv, vv, sv, hv] = views(backend, [weight, bias, mean, variance, ...scratch]);
@@ -150,7 +217,7 @@ export function batchNormInferenceKernel(args: KernelArgs): Info {
     hv[j] = bv[j] - mv[j] * sv[j];
   }
   const p = (t: Info) => offsetOf(backend, t);
-  if (n > 0) k.affine(p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
+  if (n > 0) affineRows(backend, p(x), p(y), n, c, p(scratch[0]), p(scratch[1]));
   for (const t of scratch) backend.disposeData(t.dataId);
   return y;
 }
@@ -257,4 +324,84 @@ export function fusedBatchNormInference(
     };
   });
   return f(x, weight, bias);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// LayerNorm gated by SiLU (SS2D's out_norm(y) ⊙ SiLU(z)): one kernel each way
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * inputs x, z [..., c], weight, bias [c]; attrs eps → [y, n = LN(x), s = σ(z) [..., c], mean, rstd [rows]]:
+ * `lnforward` into n, then `silugate`: y = n·(z·s).
+ */
+export function layerNormGateKernel(args: KernelArgs): Info[] {
+  const backend = args.backend as BackendWasm;
+  const { x, weight, bias, z } = args.inputs as Record<string, Info>;
+  const eps = Number((args.attrs as { eps: number }).eps);
+  const [rows, c] = rowsAndChannels(x);
+  const outs = [0, 1, 2].map(() => backend.makeOutput(x.shape, 'float32'));
+  outs.push(backend.makeOutput([rows], 'float32'), backend.makeOutput([rows], 'float32'));
+  const [py, pn, ps, pm, pr] = outs.map((t) => offsetOf(backend, t));
+  const [px, pw, pb, pz] = [x, weight, bias, z].map((t) => offsetOf(backend, t));
+  if (rows > 0) {
+    const k = heap(backend, LAYER_NORM_GATE_KERNEL);
+    k.lnforward(px, pn, rows, c, pw, pb, pm, pr, c, eps);
+    k.silugate(pn, pz, py, ps, rows * c);
+  }
+  return outs;
+}
+
+/**
+ * inputs dy, x, z, n, s [..., c], weight [c], mean, rstd [rows] → [dx, dz [..., c], dw, db [c]]:
+ * `silugategrad` (dn = dy·z·s, dz) into a scratch dn, then `lnbackward` of dn.
+ */
+export function layerNormGateGradKernel(args: KernelArgs): Info[] {
+  const backend = args.backend as BackendWasm;
+  const { dy, x, z, n, s, weight, mean, rstd } = args.inputs as Record<string, Info>;
+  const [rows, c] = rowsAndChannels(x);
+  const outs = [backend.makeOutput(x.shape, 'float32'), backend.makeOutput(x.shape, 'float32')];
+  outs.push(backend.makeOutput([c], 'float32'), backend.makeOutput([c], 'float32'));
+  const dn = backend.makeOutput(x.shape, 'float32');
+  const p = (t: Info) => offsetOf(backend, t);
+  const k = heap(backend, LAYER_NORM_GATE_GRAD_KERNEL);
+  k.silugategrad(p(dy), p(n), p(z), p(s), p(dn), p(outs[1]), rows * c);
+  k.lnbackward(p(dn), p(x), p(outs[0]), rows, c, p(weight), p(mean), p(rstd), p(outs[2]), p(outs[3]), c);
+  backend.disposeData(dn.dataId);
+  return outs;
+}
+
+/**
+ * LN(x)·w + b ⊙ SiLU(z) (LayerNorm over the last axis, then gated) as one kernel each way; check
+ * `fusedKernelsAvailable(x, LAYER_NORM_GATE_KERNEL)` first. The tf-op version is lib/nn `layerNormSiluGate`'s.
+ */
+export function fusedLayerNormGate(
+  x: tf.Tensor,
+  weight: tf.Tensor,
+  bias: tf.Tensor,
+  z: tf.Tensor,
+  eps: number,
+): tf.Tensor {
+  const f = tf.customGrad((xi, wi, bi, zi, save) => {
+    const inputs = { x: xi as tf.Tensor, weight: wi as tf.Tensor, bias: bi as tf.Tensor, z: zi as tf.Tensor };
+    const [y, n, s, mean, rstd] = tf.engine().runKernel(LAYER_NORM_GATE_KERNEL, inputs, { eps }) as tf.Tensor[];
+    (save as tf.GradSaveFunc)([inputs.x, inputs.z, n, s, inputs.weight, mean, rstd]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, zs, ns, ss, ws, ms, rs] = saved;
+        const [dx, dz, dw, db] = tf.engine().runKernel(LAYER_NORM_GATE_GRAD_KERNEL, {
+          dy,
+          x: xs,
+          z: zs,
+          n: ns,
+          s: ss,
+          weight: ws,
+          mean: ms,
+          rstd: rs,
+        }) as tf.Tensor[];
+        return [dx, dw, db, dz];
+      },
+    };
+  });
+  return f(x, weight, bias, z);
 }

@@ -4,11 +4,13 @@
  * of microscopic-mamba-t, most of them on tiny tensors where the engine's per-call overhead dominates.
  * Here: one call per parameter to the SIMD heap kernel `adam` (./simd/optimizer.ts), which reads p, g,
  * m, v once and writes p, m, v with the same operations in the same order (wasm f32 add/mul/div/sqrt
- * are IEEE-754 correctly rounded, as XNNPACK's are), so results are BIT-IDENTICAL.
+ * are IEEE-754 correctly rounded, as XNNPACK's are), so results are BIT-IDENTICAL. A large parameter is
+ * split into element ranges over the backend's threads (./heap-threads.ts): elementwise, so no result changes.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { heapKernels, offsetOf } from './heap';
+import { runOnHeap, sharesFor, splitRange } from './heap-threads';
 import { ADAM_DECOUPLED, ADAM_L2 } from './simd/optimizer';
 
 /** Kernel name of the fused Adam update (inputs param, grad, m, v; outputs [param, m, v]). */
@@ -51,24 +53,12 @@ export function adamKernel(args: {
   const mode = (a.l2 !== 0 ? ADAM_L2 : 0) | (a.decay !== 1 ? ADAM_DECOUPLED : 0);
   const off = (t: tf.TensorInfo) => offsetOf(backend, t);
   // f64 → f32 rounding of the scalars happens at the call boundary, exactly as for a float32 tf.scalar.
-  k.adam(
-    off(param),
-    off(grad),
-    off(m),
-    off(v),
-    ...outs.map(off),
-    n,
-    a.beta1,
-    1 - a.beta1,
-    a.beta2,
-    1 - a.beta2,
-    a.sqrtBc2,
-    a.eps,
-    a.stepSize,
-    a.l2,
-    a.decay,
-    mode,
-  );
+  const scalars = [a.beta1, 1 - a.beta1, a.beta2, 1 - a.beta2, a.sqrtBc2, a.eps, a.stepSize, a.l2, a.decay, mode];
+  // element ranges in blocks of 4 (the kernel's vector width), ~10 operations per element
+  const shares = splitRange(n, sharesFor(10 * n), 4).map(([e0, e1]): Array<[string, number[]]> => [
+    ['adam', [...[param, grad, m, v, ...outs].map((t) => off(t) + 4 * e0), e1 - e0, ...scalars]],
+  ]);
+  if (n > 0) runOnHeap(heapKernels, backend, shares);
   return outs;
 }
 

@@ -42,7 +42,32 @@ import {
   stridedSliceGrad,
   sumGrad,
 } from './gradient-fixes';
-import { PARTIAL_SILU_GRAD_KERNEL, PARTIAL_SILU_KERNEL, partialSiluGradKernel, partialSiluKernel } from './activations';
+import {
+  GELU_GRAD_KERNEL,
+  GELU_KERNEL,
+  geluGradKernel,
+  geluKernel,
+  PARTIAL_SILU_GRAD_KERNEL,
+  PARTIAL_SILU_KERNEL,
+  partialSiluGradKernel,
+  partialSiluKernel,
+  RELU_GRAD_KERNEL,
+  RELU_KERNEL,
+  reluGradKernel,
+  reluKernel,
+} from './activations';
+import { broadcastBinaryKernel } from './broadcast';
+import { CROSS_MERGE_KERNEL, CROSS_SCAN_KERNEL, crossMergeKernel, crossScanKernel } from './cross-scan';
+import {
+  CROSS_GATE_GRAD_KERNEL,
+  CROSS_GATE_KERNEL,
+  crossGateGradKernel,
+  crossGateKernel,
+  ECA_GRAD_KERNEL,
+  ECA_KERNEL,
+  ecaGradKernel,
+  ecaKernel,
+} from './gates';
 import { fastBatchMatMul, fastFusedMatMul } from './matmul';
 import {
   BATCH_NORM_GRAD_KERNEL,
@@ -51,8 +76,12 @@ import {
   batchNormGradKernel,
   batchNormInferenceKernel,
   batchNormKernel,
+  LAYER_NORM_GATE_GRAD_KERNEL,
+  LAYER_NORM_GATE_KERNEL,
   LAYER_NORM_GRAD_KERNEL,
   LAYER_NORM_KERNEL,
+  layerNormGateGradKernel,
+  layerNormGateKernel,
   layerNormGradKernel,
   layerNormKernel,
 } from './norms';
@@ -94,9 +123,24 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   { kernel: BATCH_NORM_KERNEL, add: batchNormKernel as unknown as tf.KernelFunc },
   { kernel: BATCH_NORM_GRAD_KERNEL, add: batchNormGradKernel as unknown as tf.KernelFunc },
   { kernel: BATCH_NORM_INFERENCE_KERNEL, add: batchNormInferenceKernel as unknown as tf.KernelFunc },
+  { kernel: LAYER_NORM_GATE_KERNEL, add: layerNormGateKernel as unknown as tf.KernelFunc },
+  { kernel: LAYER_NORM_GATE_GRAD_KERNEL, add: layerNormGateGradKernel as unknown as tf.KernelFunc },
   // SiLU (on the first p channels) with a one-call gradient (./activations.ts, used by lib/nn/layers.ts)
   { kernel: PARTIAL_SILU_KERNEL, add: partialSiluKernel as unknown as tf.KernelFunc },
   { kernel: PARTIAL_SILU_GRAD_KERNEL, add: partialSiluGradKernel as unknown as tf.KernelFunc },
+  // the exact GELU and ReLU (./activations.ts, used by lib/nn/layers.ts)
+  { kernel: GELU_KERNEL, add: geluKernel as unknown as tf.KernelFunc },
+  { kernel: GELU_GRAD_KERNEL, add: geluGradKernel as unknown as tf.KernelFunc },
+  { kernel: RELU_KERNEL, add: reluKernel as unknown as tf.KernelFunc },
+  { kernel: RELU_GRAD_KERNEL, add: reluGradKernel as unknown as tf.KernelFunc },
+  // MIFA's cross gate (both gates, the products, the concat and the shuffle) and its ECA, one kernel each way (./gates.ts)
+  { kernel: CROSS_GATE_KERNEL, add: crossGateKernel as unknown as tf.KernelFunc },
+  { kernel: CROSS_GATE_GRAD_KERNEL, add: crossGateGradKernel as unknown as tf.KernelFunc },
+  { kernel: ECA_KERNEL, add: ecaKernel as unknown as tf.KernelFunc },
+  { kernel: ECA_GRAD_KERNEL, add: ecaGradKernel as unknown as tf.KernelFunc },
+  // SS2D's cross-scan / cross-merge: the four scan orders in the scan's layout and back (./cross-scan.ts)
+  { kernel: CROSS_SCAN_KERNEL, add: crossScanKernel as unknown as tf.KernelFunc },
+  { kernel: CROSS_MERGE_KERNEL, add: crossMergeKernel as unknown as tf.KernelFunc },
   // copies without the stock kernels' whole-tensor reads and element-by-element index loops (./copies.ts)
   { kernel: tf.Slice, replace: leaveStringsToStock(sliceKernel) },
   { kernel: tf.Unpack, replace: leaveStringsToStock(unpackKernel) },
@@ -108,6 +152,10 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   { kernel: tf.Transpose, replace: leaveStringsToStock(transposeKernel) },
   { kernel: tf.Pack, replace: leaveStringsToStock(packKernel) },
   { kernel: tf.Cast, replace: leaveStringsToStock(castKernel) },
+  // add / multiply / subtract with a broadcast operand (a bias, a per-channel scale): bit-identical (./broadcast.ts)
+  { kernel: tf.Add, replace: broadcastBinaryKernel('add') },
+  { kernel: tf.Multiply, replace: broadcastBinaryKernel('mul') },
+  { kernel: tf.Sub, replace: broadcastBinaryKernel('sub') },
 ];
 
 /** The wasm kernels stock tfjs lacks or gets wrong: test/op-coverage.ts must exercise every one of them. */

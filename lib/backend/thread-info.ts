@@ -5,6 +5,8 @@
  *            (`currentBackend().details.threads`: tfjs-backend-wasm's pool; 1 in Node with stock tfjs,
  *            where the threaded build cannot start its workers). `cpu` runs on the calling thread: 1.
  *            WebGPU and tensorflow report none (the GPU / libtensorflow's own pool): null.
+ *            On the threaded wasm build the kit's heap kernels (GEMMs, im2col, MaxPoolGrad) use this count too
+ *            (heap-threads.ts, on the worker pool).
  *   scan     worker threads of the fused selective scan (lib/ops/selective-scan/wasm-simd.ts: MSM_SCAN_THREADS,
  *            else the available cores, at most 16)
  * `threads` is the larger of the two: what a side-by-side run elsewhere (PyTorch) should be given.

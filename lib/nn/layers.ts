@@ -15,9 +15,23 @@
  * nothing, as ptflops does not see `F.gelu` and friends.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fusedPartialSilu, PARTIAL_SILU_KERNEL } from '../backend/activations';
+import {
+  fusedGelu,
+  fusedPartialSilu,
+  fusedRelu,
+  GELU_KERNEL,
+  PARTIAL_SILU_KERNEL,
+  RELU_KERNEL,
+} from '../backend/activations';
 import { fusedKernelsAvailable } from '../backend/fused';
-import { fusedBatchNorm, fusedBatchNormInference, fusedLayerNorm, fusedNormsAvailable } from '../backend/norms';
+import {
+  fusedBatchNorm,
+  fusedBatchNormInference,
+  fusedLayerNorm,
+  fusedLayerNormGate,
+  fusedNormsAvailable,
+  LAYER_NORM_GATE_KERNEL,
+} from '../backend/norms';
 import { Rng } from '../util/random';
 import { defaultInitRng, torchDefaultBound, uniform, constant } from './init';
 import { reportConvMacs, reportElementwiseMacs, reportLinearMacs, reportNormMacs } from './macs';
@@ -145,8 +159,11 @@ export class Conv2d extends Layer {
       return tf.tidy(() => {
         const [b, h, w] = x.shape;
         const x2 = x.reshape([-1, this.inChannels]); // [b·h·w, in]
-        let y = tf.matMul(x2, this.weight.reshape([this.inChannels, this.outChannels])); // [b·h·w, out]
-        if (this.bias) y = tf.add(y, this.bias);
+        const w2 = this.weight.reshape([this.inChannels, this.outChannels]); // [in, out]
+        // On wasm (fused kernels on) the bias rides in the GEMM: one kernel instead of two.
+        const fusedBias = this.bias && fusedKernelsAvailable(x, '_FusedMatMul');
+        let y = fusedBias ? tf.fused.matMul({ a: x2, b: w2, bias: this.bias }) : tf.matMul(x2, w2); // [b·h·w, out]
+        if (this.bias && !fusedBias) y = tf.add(y, this.bias);
         return y.reshape([b, h, w, this.outChannels]);
       });
     }
@@ -160,6 +177,11 @@ export class Conv2d extends Layer {
         [0, 0],
       ];
       const s: [number, number] = [this.stride, this.stride];
+      if (this.depthwise && this.bias && fusedKernelsAvailable(x, 'FusedDepthwiseConv2D')) {
+        // On wasm (fused kernels on) XNNPACK adds the bias inside the depthwise conv: one kernel instead of two.
+        const filter = this.weight as tf.Tensor4D;
+        return tf.fused.depthwiseConv2d({ x: x4, filter, strides: s, pad: p, bias: this.bias }); // p on every side
+      }
       let y = this.depthwise
         ? tf.depthwiseConv2d(x4, this.weight as tf.Tensor4D, s, p === 0 ? 'valid' : pad) // [b, h', w', in·mult]
         : tf.conv2d(x4, this.weight as tf.Tensor4D, s, p === 0 ? 'valid' : pad); // [b, h', w', out]
@@ -267,9 +289,26 @@ export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps:
   });
 }
 
-/** Exact GELU, 0.5·x·(1 + erf(x/√2)) (nn.GELU() default, not the tanh approximation). */
+/**
+ * Exact GELU, 0.5·x·(1 + erf(x/√2)) (nn.GELU() default, not the tanh approximation). On wasm as one fused
+ * kernel each way (lib/backend/activations.ts; MSM_FUSED_KERNELS=0 keeps these tf ops).
+ */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  if (fusedKernelsAvailable(x, GELU_KERNEL)) return fusedGelu(x);
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)));
+}
+
+/**
+ * norm(x) ⊙ SiLU(z) for a LayerNorm `norm` over the last axis (VMamba's SS2D output gate, y ⊙ F.silu(z) after
+ * out_norm). Reports the norm's MACs as its forward does (the SiLU is functional: not counted). On wasm as
+ * one fused kernel each way (lib/backend/norms.ts; MSM_FUSED_KERNELS=0 keeps these tf ops).
+ */
+export function layerNormSiluGate(norm: LayerNorm, x: tf.Tensor, z: tf.Tensor): tf.Tensor {
+  if (!fusedKernelsAvailable(x, LAYER_NORM_GATE_KERNEL) || !tf.util.arraysEqual(x.shape, z.shape)) {
+    return tf.tidy(() => tf.mul(norm.forward(x), silu(z)));
+  }
+  reportNormMacs('LayerNorm', x.shape);
+  return fusedLayerNormGate(x, norm.weight, norm.bias, z, norm.eps);
 }
 
 /** SiLU (swish): x·sigmoid(x). On wasm with a one-call gradient (lib/backend/activations.ts). */
@@ -309,7 +348,8 @@ export class SiLU extends Layer {
 export class ReLU extends Layer {
   forward(x: tf.Tensor): tf.Tensor {
     reportElementwiseMacs('ReLU', x.shape);
-    return tf.relu(x);
+    // on wasm one fused kernel each way (lib/backend/activations.ts; MSM_FUSED_KERNELS=0 keeps tf.relu)
+    return fusedKernelsAvailable(x, RELU_KERNEL) ? fusedRelu(x) : tf.relu(x);
   }
 }
 

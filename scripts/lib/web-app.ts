@@ -23,7 +23,7 @@ export const BROWSER_EMPTY: Record<string, string> = {
   'node:fs': 'lib/util/fs.ts atomic writes (writeSafetensors)',
   'node:path': 'lib/util/fs.ts atomic writes (writeSafetensors)',
   os: 'lib/ops/selective-scan/wasm-simd.ts thread count (threads need SharedArrayBuffer; the page has one thread)',
-  worker_threads: 'lib/ops/selective-scan/wasm-simd.ts worker pool (idem)',
+  worker_threads: 'lib/backend/worker-pool.ts (the scan and heap kernels on threads; idem: the page has one thread)',
   v8: 'lib/util/wasm-api.ts V8 tiering flags (unavailable: V8 default tiering)',
 };
 

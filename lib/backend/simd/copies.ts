@@ -59,14 +59,28 @@ export function buildCopyRuns(): Fn {
  * edges element by element.
  */
 export function buildTranspose2d(): Fn {
-  const f = new Fn('transpose2d', Array<ValType>(4).fill('i32'));
+  return transposeFn(false);
+}
+
+/**
+ * transpose2ds(src, dst, R, C, srcStride, dstStride): dst[c·dstStride + r] = src[r·srcStride + c] — the
+ * same with row strides in elements (srcStride may be negative: rows read backwards). Used by
+ * ../cross-scan.ts to reorder and transpose a channel block in one pass.
+ */
+export function buildTranspose2dStrided(): Fn {
+  return transposeFn(true);
+}
+
+function transposeFn(strided: boolean): Fn {
+  const f = new Fn(strided ? 'transpose2ds' : 'transpose2d', Array<ValType>(strided ? 6 : 4).fill('i32'));
   const [src, dst, R, C] = f.params;
+  const [srcStride, dstStride] = strided ? f.params.slice(4) : [C, R];
   const [r, c, r4, c4] = Array.from({ length: 4 }, () => f.local('i32'));
   const q = Array.from({ length: 4 }, () => f.local('v128'));
   const o = Array.from({ length: 4 }, () => f.local('v128'));
   const tmp = Array.from({ length: 4 }, () => f.local('v128'));
-  const srcAt = (rr: Expr, cc: Expr) => at(src, i32add(i32mul(rr, get(C)), cc));
-  const dstAt = (cc: Expr, rr: Expr) => at(dst, i32add(i32mul(cc, get(R)), rr));
+  const srcAt = (rr: Expr, cc: Expr) => at(src, i32add(i32mul(rr, get(srcStride)), cc));
+  const dstAt = (cc: Expr, rr: Expr) => at(dst, i32add(i32mul(cc, get(dstStride)), rr));
   const scalar = (rr: Expr, cc: Expr) => f.storeF32(dstAt(cc, rr), 0, loadF32(srcAt(rr, cc)));
   f.set(r4, i32and(get(R), i32(~3)));
   f.set(c4, i32and(get(C), i32(~3)));

@@ -92,16 +92,17 @@ function setup(f: Fn, c: Local): { r: Local; j: Local; c4: Local; row: Local } {
 const rowAt = (base: Local, r: Local, c: Local): Expr => at(base, i32mul(get(r), get(c)));
 
 /**
- * colsums(x, n, c, mu, s, mode): per column j, s[j] = Σ_r x[r, j] (mode 0) or Σ_r (x[r, j] − mu[j])²
- * (mode 1), rows in order from 0.
+ * colsums(x, n, c, mu, s, mode, ld): per column j < c, s[j] = Σ_r x[r, j] (mode 0) or Σ_r (x[r, j] − mu[j])²
+ * (mode 1), rows in order from 0; rows are ld floats apart (ld > c: a block of a wider array's columns,
+ * one thread's share — every column's sum is its own, so a split changes none).
  */
 export function buildColSums(): Fn {
-  const f = new Fn('colsums', Array<ValType>(6).fill('i32'));
-  const [x, n, c, mu, s, mode] = f.params;
+  const f = new Fn('colsums', Array<ValType>(7).fill('i32'));
+  const [x, n, c, mu, s, mode, ld] = f.params;
   const { r, j, c4, row } = setup(f, c);
   columns(f, j, c, c4, (o) => o.store(f, at(s, get(j)), o.zero));
   f.forUp(r, i32(0), get(n), () => {
-    f.set(row, rowAt(x, r, c));
+    f.set(row, rowAt(x, r, ld));
     f.if(
       get(mode),
       () =>
@@ -132,10 +133,10 @@ export function buildAffine(): Fn {
   return f;
 }
 
-/** bngradsums(dy, x, n, c, mu, sdy, sdx): per column, sdy[j] = Σ_r dy, sdx[j] = Σ_r dy·(x − mu[j]). */
+/** bngradsums(dy, x, n, c, mu, sdy, sdx, ld): per column, sdy[j] = Σ_r dy, sdx[j] = Σ_r dy·(x − mu[j]); rows ld floats apart (as colsums). */
 export function buildBatchNormGradSums(): Fn {
-  const f = new Fn('bngradsums', Array<ValType>(7).fill('i32'));
-  const [dy, x, n, c, mu, sdy, sdx] = f.params;
+  const f = new Fn('bngradsums', Array<ValType>(8).fill('i32'));
+  const [dy, x, n, c, mu, sdy, sdx, ld] = f.params;
   const { r, j, c4, row } = setup(f, c);
   const grow = f.local('i32');
   columns(f, j, c, c4, (o) => {
@@ -143,8 +144,8 @@ export function buildBatchNormGradSums(): Fn {
     o.store(f, at(sdx, get(j)), o.zero);
   });
   f.forUp(r, i32(0), get(n), () => {
-    f.set(row, rowAt(x, r, c));
-    f.set(grow, rowAt(dy, r, c));
+    f.set(row, rowAt(x, r, ld));
+    f.set(grow, rowAt(dy, r, ld));
     columns(f, j, c, c4, (o) => {
       const g = o.load(at(grow, get(j)));
       o.store(f, at(sdy, get(j)), o.add(o.load(at(sdy, get(j))), g));

@@ -1,7 +1,7 @@
 /**
  * The heap kernel behind the Sum and Mean replacements (../reductions.ts): column sums of an [o, r, c]
  * view, every column summed in row order from 0 as the stock loop does, 16 columns per pass in SIMD
- * registers. Assembled with the other heap kernels by ../heap.ts.
+ * registers; and sum4, the cross-merge's sum of four maps. Assembled with the other heap kernels by ../heap.ts.
  */
 import {
   Expr,
@@ -15,6 +15,8 @@ import {
   i32and,
   i32mul,
   loadF32,
+  Local,
+  ValType,
   vadd,
   vload,
   vzero,
@@ -81,5 +83,38 @@ export function buildColSum(): Fn {
       ),
     );
   });
+  return f;
+}
+
+/**
+ * sum4(a, b, c, d, out, n): out = ((a + b) + c) + d over n floats, 4 per vector then a scalar tail (the
+ * cross-merge's sum of the four scan directions, ../cross-scan.ts, in the order of the addN it replaces).
+ */
+export function buildSum4(): Fn {
+  const f = new Fn('sum4', Array<ValType>(6).fill('i32'));
+  const [a, b, c, d, out, n] = f.params;
+  const [i, n4] = [f.local('i32'), f.local('i32')];
+  const sum = (load: (p: Local) => Expr, add: (x: Expr, y: Expr) => Expr) =>
+    add(add(add(load(a), load(b)), load(c)), load(d));
+  f.set(n4, i32and(get(n), i32(~3)));
+  f.forUp(
+    i,
+    i32(0),
+    get(n4),
+    () =>
+      f.storeV128(
+        at(out, get(i)),
+        0,
+        sum((p) => vload(at(p, get(i))), vadd),
+      ),
+    4,
+  );
+  f.forUp(i, get(n4), get(n), () =>
+    f.storeF32(
+      at(out, get(i)),
+      0,
+      sum((p) => loadF32(at(p, get(i))), f32add),
+    ),
+  );
   return f;
 }

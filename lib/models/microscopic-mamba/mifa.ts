@@ -14,6 +14,7 @@
  * l is the conv branch's output, g the SSM branch's, both [b, h, w, c].
  */
 import * as tf from '@tensorflow/tfjs';
+import { crossGateAvailable, ecaAvailable, fusedCrossGate, fusedEca } from '../../backend/gates';
 import { Conv2d, gelu, Module, reportConvMacs, reportElementwiseMacs } from '../../nn/index';
 import { Rng } from '../../util/random';
 import { channelShuffle } from './shuffle';
@@ -42,6 +43,8 @@ export class ECA extends Module {
     reportElementwiseMacs('AdaptiveAvgPool2d', x.shape);
     reportConvMacs('Conv1d', [b, c], 1, c, c, false);
     reportElementwiseMacs('Sigmoid', [b, c]);
+    // On wasm the three lines below are one kernel each way (same formula, lib/backend/gates.ts).
+    if (ecaAvailable(x)) return fusedEca(x, this.conv.weight); // [b, h, w, C]
     return tf.tidy(() => {
       const pooled = tf.mean(x, [1, 2], true); // [b, 1, 1, C]   AdaptiveAvgPool2d(1)
       return tf.mul(x, tf.sigmoid(tf.mul(pooled, this.conv.weight))); // [b, h, w, C]
@@ -96,6 +99,12 @@ export class MIFA extends Module {
       reportElementwiseMacs('Sigmoid', wl.shape);
       reportElementwiseMacs('GELU', wg.shape);
       reportElementwiseMacs('Sigmoid', wg.shape);
+      // On wasm the gates, products, concat and shuffle below are one kernel each way (same formula,
+      // lib/backend/gates.ts); not while a caller taps (and may replace) the gate maps.
+      if (!ctx?.tapInner && crossGateAvailable(wl, wg, l, g)) {
+        const out = fusedCrossGate(wl, wg, l, g, { plainLocalGate: this.opts.plainLocalGate }); // [b, h, w, 2c] shuffled
+        return this.attention ? this.attention.forward(out) : out;
+      }
       const mapL = tf.sigmoid(this.opts.plainLocalGate ? wl : tf.relu(wl)); // [b, h, w, c]
       const mapG = tf.sigmoid(gelu(wg)); // [b, h, w, c]
       // ctx.tapInner sees (and may replace) the two gate maps

@@ -19,7 +19,16 @@
  * A_logs [K·E, N] (A = −exp(A_logs)), Ds [K·E].
  */
 import * as tf from '@tensorflow/tfjs';
-import { Conv2d, Layer, LayerNorm, Linear, reportElementwiseMacs, reportLinearMacs, silu } from '../../nn/index';
+import {
+  Conv2d,
+  Layer,
+  LayerNorm,
+  layerNormSiluGate,
+  Linear,
+  reportElementwiseMacs,
+  reportLinearMacs,
+  silu,
+} from '../../nn/index';
 import { Rng } from '../../util/random';
 import { crossScanSSM, ScanImpl } from '../../ops/selective-scan/index';
 import { PSFFN } from './psffn';
@@ -118,7 +127,7 @@ export class SS2D extends Layer {
         },
         { impl: this.opts.scanImpl },
       ); // [b, h, w, e]
-      const y = tf.mul(this.out_norm.forward(ys), silu(z)); // [b, h, w, e]
+      const y = layerNormSiluGate(this.out_norm, ys, z); // [b, h, w, e]   out_norm(y) ⊙ SiLU(z)
       const out = this.PSFFN ? this.PSFFN.forward(y) : this.out_proj!.forward(y); // [b, ·, ·, d]
       return this.opts.addInput === false ? out : tf.add(out, x); // [b, h, w, d]
     });

@@ -81,9 +81,17 @@ export function checkScanArgs(a: ScanArgs, where: string): ScanDims {
   return { b, d, l, n, g, e: d / g };
 }
 
-/** B or C as [b, g, n, l] (a [b, n, l] tensor is one group). */
+/** B or C as [b, g, n, l] (a [b, n, l] tensor is one group); one already in that shape as it is (no Reshape call). */
 export function asGroups(t: tf.Tensor, dims: ScanDims): tf.Tensor4D {
-  return t.reshape([dims.b, dims.g, dims.n, dims.l]);
+  return asShape(t, [dims.b, dims.g, dims.n, dims.l]) as tf.Tensor4D;
+}
+
+/**
+ * t reshaped to `shape`, or t itself when it has that shape already: a reshape is a kernel call, and under
+ * a gradient tape also a saved copy and a backward reshape.
+ */
+export function asShape(t: tf.Tensor, shape: number[]): tf.Tensor {
+  return tf.util.arraysEqual(t.shape, shape) ? t : t.reshape(shape);
 }
 
 /** Threshold above which softplus(x) is taken to be x (mamba_ssm CUDA kernel and torch.nn.functional.softplus). */

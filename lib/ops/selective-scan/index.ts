@@ -22,9 +22,10 @@
  * g = K (groups), e = E (channels per group), l = L, n = N, r = R; h, w map height and width.
  */
 import * as tf from '@tensorflow/tfjs';
+import { crossScanAvailable, fusedCrossMerge, fusedCrossScan } from '../../backend/cross-scan';
 import { onBackendInit } from '../../backend/hooks';
 import { selectiveScanChunked } from './chunked';
-import { asGroups, checkScanArgs, ScanArgs } from './common';
+import { asGroups, asShape, checkScanArgs, ScanArgs } from './common';
 import { registerCpuScanKernels, SCAN_KERNEL } from './fused-cpu';
 import { selectiveScanReference } from './reference';
 import { registerWebGPUScanKernels } from './webgpu';
@@ -154,6 +155,9 @@ export function crossScanSSM(x: tf.Tensor4D, p: CrossScanParams, opts: { impl?: 
   reportMacs('xProj', b * K * l * e * (r + 2 * n), 'extra');
   reportMacs('dtProj', b * K * l * r * e, 'extra');
   reportMacs('scan', b * K * 9 * l * e * n, 'extra');
+  if (resolveScanImpl(opts.impl) === 'fused' && crossScanAvailable(x)) {
+    return crossScanSSMFused(x, p, { b, h, w, e, r, n });
+  }
   return tf.tidy(() => {
     // The four scan orders, channels-last: [b, l, e] each.
     const rowMajor = x.reshape([b, l, e]); // l = i·w + j
@@ -197,4 +201,55 @@ export function crossScanSSM(x: tf.Tensor4D, p: CrossScanParams, opts: { impl?: 
     const y3 = unT(tf.reverse(ys[3], 1));
     return tf.addN([y0, y2, y1, y3]) as tf.Tensor4D;
   });
+}
+
+/**
+ * crossScanSSM with the cross-scan and cross-merge as one kernel each (lib/backend/cross-scan.ts, on wasm
+ * with the fused kernels on): the same arithmetic, laid out for the scan from the start.
+ *   u        = CrossScan(x)                                        [b, K, E, l]   the four scan orders
+ *   x_dbl    = CrossScan_blocks(x · [x_proj_weight_0..3]ᵀ)         [b, K, R+2N, l]
+ *              (official einsum "b k d l, k c d -> b k c l", L652: a per-position projection commutes with
+ *              the permutation, so all four are ONE 2-D matmul on x before it)
+ *   dt, B, C = split(x_dbl, [R, N, N])
+ *   delta    = dt_projs_weight_k · dt_k                            [b, K, E, l]   (L654; batched over b·K)
+ *   y        = CrossMerge(scan(u, delta, A, B, C, D, softplus bias))   [b, h, w, E]
+ */
+function crossScanSSMFused(
+  x: tf.Tensor4D,
+  p: CrossScanParams,
+  dims: { b: number; h: number; w: number; e: number; r: number; n: number },
+): tf.Tensor4D {
+  const { b, h, w, e, r, n } = dims;
+  const K = 4;
+  const l = h * w;
+  const c = r + 2 * n;
+  return tf.tidy(() => {
+    const u = fusedCrossScan(x); // [b, K, E, l]
+    const projected = tf.matMul(x.reshape([b * l, e]), p.xProjWeight.reshape([K * c, e]), false, true); // [b·l, K·(R+2N)]
+    const dbl = fusedCrossScan(projected.reshape([b, h, w, K * c]) as tf.Tensor4D, true); // [b, K, R+2N, l]
+    const [dt, Bs, Cs] = tf.split(dbl, [r, n, n], 2); // [b, K, R|N|N, l]
+    const dtProj = repeatOverBatch(p.dtProjsWeight as tf.Tensor3D, b); // [b·K, E, R]
+    const delta = tf.matMul(dtProj, dt.reshape([b * K, r, l])); // [b·K, E, l]
+    const y = selectiveScan({
+      u: u.reshape([b, K * e, l]) as tf.Tensor3D,
+      delta: delta.reshape([b, K * e, l]) as tf.Tensor3D,
+      A: tf.mul(tf.exp(p.ALogs), -1) as tf.Tensor2D, // [4E, N]   −exp(A_logs) (a scalar Multiply: the kit's heap kernel)
+      B: Bs as tf.Tensor4D, // [b, 4, N, l]
+      C: Cs as tf.Tensor4D, // [b, 4, N, l]
+      D: asShape(p.Ds, [K * e]) as tf.Tensor1D, // (official Ds is [4E] already)
+      deltaBias: p.dtProjsBias.reshape([K * e]) as tf.Tensor1D,
+      impl: 'fused',
+    }); // [b, 4E, l]
+    return fusedCrossMerge(y.reshape([b, K, e, l]) as tf.Tensor4D, h, w); // [b, h, w, E]
+  });
+}
+
+/** w [K, m, n] repeated b times: [b·K, m, n]; the gradient sums the b copies (one Sum, not Tile's slice loop). */
+function repeatOverBatch(w: tf.Tensor3D, b: number): tf.Tensor3D {
+  const [k, m, n] = w.shape;
+  const f = tf.customGrad((wi) => ({
+    value: tf.tile((wi as tf.Tensor).reshape([1, k * m * n]), [b, 1]).reshape([b * k, m, n]),
+    gradFunc: (dy: tf.Tensor) => tf.sum(dy.reshape([b, k * m * n]), 0).reshape([k, m, n]),
+  }));
+  return f(w) as tf.Tensor3D;
 }
