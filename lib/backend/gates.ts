@@ -195,7 +195,7 @@ export function ecaGradKernel(args: KernelArgs): Info[] {
   const o = (t: Info) => offsetOf(backend, t);
   (backend.typedArrayFromHeap(zero) as Float32Array).fill(0);
   for (let i = 0; i < b; i++) {
-    k.bngradsums(o(dy) + 4 * i * hw * c, o(x) + 4 * i * hw * c, hw, c, o(zero), o(sdy), o(sums) + 4 * i * c);
+    k.bngradsums(o(dy) + 4 * i * hw * c, o(x) + 4 * i * hw * c, hw, c, o(zero), o(sdy), o(sums) + 4 * i * c, c);
   }
   const [wv, gv, mv, sv, hv, dwv] = [w, g, mean, sums, shift, dw].map(
     (t) => backend.typedArrayFromHeap(t) as Float32Array,
