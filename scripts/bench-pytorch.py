@@ -250,7 +250,8 @@ def main(argv):
                 for m in model.modules():
                     if hasattr(m, 'selective_scan'):
                         m.selective_scan = scans[name]
-                row = {'model': 'microscopic-mamba-t (official)', 'source': path, 'scan': name,
+                # only the file's name: the folder is this machine's, not something a committed table should carry
+                row = {'model': 'microscopic-mamba-t (official)', 'source': os.path.basename(path), 'scan': name,
                        'chunk': CHUNK['T'] if name == 'chunked' else None,
                        'size': args.size, 'batch': args.batch}
                 row.update(bench_model(torch, model, x, y, modes, args.reps))
