@@ -1,8 +1,9 @@
 /**
  * The fused selective scan (SIMD engine, lib/ops/selective-scan/wasm-simd.ts) gives bit-identical
- * forward outputs and gradients for any number of scan threads (MSM_SCAN_THREADS): the parameters shared
- * by all sequences (A, D, b_Δ) get one partial per batch row, summed in row order whatever the split, so
- * a study cell gives the same numbers under `--jobs 1` (all cores) and `--jobs 2` (one scan thread).
+ * forward outputs and gradients for any number of scan threads (MSM_SCAN_THREADS): the gradients of the
+ * parameters shared by all sequences (A, D, b_Δ) are summed over the batch rows in row order whatever the
+ * split, so a study cell gives the same numbers under `--jobs 1` (all cores) and `--jobs 2` (one scan
+ * thread). Before the fix, ∂A differed in its last bits for every case below.
  * Runs on both backends the engine serves: wasm (share 0 works in place in tfjs' heap) and cpu (every
  * share in the engine's shared memory).
  */
@@ -14,9 +15,12 @@ import { simdScanEngine, simdThreads } from '../lib/ops/selective-scan/wasm-simd
 import { makeScanData, runScan, ScanCase, ScanResult } from './ops.scan-helpers';
 
 const CASES: ScanCase[] = [
-  // microscopic-mamba-t at 32 px, batch 32: 4 scan directions (groups), d_state 16, stage-1 length 8×8
-  { name: 'b=32, g=4, L=64, n=16 (microscopic-mamba-t stage 1 at 32 px)', b: 32, g: 4, e: 24, l: 64, n: 16, seed: 31 },
-  { name: 'b=32, g=4, L=16, n=16 (stage 2)', b: 32, g: 4, e: 24, l: 16, n: 16, seed: 32 },
+  // microscopic-mamba-t's SS2D scans at 32 px (scripts/bench-scan.ts shapes): 4 directions (groups), E
+  // channels each, d_state 16, L = 8×8, 4×4, …; batch 32 = 8 images × 4 PVM groups (training at batch 32
+  // has 128 rows: the same kernel, 4× the work)
+  { name: 'b=32, g=4, E=24, L=64, n=16 (stage 1 at 32 px)', b: 32, g: 4, e: 24, l: 64, n: 16, seed: 31 },
+  { name: 'b=32, g=4, E=48, L=16, n=16 (stage 2)', b: 32, g: 4, e: 48, l: 16, n: 16, seed: 32 },
+  { name: 'b=32, g=4, E=192, L=1, n=16 (stage 4)', b: 32, g: 4, e: 192, l: 1, n: 16, seed: 36 },
   // batch and length that no thread count divides evenly, padded state, B/C as [b, n, l]
   { name: 'b=7, g=1, L=37, n=13, B/C as [b,n,l]', b: 7, g: 1, e: 5, l: 37, n: 13, threeD: true, seed: 33 },
   { name: 'b=5, g=4, L=130 (3 checkpoint chunks), no D', b: 5, g: 4, e: 3, l: 130, n: 8, D: false, seed: 34 },
