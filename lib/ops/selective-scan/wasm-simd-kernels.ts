@@ -323,7 +323,7 @@ function buildBackward(np: number): Fn {
   // prettier-ignore
   const names = [
     'b0', 'b1', 'd', 'l', 'g', 'e', 'T', 'K', 'u', 'delta', 'A2', 'BT', 'CT', 'Dp', 'biasp', 'hs', 'dy',
-    'du', 'ddelta', 'dBT', 'dCT', 'dApart', 'dDpart', 'dbpart', 'dtRow', 'sgRow', 'Hbuf', 'DAbuf', 'St',
+    'du', 'ddelta', 'dBT', 'dCT', 'pRows', 'rowBytes', 'dtRow', 'sgRow', 'Hbuf', 'DAbuf', 'St',
   ];
   const f = new Fn(
     `bwd${np}`,
@@ -335,6 +335,7 @@ function buildBackward(np: number): Fn {
   const [bi, gi, kc, cl, c, i, t0, len, row, bcT, pB, pH, pDA, off, pTs, pSt, pAcc] = Array.from({ length: 17 }, I);
   const [Dc, dt, ut, gt, gb, da, dd] = Array.from({ length: 7 }, () => f.local('f32'));
   const [dDacc, dbacc] = [f.local('f64'), f.local('f64')];
+  const pRec = f.local('i32');
   const [biasV, dtv, dbu, dA, gv, dtuv, G, GdA, s, sGB, sDA, hs2] = Array.from({ length: 12 }, () => f.local('v128'));
   const a = Array.from({ length: nv }, () => f.local('v128'));
   const hc = Array.from({ length: nv }, () => f.local('v128')); // h while recomputing, then the carry Ā·G
@@ -453,15 +454,21 @@ function buildBackward(np: number): Fn {
           f.storeF64(get(pAcc), 8, get(dbacc));
         });
       });
-      // This (batch row, group) is done: add its ∂A, ∂D, ∂b_Δ into the thread's partial sums.
+      // This (batch row, group) is done: add its ∂A, ∂D, ∂b_Δ into the row's record of the shared
+      // parameters' partials (∂A [d, np] | ∂D [d] | ∂b_Δ [d], wasm-simd.ts) at pRows + row · rowBytes. The
+      // first share passes rowBytes = 0: one record, a running sum over its rows in row order; the others
+      // keep a record per row, which the engine adds on in row order (the same f32 sums as one thread's
+      // running sum, whatever the split).
+      f.set(pRec, i32add(get(P.pRows), i32mul(get(bi), get(P.rowBytes)))); // this row's record
       f.forUp(cl, i32(0), get(P.e), () => {
         f.set(c, i32add(i32mul(get(gi), get(P.e)), get(cl)));
-        const dArow = i32add(get(P.dApart), i32mul(get(c), i32(stride)));
+        const dArow = i32add(get(pRec), i32mul(get(c), i32(stride)));
         for (let v = 0; v < nv; v++) f.storeV128(dArow, 16 * v, vadd(vload(dArow, 16 * v), vload(stDA(), 16 * v)));
         f.set(pAcc, stAcc());
-        const at4 = (base: Local) => i32add(get(base), c4(c));
-        f.storeF32(at4(P.dDpart), 0, f32add(loadF32(at4(P.dDpart)), f32FromF64(loadF64(get(pAcc), 0))));
-        f.storeF32(at4(P.dbpart), 0, f32add(loadF32(at4(P.dbpart)), f32FromF64(loadF64(get(pAcc), 8))));
+        const dDat = i32add(get(pRec), i32add(i32mul(get(P.d), i32(stride)), c4(c)));
+        const dbAt = i32add(dDat, c4(P.d));
+        f.storeF32(dDat, 0, f32add(loadF32(dDat), f32FromF64(loadF64(get(pAcc), 0))));
+        f.storeF32(dbAt, 0, f32add(loadF32(dbAt), f32FromF64(loadF64(get(pAcc), 8))));
       });
     });
   });
@@ -537,6 +544,34 @@ function buildTranspose(dir: 'tin' | 'tout'): Fn {
   return f;
 }
 
+/**
+ * dst[i] += Σ_r src[r·m + i] for r = 0, 1, …, rows − 1 in that order (m a multiple of 4): each lane adds
+ * the rows of its own elements in row order, so the sums are those of a scalar loop, bit for bit.
+ */
+function buildRowSum(): Fn {
+  const f = new Fn('rowsum', ['i32', 'i32', 'i32', 'i32']);
+  const [dst, src, rows, m] = f.params;
+  const [i, r, p, rowBytes] = Array.from({ length: 4 }, () => f.local('i32'));
+  const acc = f.local('v128');
+  f.set(rowBytes, i32mul(get(m), i32(4)));
+  f.forUp(
+    i,
+    i32(0),
+    get(rowBytes),
+    () => {
+      f.set(acc, vload(i32add(get(dst), get(i))));
+      f.set(p, i32add(get(src), get(i)));
+      f.forUp(r, i32(0), get(rows), () => {
+        f.set(acc, vadd(get(acc), vload(get(p))));
+        f.set(p, i32add(get(p), get(rowBytes)));
+      });
+      f.storeV128(i32add(get(dst), get(i)), 0, get(acc));
+    },
+    16,
+  );
+  return f;
+}
+
 /** Fills [p, p + bytes) with zeros, 16 bytes at a time (bytes is a multiple of 16). */
 function buildZero(): Fn {
   const f = new Fn('zero', ['i32', 'i32']);
@@ -552,6 +587,7 @@ export const FN_NAMES = [
   'tin',
   'tout',
   'zero',
+  'rowsum',
   ...SIMD_STATE_SIZES.map((np) => `fwd${np}`),
   ...SIMD_STATE_SIZES.map((np) => `bwd${np}`),
 ];
@@ -568,7 +604,7 @@ let compiled: Compiled | undefined;
 let unavailable: string | undefined;
 
 export function kernelFunctions(): Fn[] {
-  const fns = [buildTranspose('tin'), buildTranspose('tout'), buildZero()];
+  const fns = [buildTranspose('tin'), buildTranspose('tout'), buildZero(), buildRowSum()];
   for (const np of SIMD_STATE_SIZES) fns.push(buildForward(np));
   for (const np of SIMD_STATE_SIZES) fns.push(buildBackward(np));
   return fns;

@@ -18,13 +18,14 @@ const SCAN: Caller = {
 
 /** The scan kernels' module on its memory, run by the shared worker pool. */
 export class ThreadPool {
-  private main: Exports;
+  /** the kernels on the engine's memory, for calls on this thread alone */
+  readonly exports: Exports;
   private id: number;
 
   /** `c`: the kernels' module and the shared memory every thread instantiates it on; `names`: its functions. */
   constructor(c: { module: WasmModule; memory: WasmMemory }, names: readonly string[]) {
     const inst = new WA.Instance(c.module, { env: { mem: c.memory } });
-    this.main = inst.exports as unknown as Exports;
+    this.exports = inst.exports as unknown as Exports;
     this.id = workerPool().register(c.module, c.memory, names);
   }
 
@@ -34,7 +35,7 @@ export class ThreadPool {
    * launched, `after` (copy its outputs out) once it has finished, so copies overlap other threads' work.
    */
   run(shares: Share[]): void {
-    workerPool().run(this.id, this.main, shares, SCAN);
+    workerPool().run(this.id, this.exports, shares, SCAN);
   }
 
   /** Ends the pool's workers (after a failure, or to release the threads): the next call starts fresh ones. */

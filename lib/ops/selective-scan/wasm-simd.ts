@@ -9,8 +9,10 @@
  *
  * Threads: the batch is split across the calling thread and worker_threads (MSM_SCAN_THREADS, default all
  * cores). The kernel call stays synchronous (tfjs kernels must be): the calling thread waits for the
- * workers with Atomics.wait. Each thread owns whole batch rows, so ∂B/∂C need no locking; ∂A, ∂D, ∂b_Δ
- * are per-thread partials summed at the end.
+ * workers with Atomics.wait. Each thread owns whole batch rows, so ∂B/∂C need no locking. ∂A, ∂D, ∂b_Δ
+ * (shared by all rows) are summed over the rows in row order in f32 whatever the split, so results are
+ * bit-identical for any thread count (and equal to one thread's): the first share keeps a running sum
+ * over its rows, the others one record of partials per row, added on in row order at the end.
  *
  * Data flow: on the wasm backend the calling thread's share runs in place on the tensors in tfjs' wasm
  * heap (an instance of the same kernels bound to that memory; scratch from its malloc), so a
@@ -157,6 +159,8 @@ class SimdScanEngine implements ScanEngine {
     const { d, l, n, g } = s;
     const { T, K } = chunking(l);
     const R = rowSizes(s);
+    // A record of the shared parameters' partials: ∂A [d, np] | ∂D [d] | ∂b_Δ [d], whole vectors.
+    const recFloats = Math.ceil((d * np + 2 * d) / 4) * 4;
     const pl = placeCall(
       this.host,
       s,
@@ -181,11 +185,10 @@ class SimdScanEngine implements ScanEngine {
         A2: [d * np, false],
         D: [d, false],
         bias: [d, false],
+        rec: [recFloats, true],
+        recSum: [recFloats, false],
       },
       {
-        dA: d * np,
-        dD: d,
-        db: d,
         dtRow: T + 4,
         sgRow: T + 4,
         H: (T + 1) * np,
@@ -203,6 +206,8 @@ class SimdScanEngine implements ScanEngine {
           const S = (k: string) => pl.perShareAt(w, k);
           const rows: [number, number] = [b0 * g, b1 * g];
           const mine = (k: string) => P(k) + b0 * R.glnp * 4; // this share's rows of dBT / dCT
+          // share 0: one record (a running sum over its rows); the others: one record per row
+          const recBytes = w === 0 ? 0 : recFloats * 4;
           return {
             exports: pl.exportsFor(w),
             before: () => pl.copyIn(w, ['u', 'delta', 'dy', 'B', 'C', 'hs']),
@@ -211,14 +216,12 @@ class SimdScanEngine implements ScanEngine {
               ['tin', [P('C'), P('CT'), ...rows, n, l, np]],
               ['zero', [mine('dBT'), bytes((b1 - b0) * R.glnp)]],
               ['zero', [mine('dCT'), bytes((b1 - b0) * R.glnp)]],
-              ['zero', [S('dA'), bytes(d * np)]],
-              ['zero', [S('dD'), bytes(d)]],
-              ['zero', [S('db'), bytes(d)]],
+              ['zero', [P('rec') + b0 * recFloats * 4, w === 0 ? recFloats * 4 : (b1 - b0) * recFloats * 4]],
               // prettier-ignore
               [`bwd${np}`, [
                 b0, b1, d, l, g, d / g, T, K, P('u'), P('delta'), P('A2'), P('BT'), P('CT'), P('D'), P('bias'), P('hs'),
-                P('dy'), P('du'), P('ddelta'), P('dBT'), P('dCT'), S('dA'), S('dD'), S('db'), S('dtRow'), S('sgRow'),
-                S('H'), S('DA'), S('St'),
+                P('dy'), P('du'), P('ddelta'), P('dBT'), P('dCT'), P('rec'), recBytes, S('dtRow'),
+                S('sgRow'), S('H'), S('DA'), S('St'),
               ]],
               ['tout', [P('dBT'), P('dB'), ...rows, n, l, np]],
               ['tout', [P('dCT'), P('dC'), ...rows, n, l, np]],
@@ -227,21 +230,20 @@ class SimdScanEngine implements ScanEngine {
           };
         }),
       );
-      // ∂A, ∂D, ∂b_Δ: the sum of the per-share partials.
-      const dA = new Float64Array(d * n);
-      const dD = new Float64Array(d);
-      const db = new Float64Array(d);
-      pl.parts.forEach((_, w) => {
-        const mem = pl.memOf(pl.spaceOf(w));
-        const pA = viewOf(mem, pl.perShareAt(w, 'dA'), d * np);
-        const pD = viewOf(mem, pl.perShareAt(w, 'dD'), d);
-        const pb = viewOf(mem, pl.perShareAt(w, 'db'), d);
-        for (let c = 0; c < d; c++) {
-          for (let k = 0; k < n; k++) dA[c * n + k] += pA[c * np + k];
-          dD[c] += pD[c];
-          db[c] += pb[c];
-        }
-      });
+      // ∂A, ∂D, ∂b_Δ: share 0's running sum, then (more than one share) the other rows' records added on
+      // in row order, in the engine's memory where those rows live.
+      let sum = viewOf(pl.memOf(pl.spaceOf(0)), pl.ptr(0, 'rec'), recFloats);
+      if (pl.parts.length > 1) {
+        const b1 = pl.parts[0][1];
+        const acc = pl.ptr(1, 'recSum');
+        viewOf(this.c.memory, acc, recFloats).set(sum);
+        this.pool.exports.rowsum(acc, pl.ptr(1, 'rec') + b1 * recFloats * 4, s.b - b1, recFloats);
+        sum = viewOf(this.c.memory, acc, recFloats);
+      }
+      const dA = new Float32Array(d * n);
+      for (let c = 0; c < d; c++) for (let k = 0; k < n; k++) dA[c * n + k] = sum[c * np + k];
+      const dD = sum.subarray(d * np, d * np + d);
+      const db = sum.subarray(d * np + d, d * np + 2 * d);
       pl.fresh.dA.set(dA);
       pl.fresh.dD.set(dD);
       pl.fresh.dbias.set(db);
