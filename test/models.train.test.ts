@@ -239,7 +239,12 @@ test('PSFFN computed as one depthwise conv equals the official split / filter / 
       return tf.sum(tf.mul(official(input), probe));
     });
     tf.tidy(() => {
-      assert.ok(tf.max(tf.abs(tf.sub(psffn.forward(y), official(y)))).dataSync()[0] === 0, 'forward identical');
+      // The fused kernels (SiLU with its own σ, conv bias inside the conv) round differently from the split
+      // ops: equal within the fused kernels' forward tolerance (1e-5 relative, docs/platform.md §Bit-identity policy).
+      const fwd = official(y);
+      const fwdDiff = tf.max(tf.abs(tf.sub(psffn.forward(y), fwd))).dataSync()[0];
+      const fwdScale = tf.max(tf.abs(fwd)).dataSync()[0];
+      assert.ok(fwdDiff <= 1e-5 * Math.max(1, fwdScale), `forward differs by ${fwdDiff} (scale ${fwdScale})`);
       const ga = tf.variableGrads(
         () => tf.sum(tf.mul(psffn.forward(y), probe)) as tf.Scalar,
         weights as tf.Variable[],
