@@ -20,7 +20,7 @@ import {
 } from '../lib/backend/cross-scan';
 import { crossScanSSM } from '../lib/ops/selective-scan/index';
 import { Rng } from '../lib/util/random';
-import { assertClose, assertNoLeak } from './backend.helpers';
+import { assertClose, assertNoLeak, withFused } from './backend.helpers';
 
 const saved = process.env.MSM_FUSED_KERNELS;
 before(async () => {
@@ -30,17 +30,6 @@ after(() => {
   if (saved === undefined) delete process.env.MSM_FUSED_KERNELS;
   else process.env.MSM_FUSED_KERNELS = saved;
 });
-
-function withFused<T>(on: boolean, f: () => T): T {
-  const before = process.env.MSM_FUSED_KERNELS;
-  process.env.MSM_FUSED_KERNELS = on ? '1' : '0';
-  try {
-    return f();
-  } finally {
-    if (before === undefined) delete process.env.MSM_FUSED_KERNELS;
-    else process.env.MSM_FUSED_KERNELS = before;
-  }
-}
 
 const randn = (rng: Rng, shape: number[], scale = 1, shift = 0) =>
   tf.tensor(

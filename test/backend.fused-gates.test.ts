@@ -23,7 +23,7 @@ import {
 } from '../lib/backend/gates';
 import { MIFA } from '../lib/models/microscopic-mamba/mifa';
 import { Rng } from '../lib/util/random';
-import { assertClose, assertNoLeak } from './backend.helpers';
+import { assertClose, assertNoLeak, withFused } from './backend.helpers';
 
 const saved = process.env.MSM_FUSED_KERNELS;
 before(async () => {
@@ -33,17 +33,6 @@ after(() => {
   if (saved === undefined) delete process.env.MSM_FUSED_KERNELS;
   else process.env.MSM_FUSED_KERNELS = saved;
 });
-
-function withFused<T>(on: boolean, f: () => T): T {
-  const before = process.env.MSM_FUSED_KERNELS;
-  process.env.MSM_FUSED_KERNELS = on ? '1' : '0';
-  try {
-    return f();
-  } finally {
-    if (before === undefined) delete process.env.MSM_FUSED_KERNELS;
-    else process.env.MSM_FUSED_KERNELS = before;
-  }
-}
 
 const randn = (rng: Rng, shape: number[], scale = 1) =>
   tf.tensor(

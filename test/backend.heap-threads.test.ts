@@ -13,7 +13,6 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
 import { convGemmAvailable } from '../lib/backend/conv-gemm';
@@ -22,7 +21,16 @@ import { WorkerPool, workerPool } from '../lib/backend/worker-pool';
 import { fusedBatchNorm, fusedLayerNorm } from '../lib/backend/norms';
 import { fusedPartialSilu } from '../lib/backend/activations';
 import { ADAM_KERNEL } from '../lib/backend/optimizer';
-import { assertClose, evalGrads, type GradResult, gradsOn, normal, type Sample } from './backend.helpers';
+import {
+  assertClose,
+  evalGrads,
+  type GradResult,
+  gradsOn,
+  hasProc,
+  normal,
+  type Sample,
+  threadTicks,
+} from './backend.helpers';
 
 type Case = { fn: (...xs: tf.Tensor[]) => tf.Tensor; inputs: Sample[]; wrt: number[]; work: number };
 
@@ -161,26 +169,6 @@ function withCnnKernels<T>(on: boolean, f: () => T): T {
     if (saved === undefined) delete process.env.MSM_CNN_KERNELS;
     else process.env.MSM_CNN_KERNELS = saved;
   }
-}
-
-// ---- OS threads and their CPU time (Linux /proc), as test/backend.threads.test.ts reads them ----------
-
-const PROC_TASKS = '/proc/self/task';
-const hasProc = fs.existsSync(PROC_TASKS);
-
-/** CPU clock ticks (user + system) of each thread of this process. */
-function threadTicks(): Map<string, number> {
-  const ticks = new Map<string, number>();
-  for (const tid of fs.readdirSync(PROC_TASKS)) {
-    try {
-      const stat = fs.readFileSync(`${PROC_TASKS}/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on
-      ticks.set(tid, Number(fields[11]) + Number(fields[12])); // utime, stime
-    } catch {
-      /* the thread ended meanwhile */
-    }
-  }
-  return ticks;
 }
 
 const results: Record<number, Record<string, GradResult>> = {};

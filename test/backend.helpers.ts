@@ -4,6 +4,7 @@
  * abs diff <= 1e-4 x output scale) and a directional finite-difference check.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/backend/index';
 import { Rng } from '../lib/util/random';
@@ -168,4 +169,36 @@ export async function assertNoLeak(label: string, f: () => unknown | Promise<unk
   const before = tf.memory().numTensors;
   await f();
   assert.equal(tf.memory().numTensors, before, `${label}: tensor leak`);
+}
+
+/** Runs `f` with the fused kernels on or off (MSM_FUSED_KERNELS, lib/backend/fused.ts), restoring the variable after. */
+export function withFused<T>(on: boolean, f: () => T): T {
+  const before = process.env.MSM_FUSED_KERNELS;
+  process.env.MSM_FUSED_KERNELS = on ? '1' : '0';
+  try {
+    return f();
+  } finally {
+    if (before === undefined) delete process.env.MSM_FUSED_KERNELS;
+    else process.env.MSM_FUSED_KERNELS = before;
+  }
+}
+
+// ---- OS threads and their CPU time (Linux /proc) ----
+
+const PROC_TASKS = '/proc/self/task';
+export const hasProc = fs.existsSync(PROC_TASKS);
+
+/** CPU clock ticks (user + system) of each thread of this process. */
+export function threadTicks(): Map<string, number> {
+  const ticks = new Map<string, number>();
+  for (const tid of fs.readdirSync(PROC_TASKS)) {
+    try {
+      const stat = fs.readFileSync(`${PROC_TASKS}/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on
+      ticks.set(tid, Number(fields[11]) + Number(fields[12])); // utime, stime
+    } catch {
+      /* the thread ended meanwhile */
+    }
+  }
+  return ticks;
 }

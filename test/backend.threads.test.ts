@@ -12,7 +12,6 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { describeBackend, initBackend, threadsFromArgv } from '../lib/backend/index';
@@ -22,7 +21,7 @@ import { createModel } from '../lib/models/index';
 import { backendHeapMemory } from '../lib/util/wasm-api';
 import { Rng } from '../lib/util/random';
 import { parseArgs } from '../scripts/lib/cli';
-import { assertClose, evalGrads, GradResult, normal } from './backend.helpers';
+import { assertClose, evalGrads, GradResult, hasProc, normal, threadTicks } from './backend.helpers';
 
 const FORWARD_REL = 1e-5;
 const GRAD_REL = 1e-4;
@@ -115,26 +114,6 @@ async function start(threads: number): Promise<Start> {
     multithreadFlag: Boolean(tf.env().get('WASM_HAS_MULTITHREAD_SUPPORT')),
     suite: { ops: runOps(), model: runModel() },
   };
-}
-
-// ---- OS threads and their CPU time (Linux /proc) --------------------------------------------------
-
-const PROC_TASKS = '/proc/self/task';
-const hasProc = fs.existsSync(PROC_TASKS);
-
-/** CPU clock ticks (user + system) of each thread of this process. */
-function threadTicks(): Map<string, number> {
-  const ticks = new Map<string, number>();
-  for (const tid of fs.readdirSync(PROC_TASKS)) {
-    try {
-      const stat = fs.readFileSync(`${PROC_TASKS}/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on
-      ticks.set(tid, Number(fields[11]) + Number(fields[12])); // utime, stime
-    } catch {
-      /* the thread ended meanwhile */
-    }
-  }
-  return ticks;
 }
 
 let A: Start;
