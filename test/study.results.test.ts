@@ -21,6 +21,9 @@ import {
   accuracyFigure,
   aggregateStudy,
   armRows,
+  cellFile,
+  expectedSeconds,
+  finishedSeconds,
   loadStudy,
   paperPanelFigure,
   resultsMarkdown,
@@ -162,6 +165,43 @@ const studyCli = (args: string[], cwd: string) =>
     encoding: 'utf8',
     timeout: 300_000,
   });
+
+test("ETA: a cell is expected to take its arm's mean whole-run time, else the dry-run estimate, else the overall mean", () => {
+  const study = tinyStudy();
+  // full-s0 took 120 s and w/o MIFA-s0 60 s; the seed-1 cells are not finished.
+  const cells = [handCell(study, 0, 9, 120), handCell(study, 1, 7, 60)];
+  for (const c of cells) {
+    fs.mkdirSync(study.cells[c.index].cellDir, { recursive: true });
+    fs.writeFileSync(cellFile(study.cells[c.index]), JSON.stringify(c));
+  }
+  try {
+    const byArm = finishedSeconds(study);
+    assert.deepEqual(
+      [...byArm.entries()],
+      [
+        [0, [120]],
+        [1, [60]],
+      ],
+    );
+    assert.equal(
+      expectedSeconds(study.cells[2], byArm, () => 999),
+      120,
+      'full-s1: its arm, not the estimate',
+    );
+    assert.equal(expectedSeconds(study.cells[3], byArm), 60);
+    const onlyFull = new Map([[0, [120, 180]]]);
+    assert.equal(expectedSeconds(study.cells[2], onlyFull), 150);
+    assert.equal(
+      expectedSeconds(study.cells[3], onlyFull, () => 42),
+      42,
+      'no finished cell of its arm: the estimate',
+    );
+    assert.equal(expectedSeconds(study.cells[3], onlyFull), 150, 'no estimate: the mean over all finished cells');
+    assert.ok(Number.isNaN(expectedSeconds(study.cells[3], new Map())), 'nothing known');
+  } finally {
+    for (const c of cells) fs.rmSync(study.cells[c.index].cellDir, { recursive: true, force: true });
+  }
+});
 
 test('the committed ablations-malaria cells re-aggregate without training and reproduce results.md', (t) => {
   const committed = path.join(ROOT, 'studies', 'ablations-malaria');

@@ -11,8 +11,11 @@
  * cell then inherits), MSM_SCAN_THREADS (the selective scan's worker threads) and OMP/TF intra-op thread
  * counts of floor(cores / jobs), at least 1. At jobs = 1 a cell uses the backend's default thread count.
  *
- * ETA: the mean wall time of the cells finished in this session × the cells left / jobs; before any has
- * finished, the dry-run estimate when one is given.
+ * ETA: the expected seconds of every unfinished cell, / jobs. A cell is expected to take its arm's mean
+ * whole-run wall time over finished cells (cell.json, from this or an earlier sitting: the arms of a zoo
+ * differ 30-fold, so one mean over all cells misleads, and a resumed cell's short last call says nothing);
+ * an arm with no finished cell takes the dry-run estimate when one is given, else the mean over all
+ * finished cells.
  */
 import { spawn } from 'child_process';
 import * as os from 'os';
@@ -58,24 +61,19 @@ export async function runLocal(study: Study, opts: LocalOptions = {}): Promise<L
   const outcomes: LocalSummary['outcomes'] = {};
   for (const c of selected) if (!todo.includes(c)) outcomes[c.index] = 'skipped';
   const failed: LocalSummary['failed'] = [];
-  const durations: number[] = [];
   const remaining = new Set(todo); // not finished yet (queued or running)
   let running = 0;
   let done = selected.length - todo.length;
   const total = selected.length;
   const progress = () => {
     const left = total - done - running;
-    const mean = durations.length ? durations.reduce((a, b) => a + b, 0) / durations.length : undefined;
-    const estimate =
-      mean !== undefined
-        ? (mean * remaining.size) / jobs
-        : [...remaining].reduce((s, c) => s + (opts.estimateSeconds?.(c) ?? NaN), 0) / jobs;
+    const byArm = finishedSeconds(study);
+    const estimate = [...remaining].reduce((s, c) => s + expectedSeconds(c, byArm, opts.estimateSeconds), 0) / jobs;
     log(`study ${study.def.name}: ${done} done, ${running} running, ${left} left; ETA ${formatDuration(estimate)}`);
   };
   progress();
   const queue = [...todo];
   const runOne = async (cell: Cell) => {
-    const t0 = Date.now();
     running++;
     log(`cell ${cell.index} (${cell.id}) → ${cell.runDir}`);
     progress();
@@ -88,7 +86,6 @@ export async function runLocal(study: Study, opts: LocalOptions = {}): Promise<L
         outcomes[cell.index] = readCell(cell) ? 'trained' : 'failed';
         if (!readCell(cell)) throw new Error(`cell ${cell.index}: the process ended without writing cell.json`);
       }
-      durations.push((Date.now() - t0) / 1000);
     } catch (e) {
       outcomes[cell.index] = 'failed';
       failed.push({ index: cell.index, message: (e as Error).message });
@@ -105,6 +102,30 @@ export async function runLocal(study: Study, opts: LocalOptions = {}): Promise<L
   });
   await Promise.all(workers);
   return { outcomes, failed };
+}
+
+/** Whole-run wall seconds of a study's finished cells, by arm index. */
+export function finishedSeconds(study: Study): Map<number, number[]> {
+  const byArm = new Map<number, number[]>();
+  for (const c of study.cells) {
+    const seconds = readCell(c)?.training.wallSeconds;
+    if (seconds === undefined || !Number.isFinite(seconds)) continue;
+    byArm.set(c.armIndex, [...(byArm.get(c.armIndex) ?? []), seconds]);
+  }
+  return byArm;
+}
+
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+
+/** The seconds `cell` is expected to take (see the file doc); NaN when nothing is known. */
+export function expectedSeconds(
+  cell: Cell,
+  byArm: Map<number, number[]>,
+  estimate?: (cell: Cell) => number | undefined,
+): number {
+  const arm = byArm.get(cell.armIndex);
+  if (arm) return mean(arm);
+  return estimate?.(cell) ?? mean([...byArm.values()].flat());
 }
 
 function runChild(cell: Cell, opts: LocalOptions, jobs: number, log: (l: string) => void): Promise<void> {
