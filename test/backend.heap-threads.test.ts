@@ -1,7 +1,7 @@
 /**
  * The kit's heap kernels on the worker pool (lib/backend/heap-threads.ts, worker-pool.ts): conv
  * gradients as im2col/col2im + GEMM, the large-filter forward conv, the heap matMul, MaxPoolGrad, the
- * depthwise filter gradient, the fused norms / partial SiLU / Adam,
+ * depthwise conv (forward: output rows) and its filter gradient, the fused norms / partial SiLU / Adam,
  * each split by output over the wasm backend's threads. Checked here:
  *   - bit-identical results on 1 (the one-thread build), 2 and 3 threads (3: shares of unequal size), and
  *     with MSM_HEAP_THREADS=1 on a threaded backend (which caps the heap kernels' count);

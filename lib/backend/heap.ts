@@ -6,7 +6,7 @@
  * undefined and every caller keeps the stock kernel.
  *
  * Which kernel uses which function: ./broadcast.ts bcast; ./reductions.ts colsum; ./cross-scan.ts sum4, transpose2ds; ./optimizer.ts adam; ./conv-gradients.ts
- * dwfilter; ./matmul.ts gemm_m / gemm_n; ./copies.ts copyruns, transpose2d, fillrows; ./norms.ts colsums,
+ * dwfilter; ./depthwise-conv.ts dwconv; ./matmul.ts gemm_m / gemm_n; ./copies.ts copyruns, transpose2d, fillrows; ./norms.ts colsums,
  * affine, bngradsums, bngradapply, lnforward, lnbackward; ./activations.ts psilu, psilugrad, gelu,
  * gelugrad, relu, relugrad; ./norms.ts also silugate, silugategrad; ./gates.ts crossgate, crossgategrad
  * (with ./simd/math.ts's exp, σ and erf). Why each exists
@@ -17,6 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { type HeapModule, heapModule } from './heap-module';
 import { buildDepthwiseFilterGrad } from './simd/conv-gradients';
+import { buildDepthwiseConv } from './simd/depthwise';
 import { buildCopyRuns, buildFillRows, buildTranspose2d, buildTranspose2dStrided } from './simd/copies';
 import {
   buildGelu,
@@ -61,6 +62,7 @@ export interface HeapExports {
   colsum(x: number, out: number, outer: number, rows: number, cols: number, mean: number): void;
   adam(...args: number[]): void;
   dwfilter(...args: number[]): void;
+  dwconv(...args: number[]): void;
   copyruns(src: number, dst: number, count: number, run: number, srcStride: number, dstStride: number): void;
   transpose2d(src: number, dst: number, rows: number, cols: number): void;
   transpose2ds(src: number, dst: number, rows: number, cols: number, srcStride: number, dstStride: number): void;
@@ -95,6 +97,7 @@ export const heapKernels: HeapModule<HeapExports> = heapModule<HeapExports>(() =
   buildColSum(),
   buildAdam(),
   buildDepthwiseFilterGrad(),
+  buildDepthwiseConv(),
   buildGemm('m'),
   buildGemm('n'),
   buildCopyRuns(),

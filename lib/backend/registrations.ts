@@ -29,6 +29,7 @@ import {
   unpackKernel,
 } from './copies';
 import { conv2dFilterGradKernel, conv2dForwardKernel, conv2dInputGradKernel } from './conv-gemm';
+import { depthwiseConvKernel } from './depthwise-conv';
 import { CUMULATIVE_BACKENDS, fixNegativeAxis } from './cumulative-axis';
 import {
   batchMatMulGrad,
@@ -105,6 +106,9 @@ export const WASM_REGISTRATIONS: readonly WasmRegistration[] = [
   // gather's gradient, missing (./reductions.ts)
   { kernel: 'UnsortedSegmentSum', add: unsortedSegmentSumKernel },
   { kernel: 'Conv2DBackpropInput', replace: () => conv2dInputGradKernel(conv2dBackpropInputKernel) },
+  // the depthwise conv forward in XNNPACK's order (bit-identical), on the heap threads (./depthwise-conv.ts)
+  { kernel: 'DepthwiseConv2dNative', replace: depthwiseConvKernel },
+  { kernel: 'FusedDepthwiseConv2D', replace: depthwiseConvKernel },
   // Conv2D with a large filter (≥ 1 Mi weights) as im2col + GEMM: no XNNPACK repacking per step (./conv-gemm.ts)
   { kernel: 'Conv2D', replace: conv2dForwardKernel },
   // matrix products: XNNPACK's order on the heap GEMM, transposes free (./matmul.ts)

@@ -85,6 +85,12 @@ export class Fn {
     this.op(0x38);
     this.memarg(2, offset);
   }
+  storeI32(addr: Expr, offset: number, value: Expr): void {
+    addr(this);
+    value(this);
+    this.op(0x36);
+    this.memarg(2, offset);
+  }
   storeF64(addr: Expr, offset: number, value: Expr): void {
     addr(this);
     value(this);
@@ -208,6 +214,7 @@ export const f32sub = binop(0x93);
 export const f32mul = binop(0x94);
 export const f32div = binop(0x95);
 export const f32sqrt = unop(0x91);
+export const f32max = binop(0x97); // NaN-propagating; max(−0, +0) = +0
 export const i32and = binop(0x71);
 export const f64add = binop(0xa0);
 export const f64FromF32 = unop(0xbb); // f64.promote_f32
@@ -228,6 +235,14 @@ export const loadF32 =
   (f) => {
     addr(f);
     f.op(0x2a);
+    f.memarg(2, offset);
+  };
+
+export const loadI32 =
+  (addr: Expr, offset = 0): Expr =>
+  (f) => {
+    addr(f);
+    f.op(0x28);
     f.memarg(2, offset);
   };
 
