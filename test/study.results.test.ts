@@ -166,40 +166,55 @@ const studyCli = (args: string[], cwd: string) =>
     timeout: 300_000,
   });
 
-test("ETA: a cell is expected to take its arm's mean whole-run time, else the dry-run estimate, else the overall mean", () => {
-  const study = tinyStudy();
-  // full-s0 took 120 s and w/o MIFA-s0 60 s; the seed-1 cells are not finished.
-  const cells = [handCell(study, 0, 9, 120), handCell(study, 1, 7, 60)];
-  for (const c of cells) {
+test("ETA: a cell is expected to take its arm's mean whole-run time, else the same model's (per pixel), else the dry-run estimate", () => {
+  const file = path.join(tmp, 'eta.json');
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      name: 'eta',
+      data: 'synthetic',
+      recipe: 'cpu',
+      seeds: [0, 1],
+      reference: 'mm 32px',
+      runsDir: path.join(tmp, 'eta-runs'),
+      arms: [
+        { label: 'mm 32px', model: 'microscopic-mamba-t', train: { imageSize: 32 } },
+        { label: 'mm 64px', model: 'microscopic-mamba-t', train: { imageSize: 64 } },
+        { label: 'resnet 32px', model: 'resnet18', train: { imageSize: 32 } },
+      ],
+    }),
+  );
+  const study = loadStudy(file);
+  // cells seed-major: 0 mm32-s0, 1 mm64-s0, 2 resnet32-s0, 3 mm32-s1, 4 mm64-s1, 5 resnet32-s1
+  const finished = [handCell(study, 0, 9, 100), handCell(study, 3, 9, 140)];
+  for (const c of finished) {
     fs.mkdirSync(study.cells[c.index].cellDir, { recursive: true });
     fs.writeFileSync(cellFile(study.cells[c.index]), JSON.stringify(c));
   }
   try {
     const byArm = finishedSeconds(study);
-    assert.deepEqual(
-      [...byArm.entries()],
-      [
-        [0, [120]],
-        [1, [60]],
-      ],
-    );
+    assert.deepEqual([...byArm.entries()], [[0, [100, 140]]]);
+    const expect = (i: number, estimate?: () => number) => expectedSeconds(study, study.cells[i], byArm, estimate);
     assert.equal(
-      expectedSeconds(study.cells[2], byArm, () => 999),
+      expect(3, () => 999),
       120,
-      'full-s1: its arm, not the estimate',
+      'its arm first, not the estimate',
     );
-    assert.equal(expectedSeconds(study.cells[3], byArm), 60);
-    const onlyFull = new Map([[0, [120, 180]]]);
-    assert.equal(expectedSeconds(study.cells[2], onlyFull), 150);
     assert.equal(
-      expectedSeconds(study.cells[3], onlyFull, () => 42),
-      42,
-      'no finished cell of its arm: the estimate',
+      expect(1, () => 999),
+      480,
+      'the same model at 32 px, × 4 pixels',
     );
-    assert.equal(expectedSeconds(study.cells[3], onlyFull), 150, 'no estimate: the mean over all finished cells');
-    assert.ok(Number.isNaN(expectedSeconds(study.cells[3], new Map())), 'nothing known');
+    assert.equal(
+      expect(2, () => 42),
+      42,
+      'another model: the dry-run estimate',
+    );
+    assert.equal(expect(2), 120, 'no estimate: every finished cell, per pixel');
+    assert.ok(Number.isNaN(expectedSeconds(study, study.cells[2], new Map())), 'nothing known');
   } finally {
-    for (const c of cells) fs.rmSync(study.cells[c.index].cellDir, { recursive: true, force: true });
+    fs.rmSync(path.join(tmp, 'eta-runs'), { recursive: true, force: true });
+    for (const c of finished) fs.rmSync(study.cells[c.index].cellDir, { recursive: true, force: true });
   }
 });
 

@@ -13,9 +13,9 @@
  *
  * ETA: the expected seconds of every unfinished cell, / jobs. A cell is expected to take its arm's mean
  * whole-run wall time over finished cells (cell.json, from this or an earlier sitting: the arms of a zoo
- * differ 30-fold, so one mean over all cells misleads, and a resumed cell's short last call says nothing);
- * an arm with no finished cell takes the dry-run estimate when one is given, else the mean over all
- * finished cells.
+ * differ 30-fold, so one mean over all cells misleads, and a resumed cell's short last call says nothing).
+ * An arm with no finished cell yet takes the same model's finished cells at other image sizes, scaled by
+ * the pixel count; else the dry-run estimate when one is given; else all finished cells, scaled so.
  */
 import { spawn } from 'child_process';
 import * as os from 'os';
@@ -68,7 +68,8 @@ export async function runLocal(study: Study, opts: LocalOptions = {}): Promise<L
   const progress = () => {
     const left = total - done - running;
     const byArm = finishedSeconds(study);
-    const estimate = [...remaining].reduce((s, c) => s + expectedSeconds(c, byArm, opts.estimateSeconds), 0) / jobs;
+    const estimate =
+      [...remaining].reduce((s, c) => s + expectedSeconds(study, c, byArm, opts.estimateSeconds), 0) / jobs;
     log(`study ${study.def.name}: ${done} done, ${running} running, ${left} left; ETA ${formatDuration(estimate)}`);
   };
   progress();
@@ -119,13 +120,21 @@ const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.l
 
 /** The seconds `cell` is expected to take (see the file doc); NaN when nothing is known. */
 export function expectedSeconds(
+  study: Study,
   cell: Cell,
   byArm: Map<number, number[]>,
   estimate?: (cell: Cell) => number | undefined,
 ): number {
   const arm = byArm.get(cell.armIndex);
   if (arm) return mean(arm);
-  return estimate?.(cell) ?? mean([...byArm.values()].flat());
+  const armCell = (i: number) => study.cells.find((c) => c.armIndex === i)!;
+  const pixels = (c: Cell) => c.config.imageSize ** 2;
+  /** finished cells of these arms, rescaled to this cell's image size */
+  const scaled = (arms: Array<[number, number[]]>) =>
+    mean(arms.flatMap(([i, s]) => s.map((v) => (v * pixels(cell)) / pixels(armCell(i)))));
+  const sameModel = [...byArm].filter(([i]) => armCell(i).arm.model === cell.arm.model);
+  if (sameModel.length) return scaled(sameModel);
+  return estimate?.(cell) ?? scaled([...byArm]);
 }
 
 function runChild(cell: Cell, opts: LocalOptions, jobs: number, log: (l: string) => void): Promise<void> {
