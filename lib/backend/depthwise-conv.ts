@@ -2,10 +2,13 @@
  * The depthwise conv forward on wasm (DepthwiseConv2dNative and FusedDepthwiseConv2D), bit-identical to
  * stock tfjs-backend-wasm 4.22 (XNNPACK) and split over the heap threads.
  *
- * Why: XNNPACK's depthwise conv runs at ~1.3 GMAC/s here (8×16×16×96, 3×3: 1.2–1.6 ms per call for 1.8 M
- * multiply-adds), one thread; Microscopic-Mamba runs 50 per forward (SS2D's conv, MIFA's convs) and 82
- * more per training step (the input gradient is a depthwise conv, ./conv-gradients.ts). They were the
- * largest kernel of the forward pass in `bench:model --profile`.
+ * Why: XNNPACK's depthwise conv runs on one thread, and its multi-pass kernels (every filter but 2×2, 3×3
+ * and 5×5) are slow: per CPU-second, one thread, batch 8 (measured with a busy machine's noise, ±5 %):
+ * 3×3 at 16×16×192 0.66 ms stock vs 0.54 ms here, 4×4×768 0.18 vs 0.16 ms; 7×7 (ConvNeXt) at 16×16×96
+ * 9.8 ms vs 1.1 ms. Microscopic-Mamba runs 50 per forward (SS2D's conv, PSFFN's, MIFA's) and 82 more per
+ * training step (the input gradient is a depthwise conv, ./conv-gradients.ts): together the largest
+ * kernel of the forward pass in `bench:model --profile`. Here they also use every heap thread.
+ * (Computing two output pixels per filter load measured no faster.)
  *
  * Numerics: the same products summed in XNNPACK's order, so the outputs are the stock kernel's bit for
  * bit (tested): the bias first (+0 without one), then the taps one at a time — column-major (j, i) for
