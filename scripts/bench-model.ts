@@ -296,7 +296,11 @@ function runChild(job: Job): Result {
     const line = stderr.split('\n').find((l) => l.startsWith('bench-model worker failed: '));
     const rss = Number(/peak RSS (\d+) MB/.exec(line ?? '')?.[1] ?? NaN);
     let reason = line?.replace('bench-model worker failed: ', '').replace(/ \(peak RSS \d+ MB\)$/, '');
-    reason ??= stderr.split('\n').find((l) => /Error|Abort/.test(l)) ?? 'child process failed';
+    const signal = (e as { signal?: string }).signal;
+    reason ??=
+      stderr.split('\n').find((l) => /Error|Abort/.test(l)) ??
+      (signal ? `child process killed by ${signal} (the system's out-of-memory killer sends SIGKILL)` : undefined) ??
+      'child process failed';
     // wasm32's heap ends at 4 GiB: tfjs-backend-wasm's allocator then fails inside malloc
     if (rss > 3800) reason = `out of wasm memory (the 4 GB heap is full; ${reason.trim()})`;
     return {
