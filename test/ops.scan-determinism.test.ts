@@ -4,8 +4,9 @@
  * parameters shared by all sequences (A, D, b_Δ) are summed over the batch rows in row order whatever the
  * split, so a study cell gives the same numbers under `--jobs 1` (all cores) and `--jobs 2` (one scan
  * thread). Before the fix, ∂A differed in its last bits for every case below.
- * Runs on both backends the engine serves: wasm (share 0 works in place in tfjs' heap) and cpu (every
- * share in the engine's shared memory).
+ * Runs on both backends the engine serves: wasm (the threaded build: every share works in place in tfjs'
+ * shared heap; with one thread the single share works in place too) and cpu (every share in the engine's
+ * shared memory).
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';

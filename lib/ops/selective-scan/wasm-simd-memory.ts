@@ -2,9 +2,10 @@
  * Where the SIMD scan engine's arrays live for one kernel call (wasm-simd.ts). The batch is split into
  * shares, one per thread (wasm-simd-threads.ts). Space 0 is the caller's wasm heap (the wasm backend):
  * share 0 works there in place, with scratch from the heap's malloc, so a single-threaded call copies
- * nothing. Space 1 is the engine's own (shared) WebAssembly.Memory: the other shares run on copies of
- * their batch rows there, copied in just before each share starts and out as it ends. On the cpu
- * backend every share uses space 1. That memory grows to the largest call seen and is kept.
+ * nothing; when that heap is shared (the threaded wasm build) every share works there in place, and
+ * nothing is copied at all. Otherwise space 1 is the engine's own (shared) WebAssembly.Memory: the other
+ * shares run on copies of their batch rows there, copied in just before each share starts and out as it
+ * ends. On the cpu backend every share uses space 1. That memory grows to the largest call seen and is kept.
  * Row-indexed base pointers of a space that holds rows [r0, r1) only are shifted by −r0 rows, so the
  * kernels index absolute batch rows everywhere.
  */
@@ -71,6 +72,9 @@ export function placeCall(
 ) {
   const parts = split(s.b, host.shared ? threadCount() : 1);
   const inPlace = heap !== undefined;
+  // a shared heap: the workers compute on it too (the threaded backend build)
+  const allInPlace =
+    inPlace && typeof SharedArrayBuffer !== 'undefined' && heap.memory.buffer instanceof SharedArrayBuffer;
   // Where the caller's arrays are, taken before any allocation can grow (and detach) the heap.
   const where: Record<string, [number, number]> = {};
   for (const [k, a] of Object.entries({
@@ -80,17 +84,19 @@ export function placeCall(
     where[k] = [a.byteOffset, a.length];
   }
   const callerArray = (k: string, a: Float32Array) => (inPlace ? viewOf(heap.memory, where[k][0], where[k][1]) : a);
-  // Space 0 = the caller's heap (share 0 only) when in place; space 1 = the engine's memory.
-  const firstShared = inPlace ? 1 : 0;
+  // Space 0 = the caller's heap (share 0, or every share on a shared heap) when in place; space 1 = the
+  // engine's memory.
+  const firstShared = allInPlace ? parts.length : inPlace ? 1 : 0;
   const sharedRows: [number, number] = [parts[Math.min(firstShared, parts.length - 1)][0], s.b];
   const hasShared = firstShared < parts.length;
   const arenas = [new Arena(), new Arena()];
   const handles: Array<Record<string, number>> = [{}, {}];
-  const spaceOf = (w: number) => (inPlace && w === 0 ? 0 : 1);
+  const spaceOf = (w: number) => (inPlace && (w === 0 || allInPlace) ? 0 : 1);
   const spaces = inPlace ? (hasShared ? [0, 1] : [0]) : [1];
   for (const sp of spaces) {
     const ar = arenas[sp];
-    const nRows = sp === 0 ? parts[0][1] : sharedRows[1] - sharedRows[0]; // share 0 starts at row 0
+    // space 0 holds rows from 0: share 0's, or all of them
+    const nRows = sp === 0 ? (allInPlace ? s.b : parts[0][1]) : sharedRows[1] - sharedRows[0];
     if (sp === 1) for (const [k, [, row]] of Object.entries(arrays)) handles[sp][k] = ar.alloc(nRows * row);
     for (const [k, [size, perRow]] of Object.entries(scratch)) handles[sp][k] = ar.alloc(perRow ? nRows * size : size);
   }
@@ -142,7 +148,7 @@ export function placeCall(
   const release = () => {
     if (inPlace) heap.free(block);
   };
-  return { parts, ptr, perShareAt, view, copyIn, copyOut, exportsFor, release, fresh, spaceOf, memOf };
+  return { parts, ptr, perShareAt, view, copyIn, copyOut, exportsFor, release, fresh, spaceOf, memOf, allInPlace };
 }
 
 /** One call's placement (see placeCall). */

@@ -38,6 +38,15 @@ export class ThreadPool {
     workerPool().run(this.id, this.exports, shares, SCAN);
   }
 
+  /**
+   * The same on another shared memory (the threaded wasm backend's heap): `module` bound to `memory` on
+   * every thread, `main` its instance here.
+   */
+  runOn(module: WasmModule, memory: WasmMemory, main: Exports, names: readonly string[], shares: Share[]): void {
+    const pool = workerPool();
+    pool.run(pool.register(module, memory, names), main, shares, SCAN);
+  }
+
   /** Ends the pool's workers (after a failure, or to release the threads): the next call starts fresh ones. */
   discardWorkers(): void {
     workerPool().discardWorkers();

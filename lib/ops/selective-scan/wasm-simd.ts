@@ -75,19 +75,30 @@ class SimdScanEngine implements ScanEngine {
     this.pool.discardWorkers();
   }
 
+  /** The kernels' module for another memory (compiled on first use). */
+  private localModule(memory: WasmMemory) {
+    const limits = memoryImportFor(memory);
+    this.c.local ??= new Map();
+    let local = this.c.local.get(limits.shared);
+    if (!local) this.c.local.set(limits.shared, (local = compileOptimized(assembleModule(kernelFunctions(), limits))));
+    return local;
+  }
+
   /** An instance of the kernels bound to another memory (compiled on first use). */
   private localExports(memory: WasmMemory): Exports {
     let ex = this.locals.get(memory);
     if (!ex) {
-      const limits = memoryImportFor(memory);
-      this.c.local ??= new Map();
-      let local = this.c.local.get(limits.shared);
-      if (!local)
-        this.c.local.set(limits.shared, (local = compileOptimized(assembleModule(kernelFunctions(), limits))));
-      ex = new WA.Instance(local, { env: { mem: memory } }).exports as unknown as Exports;
+      ex = new WA.Instance(this.localModule(memory), { env: { mem: memory } }).exports as unknown as Exports;
       this.locals.set(memory, ex);
     }
     return ex;
+  }
+
+  /** Runs a call's shares: on the engine's memory, or all in place on a shared caller heap. */
+  private runShares(pl: Placement, shares: Share[]): void {
+    if (!pl.allInPlace) return this.pool.run(shares);
+    const memory = pl.memOf(0);
+    this.pool.runOn(this.localModule(memory), memory, this.localExports(memory), FN_NAMES, shares);
   }
 
   /**
@@ -123,7 +134,8 @@ class SimdScanEngine implements ScanEngine {
     );
     try {
       this.putParams(pl, d, n, np);
-      this.pool.run(
+      this.runShares(
+        pl,
         pl.parts.map(([b0, b1], w): Share => {
           const P = (k: string) => pl.ptr(w, k);
           const S = (k: string) => pl.perShareAt(w, k);
@@ -200,7 +212,8 @@ class SimdScanEngine implements ScanEngine {
     const bytes = (floats: number) => Math.ceil((floats * 4) / 16) * 16;
     try {
       this.putParams(pl, d, n, np);
-      this.pool.run(
+      this.runShares(
+        pl,
         pl.parts.map(([b0, b1], w): Share => {
           const P = (k: string) => pl.ptr(w, k);
           const S = (k: string) => pl.perShareAt(w, k);
@@ -236,9 +249,11 @@ class SimdScanEngine implements ScanEngine {
       if (pl.parts.length > 1) {
         const b1 = pl.parts[0][1];
         const acc = pl.ptr(1, 'recSum');
-        viewOf(this.c.memory, acc, recFloats).set(sum);
-        this.pool.exports.rowsum(acc, pl.ptr(1, 'rec') + b1 * recFloats * 4, s.b - b1, recFloats);
-        sum = viewOf(this.c.memory, acc, recFloats);
+        const mem = pl.memOf(pl.spaceOf(1));
+        const ex = pl.allInPlace ? this.localExports(mem) : this.pool.exports;
+        viewOf(mem, acc, recFloats).set(sum);
+        ex.rowsum(acc, pl.ptr(1, 'rec') + b1 * recFloats * 4, s.b - b1, recFloats);
+        sum = viewOf(mem, acc, recFloats);
       }
       const dA = new Float32Array(d * n);
       for (let c = 0; c < d; c++) for (let k = 0; k < n; k++) dA[c * n + k] = sum[c * np + k];
