@@ -16,9 +16,10 @@
  *
  * Data flow: on the wasm backend the calling thread's share runs in place on the tensors in tfjs' wasm
  * heap (an instance of the same kernels bound to that memory; scratch from its malloc), so a
- * single-threaded call copies nothing. Worker shares run on copies of their batch rows in the engine's
- * own shared WebAssembly.Memory (copied in just before each share starts, out as it ends). On the cpu
- * backend all shares use the shared memory. That memory grows to the largest call seen and is kept.
+ * single-threaded call copies nothing; on the threaded wasm build that heap is shared and the workers
+ * run their shares in place there too. Otherwise worker shares run on copies of their batch rows in the
+ * engine's own shared WebAssembly.Memory (copied in just before each share starts, out as it ends). On
+ * the cpu backend all shares use the shared memory. That memory grows to the largest call seen and is kept.
  * B and C are transposed to time-major [b, g, l, np] inside the kernels' scratch, ∂B and ∂C back.
  *
  * Shape glossary: b batch, d channels (g groups of e), l length, n state size, np = n rounded up to 4,
