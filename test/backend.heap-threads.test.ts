@@ -2,6 +2,7 @@
  * The kit's heap kernels on the worker pool (lib/backend/heap-threads.ts, worker-pool.ts): conv
  * gradients as im2col/col2im + GEMM, the large-filter forward conv, the heap matMul, MaxPoolGrad, the
  * depthwise conv (forward: output rows) and its filter gradient, the fused norms / partial SiLU / Adam,
+ * SS2D's cross-scan / cross-merge (whole images),
  * each split by output over the wasm backend's threads. Checked here:
  *   - bit-identical results on 1 (the one-thread build), 2 and 3 threads (3: shares of unequal size), and
  *     with MSM_HEAP_THREADS=1 on a threaded backend (which caps the heap kernels' count);
@@ -20,6 +21,7 @@ import { heapThreads, MIN_WORK_PER_SHARE } from '../lib/backend/heap-threads';
 import { WorkerPool, workerPool } from '../lib/backend/worker-pool';
 import { fusedBatchNorm, fusedLayerNorm } from '../lib/backend/norms';
 import { fusedPartialSilu } from '../lib/backend/activations';
+import { fusedCrossScan } from '../lib/backend/cross-scan';
 import { ADAM_KERNEL } from '../lib/backend/optimizer';
 import {
   assertClose,
@@ -118,6 +120,12 @@ const CASES: Record<string, Case> = {
     inputs: [normal([8192, 100], 33)],
     wrt: [0],
     work: 8192 * 100,
+  },
+  'cross-scan (fused; images split; its gradient is the cross-merge)': {
+    fn: (x) => fusedCrossScan(x as tf.Tensor4D),
+    inputs: [normal([32, 16, 16, 32], 34)],
+    wrt: [0],
+    work: 32 * 4 * 32 * 256,
   },
   'maxPool 3×3 stride 2': {
     fn: (x) => tf.maxPool(x as tf.Tensor4D, 3, 2, 'same'),

@@ -21,11 +21,15 @@
  * gradients. Here one pass each, a plain loop over the heap (a gather/scatter with no arithmetic: the
  * strided side of it, not the loop, is what it costs). crossScan is an exact copy; crossMerge adds the four
  * terms in the order y0 + y2 + y1 + y3, as the reference's addN. MSM_FUSED_KERNELS=0 keeps the tf ops (./fused.ts).
+ * Threads (./heap-threads.ts): whole images per share (each with its own scratch maps), so the result is
+ * the same for any thread count.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { fusedKernelsAvailable } from './fused';
-import { heapKernels, HeapExports, offsetOf } from './heap';
+import { heapKernels, offsetOf } from './heap';
+import { runOnHeap, sharesFor } from './heap-threads';
+import { splitRange, type Calls } from './worker-pool';
 
 export const CROSS_SCAN_KERNEL = 'MsmCrossScan';
 export const CROSS_MERGE_KERNEL = 'MsmCrossMerge';
@@ -33,11 +37,30 @@ export const CROSS_MERGE_KERNEL = 'MsmCrossMerge';
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
 
-/** The heap kernels (the ops check `crossScanAvailable` first, so they are there). */
-function heap(backend: BackendWasm, kernel: string): HeapExports {
-  const k = heapKernels(backend);
-  if (!k) throw new Error(`${kernel}: the wasm heap is not reachable (check crossScanAvailable() first)`);
-  return k;
+/** Checks that the heap kernels are there (the ops check `crossScanAvailable` first). */
+function requireHeap(backend: BackendWasm, kernel: string): void {
+  if (!heapKernels(backend))
+    throw new Error(`${kernel}: the wasm heap is not reachable (check crossScanAvailable() first)`);
+}
+
+/** A worker's call list holds this many calls at most (its job buffer: 4096 numbers, 8 per call here). */
+const MAX_CALLS_PER_SHARE = 400;
+
+/**
+ * Runs the call lists of images 0..b−1 (`callsOf(image, share)`) over the heap threads, whole images per
+ * share, in pool calls whose shares fit a worker's call list. `work`: floats moved in all.
+ */
+function runImages(backend: BackendWasm, b: number, work: number, callsOf: (bi: number, share: number) => Calls): void {
+  const threads = sharesFor(work);
+  const perImage = Math.max(1, callsOf(0, 0).length);
+  const imagesPerShare = Math.max(1, Math.floor(MAX_CALLS_PER_SHARE / perImage));
+  for (let g0 = 0; g0 < b; g0 += imagesPerShare * threads) {
+    const g1 = Math.min(b, g0 + imagesPerShare * threads);
+    const shares = splitRange(g1 - g0, threads).map(([i0, i1], w) =>
+      Array.from({ length: i1 - i0 }, (_, j) => callsOf(g0 + i0 + j, w)).flat(),
+    );
+    runOnHeap(heapKernels, backend, shares);
+  }
 }
 
 /**
@@ -48,7 +71,7 @@ function heap(backend: BackendWasm, kernel: string): HeapExports {
  * steps). toBlock: map → block (crossScan), else block → map (crossMerge). Byte addresses; h·w = l.
  */
 function moveDirection(
-  k: HeapExports,
+  calls: Calls,
   dir: number,
   map: number,
   stride: number,
@@ -61,9 +84,12 @@ function moveDirection(
   const l = h * w;
   // mapRow: the map row of the first of `rows` steps starting at step t0, mapStep: between consecutive steps
   const move = (mapRow: number, mapStep: number, t0: number, rows: number) =>
-    toBlock
-      ? k.transpose2ds(map + 4 * mapRow * stride, block + 4 * t0, rows, c, mapStep * stride, l)
-      : k.transpose2ds(block + 4 * t0, map + 4 * mapRow * stride, c, rows, l, mapStep * stride);
+    calls.push([
+      'transpose2ds',
+      toBlock
+        ? [map + 4 * mapRow * stride, block + 4 * t0, rows, c, mapStep * stride, l]
+        : [block + 4 * t0, map + 4 * mapRow * stride, c, rows, l, mapStep * stride],
+    ]);
   if (dir === 0) move(0, 1, 0, l);
   else if (dir === 2)
     move(l - 1, -1, 0, l); // step t at position l − 1 − t
@@ -90,14 +116,16 @@ export function crossScanKernel(args: KernelArgs): Info {
   const l = h * w;
   const out = backend.makeOutput([b, 4, c, l], 'float32');
   if (b * c * l === 0) return out;
-  const k = heap(backend, CROSS_SCAN_KERNEL);
+  requireHeap(backend, CROSS_SCAN_KERNEL);
   const [px, pu] = [x, out].map((t) => offsetOf(backend, t));
-  for (let bi = 0; bi < b; bi++) {
+  runImages(backend, b, b * 4 * c * l, (bi) => {
+    const calls: Calls = [];
     for (let dir = 0; dir < 4; dir++) {
       const map = px + 4 * (bi * l * C + (blocks ? dir * c : 0));
-      moveDirection(k, dir, map, C, pu + 4 * (bi * 4 + dir) * c * l, c, h, w, true);
+      moveDirection(calls, dir, map, C, pu + 4 * (bi * 4 + dir) * c * l, c, h, w, true);
     }
-  }
+    return calls;
+  });
   return out;
 }
 
@@ -115,19 +143,23 @@ export function crossMergeKernel(args: KernelArgs): Info {
   const C = blocks ? 4 * c : c;
   const out = backend.makeOutput([b, h, w, C], 'float32');
   if (b * c * l === 0) return out;
-  const maps = blocks ? undefined : backend.makeOutput([4, l, c], 'float32'); // the four, row-major
-  const k = heap(backend, CROSS_MERGE_KERNEL);
-  const [py, po] = [y, out].map((t) => offsetOf(backend, t));
-  const pm = maps ? offsetOf(backend, maps) : 0;
+  requireHeap(backend, CROSS_MERGE_KERNEL);
   const lc = l * c;
-  for (let bi = 0; bi < b; bi++) {
+  const work = b * 4 * lc;
+  // the four directions' maps, row-major, one set per share (scratch)
+  const maps = blocks ? undefined : backend.makeOutput([sharesFor(work), 4, l, c], 'float32');
+  const [py, po] = [y, out].map((t) => offsetOf(backend, t));
+  runImages(backend, b, work, (bi, share) => {
+    const calls: Calls = [];
+    const pm = maps ? offsetOf(backend, maps) + 16 * share * lc : 0;
     for (let dir = 0; dir < 4; dir++) {
       const block = py + 4 * (bi * 4 + dir) * lc;
-      if (blocks) moveDirection(k, dir, po + 4 * (bi * l * C + dir * c), C, block, c, h, w, false);
-      else moveDirection(k, dir, pm + 4 * dir * lc, c, block, c, h, w, false);
+      if (blocks) moveDirection(calls, dir, po + 4 * (bi * l * C + dir * c), C, block, c, h, w, false);
+      else moveDirection(calls, dir, pm + 4 * dir * lc, c, block, c, h, w, false);
     }
-    if (!blocks) k.sum4(pm, pm + 8 * lc, pm + 4 * lc, pm + 12 * lc, po + 4 * bi * lc, lc); // ((y0 + y2) + y1) + y3
-  }
+    if (!blocks) calls.push(['sum4', [pm, pm + 8 * lc, pm + 4 * lc, pm + 12 * lc, po + 4 * bi * lc, lc]]); // ((y0 + y2) + y1) + y3
+    return calls;
+  });
   if (maps) backend.disposeData(maps.dataId);
   return out;
 }
