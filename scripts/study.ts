@@ -21,6 +21,7 @@ import {
   estimateStudy,
   followJob,
   formatDuration,
+  threadsPerJob,
   loadStudy,
   readCell,
   runCell,
@@ -61,7 +62,7 @@ export const STUDY_SPEC: CliSpec = {
       key: 'jobs',
       type: 'number',
       default: 1,
-      help: 'cells side by side (each its own process, the cores split between them)',
+      help: 'cells side by side (each its own process, the cores split between them); with --dry-run, probe and total as they would run',
     },
     { key: 'executor', type: 'string', default: 'local', choices: ['local', 'slurm'], help: 'where the cells run' },
     {
@@ -97,9 +98,9 @@ function printPlanHeader(study: Study): void {
   );
 }
 
-async function dryRun(study: Study, probeSteps: number): Promise<void> {
+async function dryRun(study: Study, probeSteps: number, jobs: number): Promise<void> {
   printPlanHeader(study);
-  const est = await estimateStudy(study, { probeSteps, log: (l) => console.log(l) });
+  const est = await estimateStudy(study, { probeSteps, jobs, log: (l) => console.log(l) });
   if (est.counts)
     console.log(
       `dataset: ${Object.entries(est.counts)
@@ -108,8 +109,10 @@ async function dryRun(study: Study, probeSteps: number): Promise<void> {
     );
   console.log(
     `step times probed on ${est.backend} (${probeSteps} timed steps after 1 warm-up, fastest), load average ` +
-      `${est.load.average.toFixed(1)} on ${est.load.cores} cores`,
+      `${est.load.average.toFixed(1)} on ${est.load.cores} cores` +
+      (jobs > 1 ? `; ${threadsPerJob(jobs)} thread(s) per cell, as --jobs ${jobs} runs them` : ''),
   );
+  if (est.probeThreads) console.log(`probes ran with: ${est.probeThreads}`);
   if (est.calibration) {
     const c = est.calibration;
     console.log(
@@ -146,6 +149,7 @@ async function dryRun(study: Study, probeSteps: number): Promise<void> {
   console.log(
     `\ntotal ${formatDuration(est.totalSeconds)} for all ${est.cells.length} cells, ${formatDuration(left)} for the unfinished ones` +
       (unknown ? ` (${unknown} cells without an estimate, not counted)` : '') +
+      (jobs > 1 ? `; with --jobs ${jobs}, about ${formatDuration(left / jobs)} of wall time` : '') +
       '; early stopping can only shorten it.',
   );
 }
@@ -205,7 +209,7 @@ async function main(): Promise<void> {
   const study = loadStudy(file);
   const jobs = values.jobs as number;
   if (!(Number.isInteger(jobs) && jobs >= 1)) throw new CliError(`--jobs must be an integer ≥ 1 (got ${jobs})`);
-  if (values.dryRun) return dryRun(study, values.probeSteps as number);
+  if (values.dryRun) return dryRun(study, values.probeSteps as number, jobs);
   if (values.aggregate) {
     printPlanHeader(study);
     await aggregate(study);

@@ -17,6 +17,7 @@ import {
   readCell,
   resultsMarkdown,
   runLocal,
+  threadsPerJob,
   writeStudyResults,
   type StudyResults,
 } from '../lib/study/index';
@@ -192,6 +193,21 @@ test('--dry-run prints each cell with its estimated time and the total', (t) => 
   assert.equal(rows.length, 4);
   for (const row of rows) assert.match(row, /\t4\t\d+\.\d{3}\t\d+ s\tdone$/);
   assert.match(cli.stdout, /total \d+ s for all 4 cells, 0 s for the unfinished ones/);
+  assert.match(cli.stdout, /probes ran with: wasm \d+ threads? \(backend-reported\)/);
+});
+
+test('--dry-run --jobs 2 probes each cell with its share of the cores and divides the wall time', (t) => {
+  if (!referenceFile) return t.skip('needs the study of the first test');
+  const cli = studyCli([referenceFile, '--dry-run', '--probe-steps', '1', '--jobs', '2']);
+  assert.equal(cli.status, 0, cli.stderr);
+  const per = threadsPerJob(2);
+  assert.match(cli.stdout, new RegExp(`; ${per} thread\\(s\\) per cell, as --jobs 2 runs them`));
+  assert.match(cli.stdout, new RegExp(`probes ran with: wasm ${per} threads? \\(backend-reported\\), scan ${per} `));
+  assert.match(
+    cli.stdout,
+    /total \d+ s for all 4 cells, 0 s for the unfinished ones; with --jobs 2, about 0 s of wall time/,
+  );
+  assert.doesNotMatch(cli.stdout, /calibrated by/, 'benchmarks ran on every core: no calibration');
 });
 
 test('study files: errors name the field', () => {

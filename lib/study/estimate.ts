@@ -15,6 +15,10 @@
  * overstates an idle run. When benchmarks/results.json holds a finished run of a probed configuration
  * (same model, model options, size and batch), its measured time per step (training minutes / steps, on an
  * idle machine) calibrates every probe by the same factor, and the estimates say so.
+ *
+ * `jobs`: the cells will run `jobs` side by side, each with its share of the cores (./local.ts
+ * `cellThreadEnv`), so each probe runs with that share too, and the wall time is the total / jobs. The
+ * benchmark runs used every core, so with jobs > 1 they calibrate nothing.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -24,6 +28,7 @@ import { openDataset } from '../data/index';
 import { datasetSpec } from '../train/run';
 import type { TrainConfig } from '../train/config';
 import type { Cell, Study } from './definition';
+import { cellThreadEnv } from './local';
 import { probeInChild, probeStepTime, type ProbeResult } from './probe';
 
 export interface CellEstimate {
@@ -50,6 +55,11 @@ export interface StudyEstimate {
   counts: Record<string, number> | null;
   cells: CellEstimate[];
   totalSeconds: number;
+  /** The threads the (first) probe ran with, e.g. 'wasm 1 thread (backend-reported), scan 1 (…), 2 cores'. */
+  probeThreads?: string;
+  /** Cells side by side (the study's --jobs) and the wall time that gives: totalSeconds / jobs. */
+  jobs: number;
+  wallSeconds: number;
   backend: string;
   probeSteps: number;
   /** 1-minute load average while probing, and the core count. */
@@ -107,10 +117,15 @@ export async function estimateStudy(
     log?: (line: string) => void;
     /** Probe each configuration in its own process (default true; false probes in this one, see ./probe.ts). */
     isolate?: boolean;
+    /** Cells side by side (default 1; see the file doc). */
+    jobs?: number;
   } = {},
 ): Promise<StudyEstimate> {
   const log = opts.log ?? (() => {});
-  const runProbe = opts.isolate === false ? probeStepTime : probeInChild;
+  const jobs = Math.max(1, opts.jobs ?? 1);
+  const env = cellThreadEnv(jobs);
+  const runProbe = (cfg: TrainConfig, classes: number, o: { steps?: number }) =>
+    opts.isolate === false ? probeStepTime(cfg, classes, o) : probeInChild(cfg, classes, { ...o, env });
   const backend = await initBackend(study.cells[0].config.backend || undefined, { quiet: true });
   let counts: Record<string, number> | null = null;
   let numClasses = 2;
@@ -161,7 +176,7 @@ export async function estimateStudy(
   const load = { average: os.loadavg()[0], cores: os.cpus().length };
   // Calibrate against the first probed configuration a benchmark run measured (see the file doc).
   let calibration: Calibration | undefined;
-  for (const cell of study.cells) {
+  for (const cell of jobs > 1 ? [] : study.cells) {
     const bench = findBenchmark(cell.config);
     const probe = probes.get(probeKey(cell.config));
     if (bench && probe && !(probe instanceof Error)) {
@@ -183,5 +198,17 @@ export async function estimateStudy(
     }
   }
   const totalSeconds = cells.reduce((s, c) => s + (c.seconds ?? 0), 0);
-  return { counts, cells, totalSeconds, backend: backend.name, probeSteps: opts.probeSteps ?? 3, load, calibration };
+  const probeThreads = [...probes.values()].find((p): p is ProbeResult => !(p instanceof Error))?.threads;
+  return {
+    ...(probeThreads ? { probeThreads } : {}),
+    counts,
+    cells,
+    totalSeconds,
+    jobs,
+    wallSeconds: totalSeconds / jobs,
+    backend: backend.name,
+    probeSteps: opts.probeSteps ?? 3,
+    load,
+    calibration,
+  };
 }

@@ -45,6 +45,22 @@ export function threadsPerJob(jobs: number, cores = os.cpus().length): number {
   return Math.max(1, Math.floor(cores / Math.max(1, jobs)));
 }
 
+/**
+ * The environment of a cell process when `jobs` cells run side by side (see the file doc): this process's,
+ * with each backend's thread counts set to threadsPerJob(jobs). The dry run probes with it too.
+ */
+export function cellThreadEnv(jobs: number): NodeJS.ProcessEnv {
+  const threads = String(threadsPerJob(jobs));
+  return {
+    ...process.env,
+    ...(process.env.MSM_THREADS || jobs > 1 ? { MSM_THREADS: process.env.MSM_THREADS || threads } : {}),
+    MSM_SCAN_THREADS: threads,
+    OMP_NUM_THREADS: threads,
+    TF_NUM_INTRAOP_THREADS: threads,
+    TF_NUM_INTEROP_THREADS: '1',
+  };
+}
+
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '?';
   if (seconds < 90) return `${Math.round(seconds)} s`;
@@ -140,20 +156,10 @@ export function expectedSeconds(
 function runChild(cell: Cell, opts: LocalOptions, jobs: number, log: (l: string) => void): Promise<void> {
   if (!opts.cellCommand) throw new Error('runLocal: jobs > 1 needs cellCommand (how to run one cell in a process)');
   const { command, args } = opts.cellCommand(cell.index);
-  const threads = String(threadsPerJob(jobs));
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        [PARENT_PID_ENV]: String(process.pid),
-        ...(process.env.MSM_THREADS || jobs > 1 ? { MSM_THREADS: process.env.MSM_THREADS || threads } : {}),
-        MSM_SCAN_THREADS: threads,
-        OMP_NUM_THREADS: threads,
-        TF_NUM_INTRAOP_THREADS: threads,
-        TF_NUM_INTEROP_THREADS: '1',
-        MSM_PROGRESS: 'plain',
-      },
+      env: { ...cellThreadEnv(jobs), [PARENT_PID_ENV]: String(process.pid), MSM_PROGRESS: 'plain' },
     });
     const prefix = `[cell ${cell.index}] `;
     const relay = (chunk: Buffer) => {

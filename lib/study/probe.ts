@@ -18,6 +18,7 @@ import { spawnSync } from 'child_process';
 import { pathToFileURL } from 'url';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend/index';
+import { threadInfo } from '../backend/thread-info';
 import { createOptimizer } from '../train/optim';
 import { buildModel, planRunMemory } from '../train/run';
 import { runRngs } from '../train/fit';
@@ -29,6 +30,8 @@ export interface ProbeResult {
   steps: number;
   /** Something the estimate's reader should know (e.g. the memory plan failed: the full batch was timed). */
   note?: string;
+  /** The threads the probe ran with (lib/backend/thread-info.ts; set by `probeInChild`). */
+  threads?: string;
 }
 
 export interface ProbeOptions {
@@ -103,9 +106,9 @@ const RESULT_PREFIX = 'MSM_PROBE ';
 export function probeInChild(
   cfg: TrainConfig,
   numClasses: number,
-  opts: ProbeOptions & { timeoutSeconds?: number } = {},
+  opts: ProbeOptions & { timeoutSeconds?: number; env?: NodeJS.ProcessEnv } = {},
 ): ProbeResult {
-  const { timeoutSeconds = 900, ...probeOpts } = opts;
+  const { timeoutSeconds = 900, env = process.env, ...probeOpts } = opts;
   const job: ProbeJob = { config: cfg, numClasses, opts: probeOpts };
   const r = spawnSync(
     process.execPath,
@@ -114,7 +117,7 @@ export function probeInChild(
       encoding: 'utf8',
       timeout: timeoutSeconds * 1000,
       maxBuffer: 16 << 20,
-      env: { ...process.env, MSM_PROGRESS: 'off' },
+      env: { ...env, MSM_PROGRESS: 'off' },
     },
   );
   const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith(RESULT_PREFIX));
@@ -135,7 +138,7 @@ export function probeInChild(
 async function childMain(): Promise<void> {
   const job = JSON.parse(process.argv[2]) as ProbeJob;
   await initBackend(job.config.backend || undefined, { quiet: true });
-  const result = probeStepTime(job.config, job.numClasses, job.opts);
+  const result: ProbeResult = { ...probeStepTime(job.config, job.numClasses, job.opts), threads: threadInfo().text };
   process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(result)}\n`);
 }
 
