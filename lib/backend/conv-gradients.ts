@@ -25,6 +25,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { Attrs, compositeKernelFunc } from './composite';
+import { XNNPACK_SINGLE_PASS_TAPS } from './depthwise-conv';
 import { heapKernels, offsetOf } from './heap';
 import { runOnHeap, sharesFor, splitRange } from './heap-threads';
 
@@ -346,8 +347,6 @@ function depthwiseBackpropInputBody(inputs: Record<string, tf.Tensor>, attrs: At
  * call at 64 px in an XNNPACK depthwise conv whose "filter" is the whole 16×16 gradient map (XNNPACK has
  * no fast path for such a filter), this one ~0.2 ms.
  */
-const XNNPACK_UNIPASS_TAPS = new Set([4, 9, 25]);
-
 export function depthwiseFilterGradKernel(fallback: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
     const { x, dy } = args.inputs as Record<string, tf.TensorInfo>;
@@ -380,7 +379,7 @@ export function depthwiseFilterGradKernel(fallback: tf.KernelFunc): tf.KernelFun
     // The composite's conv has ho·wo taps; XNNPACK runs 4, 9 and 25 taps with its unipass kernels, which
     // sum the taps in another order (measured: every other count from 1 to 256 is sequential). Those
     // (2×2, 3×3 and 5×5 gradient maps: the last stages at small inputs) stay with the composite.
-    if (XNNPACK_UNIPASS_TAPS.has(info.outHeight * info.outWidth)) return fallback(args);
+    if (XNNPACK_SINGLE_PASS_TAPS.has(info.outHeight * info.outWidth)) return fallback(args);
     const [b, h, w] = x.shape;
     const out = backend.makeOutput(a.filterShape, 'float32');
     // Threads (./heap-threads.ts) split the filter's rows i: a share computes out[i0..i1) whole (its own

@@ -48,11 +48,17 @@ const MAX_CALLS_PER_SHARE = 400;
 
 /**
  * Runs the call lists of images 0..b−1 (`callsOf(image, share)`) over the heap threads, whole images per
- * share, in pool calls whose shares fit a worker's call list. `work`: floats moved in all.
+ * share, in pool calls whose shares fit a worker's call list. `work`: floats moved in all; `perImage`: calls
+ * per image (`moveDirection` makes 2 + 2·w for the four directions).
  */
-function runImages(backend: BackendWasm, b: number, work: number, callsOf: (bi: number, share: number) => Calls): void {
+function runImages(
+  backend: BackendWasm,
+  b: number,
+  work: number,
+  perImage: number,
+  callsOf: (bi: number, share: number) => Calls,
+): void {
   const threads = sharesFor(work);
-  const perImage = Math.max(1, callsOf(0, 0).length);
   const imagesPerShare = Math.max(1, Math.floor(MAX_CALLS_PER_SHARE / perImage));
   for (let g0 = 0; g0 < b; g0 += imagesPerShare * threads) {
     const g1 = Math.min(b, g0 + imagesPerShare * threads);
@@ -118,7 +124,7 @@ export function crossScanKernel(args: KernelArgs): Info {
   if (b * c * l === 0) return out;
   requireHeap(backend, CROSS_SCAN_KERNEL);
   const [px, pu] = [x, out].map((t) => offsetOf(backend, t));
-  runImages(backend, b, b * 4 * c * l, (bi) => {
+  runImages(backend, b, b * 4 * c * l, 2 + 2 * w, (bi) => {
     const calls: Calls = [];
     for (let dir = 0; dir < 4; dir++) {
       const map = px + 4 * (bi * l * C + (blocks ? dir * c : 0));
@@ -149,7 +155,7 @@ export function crossMergeKernel(args: KernelArgs): Info {
   // the four directions' maps, row-major, one set per share (scratch)
   const maps = blocks ? undefined : backend.makeOutput([sharesFor(work), 4, l, c], 'float32');
   const [py, po] = [y, out].map((t) => offsetOf(backend, t));
-  runImages(backend, b, work, (bi, share) => {
+  runImages(backend, b, work, 2 + 2 * w + (blocks ? 0 : 1), (bi, share) => {
     const calls: Calls = [];
     const pm = maps ? offsetOf(backend, maps) + 16 * share * lc : 0;
     for (let dir = 0; dir < 4; dir++) {

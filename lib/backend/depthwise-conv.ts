@@ -31,8 +31,11 @@ import { runOnHeap, sharesFor } from './heap-threads';
 import { DWCONV_BIAS, DWCONV_COLUMN_MAJOR, DWCONV_RELU } from './simd/depthwise';
 import { splitRange } from './worker-pool';
 
-/** Tap counts XNNPACK 4.22's wasm build runs single-pass, summing in column-major tap order (measured). */
-const COLUMN_MAJOR_TAPS = new Set([4, 9, 25]);
+/**
+ * Tap counts XNNPACK 4.22's wasm build runs single-pass, summing in column-major tap order (measured; every
+ * other count from 1 to 256 is multi-pass, row-major). ./conv-gradients.ts keeps its filter gradient bit-exact by them.
+ */
+export const XNNPACK_SINGLE_PASS_TAPS: ReadonlySet<number> = new Set([4, 9, 25]);
 
 interface Attrs {
   strides: number | [number, number];
@@ -93,7 +96,7 @@ export function depthwiseConvKernel(stock: tf.KernelFunc): tf.KernelFunc {
     const flags =
       (bias ? DWCONV_BIAS : 0) |
       (activation === 'relu' ? DWCONV_RELU : 0) |
-      (COLUMN_MAJOR_TAPS.has(taps) ? DWCONV_COLUMN_MAJOR : 0);
+      (XNNPACK_SINGLE_PASS_TAPS.has(taps) ? DWCONV_COLUMN_MAJOR : 0);
     const shares = rowShares.map(([r0, r1], s): Array<[string, number[]]> => [
       [
         'dwconv',
