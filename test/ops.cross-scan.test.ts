@@ -114,6 +114,23 @@ describe('crossScanSSM', () => {
     });
   }
 
+  test('fused without a gradient tape (the inference kernel) matches the per-direction loop', async () => {
+    const args = NAMES.map((k) => tf.tensor(inp[k], SHAPES[k]));
+    const run = () =>
+      crossScanSSM(args[0] as tf.Tensor4D, {
+        xProjWeight: args[1],
+        dtProjsWeight: args[2],
+        dtProjsBias: args[3],
+        ALogs: args[4],
+        Ds: args[5],
+      });
+    const prof = await tf.profile(() => run());
+    assert.ok(prof.kernelNames.includes('MsmCrossScanForward'), `kernels run: ${prof.kernelNames.join(', ')}`);
+    const y = run();
+    assertClose(await y.data(), want[0], 'inference y');
+    tf.dispose([y, ...args]);
+  });
+
   test('the four directions really differ (a merge that ignored one would fail)', async () => {
     // Zeroing one direction's x_proj changes y: every direction contributes.
     const base = await evaluate(inp, (x, p) => crossScanSSM(x, p));

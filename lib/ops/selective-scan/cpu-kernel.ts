@@ -38,6 +38,26 @@ export interface ScanSizes {
   g: number;
 }
 
+/** Sizes of SS2D's whole cross-scan forward (wasm-simd.ts `crossForward`): b rows of h × w maps of e channels, dt rank r, state size n. */
+export interface CrossSizes {
+  b: number;
+  h: number;
+  w: number;
+  e: number;
+  r: number;
+  n: number;
+}
+
+/** Inputs of SS2D's whole cross-scan forward: x [b, h, w, e], xdbl [b, h, w, 4·(r+2n)], A [4e, n], W [4, e, r], D, bias [4e]. */
+export interface CrossArrays {
+  x: Float32Array;
+  xdbl: Float32Array;
+  A: Float32Array;
+  W: Float32Array;
+  D: Float32Array;
+  bias: Float32Array;
+}
+
 /** State size padded to whole 4-lane vectors. */
 export function paddedState(n: number): number {
   return (n + 3) & ~3;

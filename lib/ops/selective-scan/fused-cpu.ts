@@ -17,11 +17,22 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { checkpointShape, ScanArrays, scanBackwardJS, scanForwardJS, ScanGradArrays, ScanSizes } from './cpu-kernel';
+import {
+  checkpointShape,
+  CrossArrays,
+  CrossSizes,
+  ScanArrays,
+  scanBackwardJS,
+  scanForwardJS,
+  ScanGradArrays,
+  ScanSizes,
+} from './cpu-kernel';
 import { backendHeapMemory, WasmMemory } from '../../util/wasm-api';
 
 export const SCAN_KERNEL = 'MsmSelectiveScan';
 export const SCAN_GRAD_KERNEL = 'MsmSelectiveScanGrad';
+/** SS2D's whole cross-scan forward without a gradient (inference): x, xdbl, A, W, D, deltaBias -> y [b, h, w, e]. */
+export const CROSS_FORWARD_KERNEL = 'MsmCrossScanForward';
 
 /** Order of the inputs of both kernels (the gradient saves them in this order). */
 export const SCAN_INPUTS = ['u', 'delta', 'A', 'B', 'C', 'D', 'deltaBias'] as const;
@@ -43,6 +54,8 @@ export interface ScanEngine {
   name: string;
   forward(s: ScanSizes, x: ScanArrays, y: Float32Array, hs: Float32Array, heap?: WasmHeap): void;
   backward(s: ScanSizes, x: ScanArrays, hs: Float32Array, dy: Float32Array, out: ScanGradArrays, heap?: WasmHeap): void;
+  /** SS2D's whole cross-scan forward for inference (wasm-simd.ts; engines without it leave it out). */
+  crossForward?(s: CrossSizes, x: CrossArrays, y: Float32Array, heap?: WasmHeap): void;
 }
 
 export const jsEngine: ScanEngine = { name: 'js', forward: scanForwardJS, backward: scanBackwardJS };
@@ -153,6 +166,37 @@ function backwardKernel(access: (b: tf.KernelBackend) => HeapAccess) {
   };
 }
 
+/**
+ * MsmCrossScanForward (wasm only, an engine with `crossForward`): x [b, h, w, e], xdbl [b, h, w, 4·(R+2N)],
+ * A [4e, N], W [4, e, R], D [4e], deltaBias [4e] → y [b, h, w, e]. It has no gradient: index.ts runs it only
+ * while no tape records.
+ */
+function crossForwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
+  const [b, h, w, e] = inputs.x.shape;
+  const [, n] = inputs.A.shape;
+  const r = inputs.W.shape[2];
+  const engine = activeScanEngine();
+  if (!engine.crossForward)
+    throw new Error(`${CROSS_FORWARD_KERNEL}: the '${engine.name}' scan engine has no cross-scan forward`);
+  const io = wasmAccess(backend);
+  const y = io.alloc([b, h, w, e]);
+  const x = {
+    x: io.view(inputs.x),
+    xdbl: io.view(inputs.xdbl),
+    A: io.view(inputs.A),
+    W: io.view(inputs.W),
+    D: io.view(inputs.D),
+    bias: io.view(inputs.deltaBias),
+  };
+  engine.crossForward({ b, h, w, e, r, n }, x, io.view(y), io.heap);
+  return y;
+}
+
+/** Can MsmCrossScanForward run now (wasm backend, an engine with it, a compiled state size)? */
+export function crossForwardAvailable(n: number, sizes: readonly number[]): boolean {
+  return tf.getBackend() === 'wasm' && !!activeScanEngine().crossForward && sizes.includes(Math.ceil(n / 4) * 4);
+}
+
 const registeredFor = new Set<string>();
 let gradientRegistered = false;
 
@@ -194,6 +238,14 @@ export function registerCpuScanKernels(): void {
       kernelName: SCAN_GRAD_KERNEL,
       backendName,
       kernelFunc: backwardKernel(access) as unknown as tf.KernelFunc,
+    });
+  }
+  if (!registeredFor.has('wasm-cross')) {
+    registeredFor.add('wasm-cross');
+    tf.registerKernel({
+      kernelName: CROSS_FORWARD_KERNEL,
+      backendName: 'wasm',
+      kernelFunc: crossForwardKernel as unknown as tf.KernelFunc,
     });
   }
 }

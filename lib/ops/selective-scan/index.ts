@@ -8,6 +8,8 @@
  *   fused      registered kernels with a hand-written backward: on wasm/cpu the CPU engine (cpu-kernel.ts,
  *              SIMD in wasm-simd.ts), on webgpu WGSL shaders (webgpu.ts).
  *   auto       fused where the active backend has it, else chunked.
+ * crossScanSSM on wasm with the fused kernels adds a forward-only form for when no gradient tape records:
+ * everything after x_proj as one kernel (crossScanSSMInference), bit-identical to the differentiable one.
  *
  * Symbols (docs/architecture.md §Glossary): one scan runs K groups of E channels, each group with its own B
  * and C (SS2D: the K = 4 directions, E = d_inner), over L = h·w steps with state size N; R is the dt rank.
@@ -26,10 +28,10 @@ import { crossScanAvailable, fusedCrossMerge, fusedCrossScan } from '../../backe
 import { onBackendInit } from '../../backend/hooks';
 import { selectiveScanChunked } from './chunked';
 import { asGroups, asShape, checkScanArgs, ScanArgs } from './common';
-import { registerCpuScanKernels, SCAN_KERNEL } from './fused-cpu';
+import { CROSS_FORWARD_KERNEL, crossForwardAvailable, registerCpuScanKernels, SCAN_KERNEL } from './fused-cpu';
 import { selectiveScanReference } from './reference';
 import { registerWebGPUScanKernels } from './webgpu';
-import './wasm-simd';
+import { SIMD_STATE_SIZES } from './wasm-simd';
 import { reportMacs } from '../../nn/macs';
 
 export type { ScanArgs } from './common';
@@ -156,6 +158,7 @@ export function crossScanSSM(x: tf.Tensor4D, p: CrossScanParams, opts: { impl?: 
   reportMacs('dtProj', b * K * l * r * e, 'extra');
   reportMacs('scan', b * K * 9 * l * e * n, 'extra');
   if (resolveScanImpl(opts.impl) === 'fused' && crossScanAvailable(x)) {
+    if (crossForwardWanted(n)) return crossScanSSMInference(x, p, { b, h, w, e, r, n });
     return crossScanSSMFused(x, p, { b, h, w, e, r, n });
   }
   return tf.tidy(() => {
@@ -241,6 +244,45 @@ function crossScanSSMFused(
       impl: 'fused',
     }); // [b, 4E, l]
     return fusedCrossMerge(y.reshape([b, K, e, l]) as tf.Tensor4D, h, w); // [b, h, w, E]
+  });
+}
+
+/**
+ * Whether crossScanSSM takes the inference kernel: no gradient tape is recording (eval forwards, predict,
+ * evaluate; Grad-CAM records one and keeps the differentiable path), the wasm SIMD engine has the state
+ * size, and MSM_CROSS_FORWARD is not 0 (the switch that keeps the training path, for A/B timing).
+ */
+function crossForwardWanted(n: number): boolean {
+  return process.env.MSM_CROSS_FORWARD !== '0' && !tf.engine().isTapeOn() && crossForwardAvailable(n, SIMD_STATE_SIZES);
+}
+
+/**
+ * crossScanSSM for inference as ONE kernel after x_proj (fused-cpu.ts MsmCrossScanForward, wasm-simd-kernels.ts
+ * `xfwd`): the cross-scan, the split into dt, B and C, dt_proj, the scan and the cross-merge of
+ * crossScanSSMFused read the maps where they lie instead of materialising u, Δ and the four directions
+ * of y, in the same arithmetic order: the same bits, no gradient.
+ *   x_dbl = x · [x_proj_weight_0..3]ᵀ                              [b, h, w, K·(R+2N)]   (as crossScanSSMFused)
+ *   y     = CrossMerge(scan(CrossScan(x), dt_proj(dt), A, B, C, D, softplus bias))   [b, h, w, E]
+ */
+function crossScanSSMInference(
+  x: tf.Tensor4D,
+  p: CrossScanParams,
+  dims: { b: number; h: number; w: number; e: number; r: number; n: number },
+): tf.Tensor4D {
+  const { b, h, w, e, r, n } = dims;
+  const K = 4;
+  const c = r + 2 * n;
+  return tf.tidy(() => {
+    const projected = tf.matMul(x.reshape([b * h * w, e]), p.xProjWeight.reshape([K * c, e]), false, true); // [b·l, K·(R+2N)]
+    const inputs = {
+      x,
+      xdbl: projected.reshape([b, h, w, K * c]),
+      A: tf.mul(tf.exp(p.ALogs), -1), // [4E, N]   −exp(A_logs), as crossScanSSMFused
+      W: p.dtProjsWeight, // [4, E, R]
+      D: asShape(p.Ds, [K * e]),
+      deltaBias: p.dtProjsBias.reshape([K * e]),
+    };
+    return tf.engine().runKernel(CROSS_FORWARD_KERNEL, inputs as unknown as tf.NamedTensorMap) as tf.Tensor4D;
   });
 }
 

@@ -1,7 +1,7 @@
 /**
  * The fused selective scan's WebAssembly SIMD kernels (4 × f32 lanes) and the module they are assembled
- * into (lib/util/wasm-asm.ts, at first use): forward and backward per padded state size, the B/C
- * transposes to time-major and back, and a zero fill. They run exactly the algorithm of cpu-kernel.ts —
+ * into (lib/util/wasm-asm.ts, at first use): forward and backward per padded state size, SS2D's whole
+ * cross-scan forward for inference (`xfwd`), the B/C transposes to time-major and back, and a zero fill. They run exactly the algorithm of cpu-kernel.ts —
  * read that file first; the comments here only say how it maps to SIMD. The engine that calls them is
  * wasm-simd.ts; the threads that run them, wasm-simd-threads.ts; where their arrays live,
  * wasm-simd-memory.ts.
@@ -38,6 +38,8 @@ import {
   i32divU,
   i32lt,
   i32minU,
+  i32eq,
+  loadI32,
   i32mul,
   i32sub,
   i32x4add,
@@ -306,6 +308,183 @@ function buildForward(np: number): Fn {
             f.set(pC, i32add(get(pC), i32(stride)));
             f.set(pu, i32add(get(pu), i32(4)));
             f.set(py, i32add(get(py), i32(4)));
+            f.set(pdt, i32add(get(pdt), i32(4)));
+            f.set(pDA, i32add(get(pDA), i32(stride)));
+          });
+          for (let v = 0; v < nv; v++) f.storeV128(hRow, 16 * v, get(h[v]));
+        });
+      });
+    });
+  });
+  return f;
+}
+
+/**
+ * SS2D's whole cross-scan forward for one padded state size, for inference (no checkpoints, no backward):
+ * batch rows [b0, b1) of the merged output y [b, l, e] straight from the conv map x [b, l, e] and its
+ * x_proj output xdbl [b, l, 4·(R+2N)] (index.ts `crossScanSSM` without a gradient tape). The same
+ * arithmetic as the training path's CrossScan → dt_proj → scan → CrossMerge, in the same order, so the
+ * result is bit-identical to it:
+ *   direction k reads position pos[k·l + t] at step t (the four scan orders, a table the engine fills);
+ *   Δ_raw = Σ_r W[k, c, r]·dt_k[r, t], summed in r order one product at a time, as the GEMM it replaces;
+ *   the directions are merged as the cross-merge adds them, y0 + y2 + y1 + y3: the groups run in that
+ *   order, the first storing its y at each position and the others adding theirs on.
+ * Per (row, group) it gathers dt (R rows of lp floats), B and C (time-major [l, np], zero padded) into
+ * scratch; per channel and chunk it gathers u from the channels-last map, then runs forward's steps.
+ */
+function buildCrossForward(np: number): Fn {
+  const nv = np / 4;
+  // prettier-ignore
+  const names = ['b0', 'b1', 'l', 'e', 'r', 'n', 'cs', 'T', 'K', 'lp', 'x', 'xdbl', 'A2', 'W', 'Dp', 'biasp', 'y',
+    'pos', 'BT', 'CT', 'dtG', 'urow', 'dRow', 'dtRow', 'Hs', 'DAbuf'];
+  const f = new Fn(
+    `xfwd${np}`,
+    names.map((): ValType => 'i32'),
+  );
+  const P = Object.fromEntries(names.map((n, i) => [n, f.params[i]]));
+  const tmp = expTmp(f);
+  const I = () => f.local('i32');
+  const [bi, kk, k, kc, cl, c, i, t, j, rr, t0, len, pB, pC, pu, pdt, pDA] = Array.from({ length: 17 }, I);
+  const [src, dst, posK, xb, yb, wRow, addr, cc, pe] = Array.from({ length: 9 }, I);
+  const [Dc, dt, ut, val] = [f.local('f32'), f.local('f32'), f.local('f32'), f.local('f32')];
+  const [biasV, dtv, dbu, acc, dA, dv] = Array.from({ length: 6 }, () => f.local('v128'));
+  const a = Array.from({ length: nv }, () => f.local('v128'));
+  const h = Array.from({ length: nv }, () => f.local('v128'));
+  const stride = np * 4; // bytes per time step of BT, CT, a state
+  const c4 = (x: Local) => i32mul(get(x), i32(4));
+
+  f.set(cc, i32add(get(P.r), i32mul(get(P.n), i32(2)))); // R + 2N: floats of one direction in a row of xdbl
+  f.set(pe, i32mul(get(P.e), i32(4))); // bytes per position of x and y
+  f.forUp(bi, get(P.b0), get(P.b1), () => {
+    f.forUp(kk, i32(0), i32(4), () => {
+      // merge order y0 + y2 + y1 + y3: groups 0, 2, 1, 3
+      f.set(k, select(i32(2), select(i32(1), get(kk), i32eq(get(kk), i32(2))), i32eq(get(kk), i32(1))));
+      f.set(posK, i32add(get(P.pos), i32mul(i32mul(get(k), get(P.l)), i32(4))));
+      // gather dt_k [R, lp], B_k and C_k [l, np] of this row (zero padding past n)
+      f.forUp(t, i32(0), get(P.l), () => {
+        // src = xdbl[bi, pos, k·(R+2N)]
+        f.set(
+          src,
+          i32add(
+            get(P.xdbl),
+            i32mul(
+              i32add(
+                i32mul(i32add(i32mul(get(bi), get(P.l)), loadI32(i32add(get(posK), c4(t)))), get(P.cs)),
+                i32mul(get(k), get(cc)),
+              ),
+              i32(4),
+            ),
+          ),
+        );
+        f.forUp(rr, i32(0), get(P.r), () =>
+          f.storeF32(
+            i32add(get(P.dtG), i32mul(i32add(i32mul(get(rr), get(P.lp)), get(t)), i32(4))),
+            0,
+            loadF32(i32add(get(src), c4(rr))),
+          ),
+        );
+        f.set(src, i32add(get(src), c4(P.r))); // B_t
+        f.set(dst, i32mul(get(t), i32(stride)));
+        f.forUp(j, i32(0), get(P.n), () => {
+          f.storeF32(i32add(get(P.BT), i32add(get(dst), c4(j))), 0, loadF32(i32add(get(src), c4(j))));
+          f.storeF32(
+            i32add(get(P.CT), i32add(get(dst), c4(j))),
+            0,
+            loadF32(i32add(get(src), i32mul(i32add(get(j), get(P.n)), i32(4)))),
+          );
+        });
+        f.forUp(j, get(P.n), i32(np), () => {
+          f.storeF32(i32add(get(P.BT), i32add(get(dst), c4(j))), 0, f32(0));
+          f.storeF32(i32add(get(P.CT), i32add(get(dst), c4(j))), 0, f32(0));
+        });
+      });
+      // the vector reads of Δ_raw run up to 3 steps past l: keep that slack zero
+      f.forUp(rr, i32(0), get(P.r), () =>
+        f.storeV128(i32add(get(P.dtG), i32mul(i32add(i32mul(get(rr), get(P.lp)), get(P.l)), i32(4))), 0, vzero),
+      );
+      f.forUp(cl, i32(0), get(P.e), () => {
+        for (let v = 0; v < nv; v++) f.storeV128(i32add(get(P.Hs), i32mul(get(cl), i32(stride))), 16 * v, vzero);
+      });
+      f.forUp(kc, i32(0), get(P.K), () => {
+        f.set(t0, i32mul(get(kc), get(P.T)));
+        f.set(len, i32minU(get(P.T), i32sub(get(P.l), get(t0))));
+        f.forUp(cl, i32(0), get(P.e), () => {
+          f.set(c, i32add(i32mul(get(k), get(P.e)), get(cl)));
+          f.set(xb, i32add(get(P.x), i32add(i32mul(i32mul(get(bi), get(P.l)), get(pe)), c4(cl))));
+          f.set(yb, i32add(get(P.y), i32add(i32mul(i32mul(get(bi), get(P.l)), get(pe)), c4(cl))));
+          // u of this chunk from the channels-last map
+          f.forUp(i, i32(0), get(len), () =>
+            f.storeF32(
+              i32add(get(P.urow), c4(i)),
+              0,
+              loadF32(
+                i32add(get(xb), i32mul(loadI32(i32add(get(posK), i32mul(i32add(get(t0), get(i)), i32(4)))), get(pe))),
+              ),
+            ),
+          );
+          // Δ_raw = Σ_r W[c, r]·dt[r, t0 + i], 4 steps at a time
+          f.set(wRow, i32add(get(P.W), i32mul(i32mul(get(c), get(P.r)), i32(4))));
+          f.forUp(
+            i,
+            i32(0),
+            get(len),
+            () => {
+              f.set(pdt, i32add(get(P.dtG), i32mul(i32add(get(t0), get(i)), i32(4))));
+              f.set(dv, vmul(vloadSplat(get(wRow)), vload(get(pdt))));
+              f.forUp(rr, i32(1), get(P.r), () =>
+                f.set(
+                  dv,
+                  vadd(
+                    get(dv),
+                    vmul(
+                      vloadSplat(i32add(get(wRow), c4(rr))),
+                      vload(i32add(get(pdt), i32mul(i32mul(get(rr), get(P.lp)), i32(4)))),
+                    ),
+                  ),
+                ),
+              );
+              f.storeV128(i32add(get(P.dRow), c4(i)), 0, get(dv));
+            },
+            4,
+          );
+          f.set(biasV, vsplat(loadF32(i32add(get(P.biasp), c4(c)))));
+          emitSoftplusRow(f, { delta: get(P.dRow), bias: biasV, l: len, dtRow: P.dtRow, tmp });
+          const aRow = i32add(get(P.A2), i32mul(get(c), i32(stride)));
+          const hRow = i32add(get(P.Hs), i32mul(get(cl), i32(stride)));
+          for (let v = 0; v < nv; v++) {
+            f.set(a[v], vload(aRow, 16 * v));
+            f.set(h[v], vload(hRow, 16 * v));
+          }
+          f.set(pB, i32add(get(P.BT), i32mul(get(t0), i32(stride))));
+          f.set(pC, i32add(get(P.CT), i32mul(get(t0), i32(stride))));
+          f.set(Dc, loadF32(i32add(get(P.Dp), c4(c))));
+          f.set(pu, get(P.urow));
+          emitDecays(f, { len, dtRow: P.dtRow, DAbuf: P.DAbuf, a, i, pdt, pDA, dtv, dA, tmp, stride });
+          f.set(pdt, get(P.dtRow));
+          f.set(pDA, get(P.DAbuf));
+          f.forUp(i, i32(0), get(len), () => {
+            f.set(dt, loadF32(get(pdt)));
+            f.set(ut, loadF32(get(pu)));
+            f.set(dbu, vsplat(f32mul(get(dt), get(ut))));
+            for (let v = 0; v < nv; v++) {
+              const dAv = vload(get(pDA), 16 * v);
+              f.set(h[v], vadd(vmul(dAv, get(h[v])), vmul(get(dbu), vload(get(pB), 16 * v)))); // h = Ā h + Δu B
+              const hc = vmul(get(h[v]), vload(get(pC), 16 * v));
+              f.set(acc, v === 0 ? hc : vadd(get(acc), hc));
+            }
+            f.set(val, f32add(hsum(get(acc)), f32mul(get(Dc), get(ut)))); // y_t of direction k
+            f.set(
+              addr,
+              i32add(get(yb), i32mul(loadI32(i32add(get(posK), i32mul(i32add(get(t0), get(i)), i32(4)))), get(pe))),
+            );
+            f.if(
+              i32eq(get(kk), i32(0)),
+              () => f.storeF32(get(addr), 0, get(val)),
+              () => f.storeF32(get(addr), 0, f32add(loadF32(get(addr)), get(val))),
+            );
+            f.set(pB, i32add(get(pB), i32(stride)));
+            f.set(pC, i32add(get(pC), i32(stride)));
+            f.set(pu, i32add(get(pu), i32(4)));
             f.set(pdt, i32add(get(pdt), i32(4)));
             f.set(pDA, i32add(get(pDA), i32(stride)));
           });
@@ -590,6 +769,7 @@ export const FN_NAMES = [
   'rowsum',
   ...SIMD_STATE_SIZES.map((np) => `fwd${np}`),
   ...SIMD_STATE_SIZES.map((np) => `bwd${np}`),
+  ...SIMD_STATE_SIZES.map((np) => `xfwd${np}`),
 ];
 
 export interface Compiled {
@@ -607,6 +787,7 @@ export function kernelFunctions(): Fn[] {
   const fns = [buildTranspose('tin'), buildTranspose('tout'), buildZero(), buildRowSum()];
   for (const np of SIMD_STATE_SIZES) fns.push(buildForward(np));
   for (const np of SIMD_STATE_SIZES) fns.push(buildBackward(np));
+  for (const np of SIMD_STATE_SIZES) fns.push(buildCrossForward(np));
   return fns;
 }
 

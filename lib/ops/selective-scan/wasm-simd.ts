@@ -26,7 +26,7 @@
  * nv = np/4 vectors, T checkpoint chunk, K chunks (code names as in common.ts: d = K·E of
  * docs/architecture.md §Glossary; K here counts chunks, not directions).
  */
-import { chunking, paddedState, ScanArrays, ScanGradArrays, ScanSizes } from './cpu-kernel';
+import { chunking, CrossArrays, CrossSizes, paddedState, ScanArrays, ScanGradArrays, ScanSizes } from './cpu-kernel';
 import { jsEngine, provideSimdEngine, ScanEngine, WasmHeap } from './fused-cpu';
 import { compileOptimized, memoryImportFor, WA, WasmMemory } from '../../util/wasm-api';
 import { assembleModule } from '../../util/wasm-asm';
@@ -159,6 +159,62 @@ class SimdScanEngine implements ScanEngine {
     }
   }
 
+  /**
+   * SS2D's whole cross-scan forward without a backward (inference; wasm-simd-kernels.ts `xfwd`): the merged
+   * y [b, h, w, e] from the conv map x [b, h, w, e], its x_proj output xdbl [b, h, w, 4·(R+2N)] and the
+   * parameters (A [4e, n], W = dt_projs_weight [4, e, R], D and b_Δ [4e]). Rows split over the threads
+   * as in `forward`; bit-identical to the training path for any thread count (see the kernel).
+   */
+  crossForward(s: CrossSizes, x: CrossArrays, y: Float32Array, heap?: WasmHeap): void {
+    const { b, h, w, e, r, n } = s;
+    const np = paddedState(n);
+    if (!SIMD_STATE_SIZES.includes(np)) throw new Error(`crossForward: no SIMD kernel for state size ${n}`);
+    const l = h * w;
+    const d = 4 * e;
+    const cs = 4 * (r + 2 * n);
+    const lp = Math.ceil(l / 4) * 4 + 4; // a row of gathered dt, with the kernel's slack
+    const { T, K } = chunking(l);
+    const pl = placeCall(
+      this.host,
+      { b, d, l, n, g: 4 },
+      heap,
+      { x: [x.x, l * e], xdbl: [x.xdbl, l * cs], y: [y, l * e] },
+      { A2: [d * np, false], D: [d, false], bias: [d, false], W: [d * r, false], pos: [4 * l, false] },
+      { BT: l * np, CT: l * np, dtG: r * lp, urow: T + 4, dRow: T + 4, dtRow: T + 4, Hs: e * np, DA: T * np },
+      { A: x.A, Dv: x.D, biasv: x.bias, Wv: x.W },
+    );
+    try {
+      this.putParams(pl, d, n, np);
+      const pos = scanPositions(h, w);
+      const done = new Set<number>();
+      pl.parts.forEach((_, w) => {
+        if (done.has(pl.spaceOf(w))) return;
+        done.add(pl.spaceOf(w));
+        pl.view(w, 'W', d * r).set(pl.fresh.Wv);
+        new Int32Array(pl.memOf(pl.spaceOf(w)).buffer, pl.ptr(w, 'pos'), 4 * l).set(pos);
+      });
+      this.runShares(
+        pl,
+        pl.parts.map(([b0, b1], w): Share => {
+          const P = (k: string) => pl.ptr(w, k);
+          const S = (k: string) => pl.perShareAt(w, k);
+          return {
+            exports: pl.exportsFor(w),
+            before: () => pl.copyIn(w, ['x', 'xdbl']),
+            calls: [
+              // prettier-ignore
+              [`xfwd${np}`, [b0, b1, l, e, r, n, cs, T, K, lp, P('x'), P('xdbl'), P('A2'), P('W'), P('D'), P('bias'),
+                P('y'), P('pos'), S('BT'), S('CT'), S('dtG'), S('urow'), S('dRow'), S('dtRow'), S('Hs'), S('DA')]],
+            ],
+            after: () => pl.copyOut(w, ['y']),
+          };
+        }),
+      );
+    } finally {
+      pl.release();
+    }
+  }
+
   backward(
     s: ScanSizes,
     x: ScanArrays,
@@ -267,6 +323,23 @@ class SimdScanEngine implements ScanEngine {
       pl.release();
     }
   }
+}
+
+/**
+ * The position each direction reads at each step (index.ts §crossScanSSM): pos[k·l + t] for the four scan
+ * orders of an h × w map (row-major p = i·w + j): row-major, column-major, and both reversed.
+ */
+export function scanPositions(h: number, w: number): Int32Array {
+  const l = h * w;
+  const pos = new Int32Array(4 * l);
+  for (let t = 0; t < l; t++) {
+    const col = (t % h) * w + Math.floor(t / h); // column-major step t = j·h + i  →  p = i·w + j
+    pos[t] = t;
+    pos[l + t] = col;
+    pos[2 * l + l - 1 - t] = t;
+    pos[3 * l + l - 1 - t] = col;
+  }
+  return pos;
 }
 
 let engine: SimdScanEngine | undefined;
