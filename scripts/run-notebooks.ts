@@ -32,7 +32,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { figurePng, findChromium } from '../lib/report/figure-png';
+import { compactPng, figurePng, findChromium } from '../lib/report/figure-png';
 import { withStaticImage, type Figure } from '../lib/report/plot';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -156,15 +156,19 @@ export const EXPECTATIONS: Record<string, (nb: Notebook) => string[]> = {
 
 /**
  * Give every plotly output of `nb` a static PNG: `image/png` in its bundle and the image in place of the
- * `text/html` placeholder. Returns how many figures were rendered. `render` is injectable for tests.
+ * `text/html` placeholder (palette-compacted: lib/report/figure-png.ts `compactPng`). Returns how many figures
+ * were rendered. `render` is injectable for tests.
  */
-export function addStaticImages(nb: Notebook, render: (fig: Figure) => Buffer = (fig) => figurePng(fig)): number {
+export async function addStaticImages(
+  nb: Notebook,
+  render: (fig: Figure) => Buffer | Promise<Buffer> = (fig) => compactPng(figurePng(fig)),
+): Promise<number> {
   let n = 0;
   for (const cell of nb.cells) {
     for (const o of cell.outputs ?? []) {
       const fig = o.data?.['application/vnd.plotly.v1+json'] as Figure | undefined;
       if (!o.data || !fig || typeof fig !== 'object' || !Array.isArray(fig.data)) continue;
-      const png = render(fig).toString('base64');
+      const png = (await render(fig)).toString('base64');
       o.data['image/png'] = png;
       const html = o.data['text/html'];
       if (html !== undefined) {
@@ -275,7 +279,7 @@ export function runNotebook(file: string, outDir: string, env: NodeJS.ProcessEnv
 }
 
 /** Write `nb` with nbformat (sorted keys, multi-line strings as lists, validation), as Jupyter saves it. */
-function writeNotebook(nb: Notebook, file: string): void {
+export function writeNotebook(nb: Notebook, file: string): void {
   const py = 'import sys, nbformat\nnbformat.write(nbformat.reads(sys.stdin.read(), as_version=4), sys.argv[1])';
   const r = spawnSync(PYTHON, ['-c', py, file], { input: JSON.stringify(nb), encoding: 'utf8', maxBuffer: 64 << 20 });
   if (r.status !== 0)
@@ -331,7 +335,7 @@ function privateKernelspec(tmp: string): string {
   return dir;
 }
 
-function main(): number {
+async function main(): Promise<number> {
   const opts = parseArgs(process.argv.slice(2));
   const files = opts.files.length > 0 ? opts.files : listNotebooks();
   if (files.length === 0) {
@@ -370,7 +374,7 @@ function main(): number {
     if (r.ok && opts.inplace) {
       const nb = JSON.parse(fs.readFileSync(r.executedPath, 'utf8')) as Notebook;
       const t1 = Date.now();
-      const figures = addStaticImages(nb);
+      const figures = await addStaticImages(nb);
       console.log(`      ${figures} figure PNG(s) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
       // Atomic: a copy beside the original (written by nbformat itself, so the layout stays Jupyter's), then
       // rename over it.
@@ -388,10 +392,11 @@ function main(): number {
 }
 
 if (require.main === module) {
-  try {
-    process.exitCode = main();
-  } catch (e) {
-    console.error((e as Error).message);
-    process.exitCode = 1;
-  }
+  main().then(
+    (code) => (process.exitCode = code),
+    (e) => {
+      console.error((e as Error).message);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { figurePng, findChromium } from '../lib/report/figure-png';
+import sharp from 'sharp';
+import { compactPng, figurePng, findChromium } from '../lib/report/figure-png';
 import { confusionMatrixFigure, figureHtml, lineChart, PLACEHOLDER_CLASS } from '../lib/report/plot';
 import { addStaticImages, type Notebook } from '../scripts/run-notebooks';
 
@@ -20,7 +21,7 @@ test('confusion matrix: the correct diagonal is the dark end of the colour scale
   assert.equal(trace.reversescale, true);
 });
 
-test('addStaticImages: every plotly output gets image/png and shows it in place of the placeholder', () => {
+test('addStaticImages: every plotly output gets image/png and shows it in place of the placeholder', async () => {
   const fig = lineChart([{ name: 'a', y: [1, 2, 3] }], { title: 'T' });
   const html = figureHtml(fig, { includePlotly: false });
   assert.ok(html.includes(PLACEHOLDER_CLASS));
@@ -41,10 +42,7 @@ test('addStaticImages: every plotly output gets image/png and shows it in place 
     ],
   };
   const fake = Buffer.concat([PNG_MAGIC, Buffer.from('fake')]);
-  assert.equal(
-    addStaticImages(nb, () => fake),
-    1,
-  );
+  assert.equal(await addStaticImages(nb, () => fake), 1);
   const data = nb.cells[1].outputs![1].data!;
   assert.equal(data['image/png'], fake.toString('base64'));
   const out = data['text/html'] as string;
@@ -75,3 +73,33 @@ test(
     assert.ok(png.length > 5000, `a drawn figure, not a blank page (${png.length} bytes)`);
   },
 );
+
+test('compactPng: a palette PNG of the same picture, smaller, that looks the same', async () => {
+  // a plot-like picture: flat background, a smooth heatmap-like gradient, a few saturated lines
+  const [w, h] = [300, 200];
+  const rgb = Buffer.alloc(w * h * 3, 255);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 3;
+      if (x > 150) {
+        const t = Math.exp(-((x - 225) ** 2 + (y - 100) ** 2) / 2000);
+        rgb[i] = Math.round(255 * t);
+        rgb[i + 1] = Math.round(120 * (1 - t));
+        rgb[i + 2] = Math.round(255 * (1 - t));
+      } else if (y % 40 === 0 || x === Math.round(y / 2)) rgb.fill(40, i, i + 3);
+    }
+  }
+  const png = await sharp(rgb, { raw: { width: w, height: h, channels: 3 } })
+    .png({ compressionLevel: 6 })
+    .toBuffer();
+  const small = await compactPng(png);
+  assert.ok(small.length < png.length, `${small.length} bytes, not smaller than ${png.length}`);
+  const meta = await sharp(small).metadata();
+  assert.deepEqual([meta.width, meta.height, meta.format], [w, h, 'png']);
+  const back = await sharp(small).removeAlpha().raw().toBuffer();
+  let sum = 0;
+  for (let i = 0; i < back.length; i++) sum += Math.abs(back[i] - rgb[i]);
+  assert.ok(sum / back.length < 3, `mean abs difference ${(sum / back.length).toFixed(2)} of 255`);
+  // never larger than what it was given
+  assert.ok((await compactPng(small)).length <= small.length);
+});

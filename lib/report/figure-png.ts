@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import sharp from 'sharp';
 import { plotlyJsPath, type Figure } from './plot';
 
 /** The Chromium binary: `MSM_CHROMIUM`, else the first of chromium / chromium-browser / google-chrome on PATH. */
@@ -95,4 +96,17 @@ export function figurePng(fig: Figure, opts: FigurePngOptions = {}): Buffer {
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * `png` re-encoded with a palette of at most 256 colours (libimagequant through sharp, dithered), or `png`
+ * itself when that is not smaller. Saved notebooks carry every figure as a PNG; a Chromium screenshot is
+ * full-colour, and the palette version of the kit's figures (flat plot colours; cell photos and Grad-CAM
+ * heatmaps at a few hundred pixels) is about half the size with no difference visible at the shown size.
+ */
+export async function compactPng(png: Buffer): Promise<Buffer> {
+  const smaller = await sharp(png)
+    .png({ palette: true, colours: 256, dither: 1, effort: 10, compressionLevel: 9 })
+    .toBuffer();
+  return smaller.length < png.length ? smaller : png;
 }
