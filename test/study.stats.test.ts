@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { containsZero, pairedBootstrap, predictionMetric, summarize, tQuantile975 } from '../lib/study/stats';
-import { paretoFront } from '../lib/study/figures';
+import { paretoFront, placeLabels } from '../lib/study/figures';
 
 const close = (a: number | null, b: number, tol = 1e-6, what = '') =>
   assert.ok(a !== null && Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
@@ -86,4 +86,30 @@ test('Pareto front: cheaper-or-equal and at-least-as-accurate points dominate', 
     { x: 4, y: 0.9 }, // dominated by (4, 0.95)
   ];
   assert.deepEqual(paretoFront(pts), [0, 1, 3]);
+});
+
+test('label placement: crowded points get different sides, edge labels stay inside', () => {
+  // two sizes of one model (same parameter count, close accuracies) and a point far away
+  const pts = [
+    { x: 1e6, y: 80, text: 'a' },
+    { x: 4.2e6, y: 95.1, text: 'microscopic-mamba-t 64px' },
+    { x: 4.2e6, y: 94.6, text: 'microscopic-mamba-t 32px' },
+    { x: 3e7, y: 70, text: 'convnext-tiny 64px' },
+  ];
+  const pos = placeLabels(pts);
+  assert.notEqual(pos[1], pos[2]);
+  assert.equal(pos[1], 'top center', 'the higher one keeps the top');
+  assert.ok(
+    !pos[3].endsWith('right') && pos[3] !== 'top center',
+    `the rightmost label keeps off the legend: ${pos[3]}`,
+  );
+  // the leftmost point's label never goes left (the figure's edge would cut it)
+  const left = placeLabels([
+    { x: 1e6, y: 90, text: 'a long label for the leftmost point' },
+    { x: 1e6, y: 90.2, text: 'another long label, same place' },
+    { x: 1e6, y: 89.8, text: 'and a third one' },
+    { x: 1e8, y: 50, text: 'far' },
+  ]);
+  assert.ok(!left.slice(0, 3).includes('middle left'), left.join(', '));
+  assert.equal(new Set(left.slice(0, 3)).size, 3, 'three crowded labels, three sides');
 });

@@ -49,14 +49,96 @@ export function paretoFront(points: ReadonlyArray<{ x: number; y: number }>): nu
     .map(({ i }) => i);
 }
 
-/** Asymmetric error bars (percentage points) from a summary's t interval; 0 where there is one seed. */
+/** Where a point's label may go, in order of preference. */
+export const LABEL_POSITIONS = [
+  'top center',
+  'bottom center',
+  'middle right',
+  'middle left',
+  'top right',
+  'top left',
+  'bottom right',
+  'bottom left',
+] as const;
+export type LabelPosition = (typeof LABEL_POSITIONS)[number];
+
+/**
+ * A text position per point so that labels overlap each other (and other markers) as little as possible:
+ * plotly places marker labels without looking at their neighbours, and a study's arms crowd (two sizes
+ * of a model share its parameter count). Greedy, highest point first: the first position whose box is
+ * free, else the one with the least overlap. Boxes are estimated in pixels of a `width` × `height` plot
+ * area whose axes span the points, `xRange` (log units when `logX`) and `yRange` (what else is drawn,
+ * e.g. error bars), 6 px per character of a 10-px font. Covering another point, or reaching past the
+ * figure's left edge or over the legend, counts four times as much as covering a label. The traces
+ * draw text unclipped (`cliponaxis: false`), so a label may use the margins.
+ */
+export function placeLabels(
+  points: ReadonlyArray<{ x: number; y: number; text: string }>,
+  opts: { logX?: boolean; width?: number; height?: number; xRange?: [number, number]; yRange?: [number, number] } = {},
+): LabelPosition[] {
+  const { logX = true, width = 650, height = 340 } = opts;
+  const xs = points.map((p) => (logX ? Math.log10(p.x) : p.x));
+  const span = (v: number[]) => {
+    const lo = Math.min(...v);
+    const hi = Math.max(...v);
+    return [lo, hi - lo || 1];
+  };
+  const [x0, dx] = span([...xs, ...(opts.xRange ?? [])]);
+  const [y0, dy] = span([...points.map((p) => p.y), ...(opts.yRange ?? [])]);
+  const px = points.map((_, i) => ({ x: ((xs[i] - x0) / dx) * width, y: ((points[i].y - y0) / dy) * height }));
+  type Box = [number, number, number, number]; // left, bottom, right, top (pixels, y up)
+  const boxOf = (i: number, pos: LabelPosition): Box => {
+    const w = 6 * points[i].text.length;
+    const h = 12;
+    const { x, y } = px[i];
+    if (pos === 'top center') return [x - w / 2, y + 6, x + w / 2, y + 6 + h];
+    if (pos === 'bottom center') return [x - w / 2, y - 6 - h, x + w / 2, y - 6];
+    if (pos === 'middle right') return [x + 7, y - h / 2, x + 7 + w, y + h / 2];
+    if (pos === 'middle left') return [x - 7 - w, y - h / 2, x - 7, y + h / 2];
+    const [left, right] = pos.endsWith('right') ? [x + 2, x + 2 + w] : [x - 2 - w, x - 2];
+    return pos.startsWith('top') ? [left, y + 6, right, y + 6 + h] : [left, y - 6 - h, right, y - 6];
+  };
+  const overlap = (a: Box, b: Box) =>
+    Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0])) * Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
+  const markers: Box[] = px.map(({ x, y }) => [x - 5, y - 5, x + 5, y + 5]);
+  const placed: Box[] = [];
+  const out: LabelPosition[] = new Array(points.length).fill('top center');
+  const order = points.map((_, i) => i).sort((a, b) => points[b].y - points[a].y || points[a].x - points[b].x);
+  for (const i of order) {
+    let best: { pos: LabelPosition; cost: number } | undefined;
+    for (const pos of LABEL_POSITIONS) {
+      const box = boxOf(i, pos);
+      const cost =
+        // past the figure's left edge (a 60-px margin is free) or over the legend on the right
+        (Math.max(0, -60 - box[0]) + Math.max(0, box[2] - width - 10)) * 12 * 4 +
+        placed.reduce((c, b) => c + overlap(box, b), 0) +
+        4 * markers.reduce((c, b, j) => c + (j === i ? 0 : overlap(box, b)), 0); // a hidden point is worse
+      if (!best || cost < best.cost) best = { pos, cost };
+      if (cost === 0) break;
+    }
+    out[i] = best?.pos ?? 'top center';
+    placed.push(boxOf(i, out[i]));
+  }
+  return out;
+}
+
+/**
+ * An arm's 95 % t interval of OA in percent, clipped to the possible 0–100 % (with two seeds t = 12.7, and
+ * the interval of a noisy arm can pass 100 %); mean ± 0 where there is one seed.
+ */
+function interval(a: ArmResult): [number, number] {
+  const acc = a.metrics.accuracy!;
+  const clip = (v: number | null) => Math.min(100, Math.max(0, 100 * (v ?? acc.mean)));
+  return [clip(acc.low), clip(acc.high)];
+}
+
+/** Asymmetric error bars (percentage points) from `interval`. */
 function errorBars(arms: readonly ArmResult[]) {
-  const acc = (a: ArmResult) => a.metrics.accuracy!;
   return {
     type: 'data',
     symmetric: false,
-    array: arms.map((a) => (acc(a).high === null ? 0 : 100 * (acc(a).high! - acc(a).mean))),
-    arrayminus: arms.map((a) => (acc(a).low === null ? 0 : 100 * (acc(a).mean - acc(a).low!))),
+    array: arms.map((a) => interval(a)[1] - 100 * a.metrics.accuracy!.mean),
+    arrayminus: arms.map((a) => 100 * a.metrics.accuracy!.mean - interval(a)[0]),
   };
 }
 
@@ -67,6 +149,15 @@ export function accuracyFigure(r: StudyResults, cost: 'params' | 'macs', opts: {
   const arms = r.arms.filter((a) => a.metrics.accuracy && (cost === 'params' ? Number.isFinite(a.params) : a.macs));
   const x = (a: ArmResult) => (cost === 'params' ? a.params : a.macs!.paper);
   const families = [...new Set(arms.map((a) => a.family))];
+  const bars = arms.flatMap(interval);
+  // x range set here, padded by a tenth of the span each side (log units), so edge labels fit in the plot
+  const logs = arms.map((a) => Math.log10(x(a)));
+  const pad = 0.1 * (Math.max(...logs) - Math.min(...logs) || 1);
+  const xRange: [number, number] = [Math.min(...logs) - pad, Math.max(...logs) + pad];
+  const positions = placeLabels(
+    arms.map((a) => ({ x: x(a), y: 100 * a.metrics.accuracy!.mean, text: a.label })),
+    { xRange, yRange: [Math.min(...bars), Math.max(...bars)] },
+  );
   const data: Trace[] = families.map((fam, i) => {
     const mine = arms.filter((a) => a.family === fam);
     return {
@@ -77,7 +168,8 @@ export function accuracyFigure(r: StudyResults, cost: 'params' | 'macs', opts: {
       y: mine.map((a) => 100 * a.metrics.accuracy!.mean),
       text: mine.map((a) => a.label),
       hovertext: mine.map(seedsNote),
-      textposition: 'top center',
+      textposition: mine.map((a) => positions[arms.indexOf(a)]),
+      cliponaxis: false,
       textfont: { size: 10 },
       marker: { size: 10, color: familyColour(fam, i) },
       error_y: errorBars(mine),
@@ -87,19 +179,21 @@ export function accuracyFigure(r: StudyResults, cost: 'params' | 'macs', opts: {
   const front = paretoFront(pts);
   data.push({
     type: 'scatter',
-    mode: 'lines',
+    mode: 'lines+markers', // a front of one arm is a point: an open ring around it
     name: 'Pareto front',
     x: front.map((i) => pts[i].x),
     y: front.map((i) => 100 * pts[i].y),
     line: { dash: 'dot', color: '#444' },
+    marker: { size: 16, symbol: 'circle-open', color: '#444' },
   });
   const what = cost === 'params' ? 'parameters' : 'MACs';
   return {
     data,
     layout: {
-      title: { text: `${r.study}: test OA vs ${what} (mean and 95 % t interval over seeds)` },
+      title: { text: `${r.study}: test OA vs ${what} (mean and 95 % t interval over seeds, clipped to 0–100 %)` },
       xaxis: {
         type: 'log',
+        range: arms.length ? xRange : undefined,
         title: {
           text:
             cost === 'params'
