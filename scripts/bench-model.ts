@@ -100,6 +100,10 @@ const HELP = `Usage: npm run bench:model -- [options]
   --reps N           timed repetitions after one warm-up (default 3 at ≤ 64 px, 2 above)
   --models a,b,c     registered models (npm run params -- --list), or all (the default: every registered model)
   --model NAME       one model (as --models NAME)
+  --baseline-passes P  the baseline's passes: forward,train (default) or forward (its 64-px training step
+                     runs for many minutes on a full 4 GB wasm heap)
+  --job-timeout S    a measurement (one child process) that runs longer is stopped and reported as such
+                     (default 1800)
   --no-baseline      skip Microscopic-Mamba's chunked-scan baseline (by default: microscopic-mamba-t only,
                      or every Microscopic-Mamba variant named in --models)
   --official PATH    the official Microscopic-Mamba checkout (or its microscopicmamba.py) for the PyTorch rows
@@ -280,13 +284,15 @@ async function profile(job: Job): Promise<void> {
   }
 }
 
-function runChild(job: Job): Result {
+function runChild(job: Job, timeoutS: number): Result {
   try {
     const out = execFileSync(process.execPath, ['--import', 'tsx', __filename, '--worker', JSON.stringify(job)], {
       encoding: 'utf8',
       env: { ...process.env, MSM_QUIET: '1' },
       maxBuffer: 1 << 24,
       stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: timeoutS * 1000,
+      killSignal: 'SIGKILL',
     });
     const line = out.trim().split('\n').pop()!;
     return JSON.parse(line) as Result;
@@ -297,6 +303,7 @@ function runChild(job: Job): Result {
     const rss = Number(/peak RSS (\d+) MB/.exec(line ?? '')?.[1] ?? NaN);
     let reason = line?.replace('bench-model worker failed: ', '').replace(/ \(peak RSS \d+ MB\)$/, '');
     const signal = (e as { signal?: string }).signal;
+    if ((e as { code?: string }).code === 'ETIMEDOUT') reason ??= `did not finish in ${timeoutS} s (--job-timeout)`;
     reason ??=
       stderr.split('\n').find((l) => /Error|Abort/.test(l)) ??
       (signal ? `child process killed by ${signal} (the system's out-of-memory killer sends SIGKILL)` : undefined) ??
@@ -532,9 +539,11 @@ async function main(): Promise<void> {
       if (model === 'resnet18' && resnetBatch > 0 && resnetBatch !== batch) {
         runs.push(['auto', [Math.min(...own)], resnetBatch]);
       }
+      const baselinePasses = (arg('--baseline-passes') ?? 'forward,train').split(',');
       for (const [impl, implSizes, b] of runs) {
         for (const size of implSizes) {
           for (const mode of ['forward', 'train'] as const) {
+            if (impl === 'chunked' && !baselinePasses.includes(mode)) continue;
             jobs.push({
               backend,
               size,
@@ -556,7 +565,7 @@ async function main(): Promise<void> {
   for (const job of jobs) {
     const scan = hasScanOptions(job) ? ` (${job.impl} scan${job.checkpoint ? ', checkpointing' : ''})` : '';
     process.stderr.write(`${job.model} ${job.backend} ${job.size}px batch ${job.batch} ${job.mode}${scan} ... `);
-    const r = runChild(job);
+    const r = runChild(job, Number(arg('--job-timeout') ?? 1800));
     process.stderr.write(
       r.error
         ? `failed: ${r.error}\n`
