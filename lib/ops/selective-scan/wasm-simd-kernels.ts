@@ -229,6 +229,37 @@ function emitDecays(
 }
 
 /**
+ * One step of the recurrence for one channel (forward and the inference kernel): Δ_t and u_t from their
+ * rows, h = Ā h + Δu·B over the nv state vectors, acc = Σ_vectors h ⊙ C (the caller adds its lanes and D·u).
+ */
+function emitStateStep(
+  f: Fn,
+  v: {
+    nv: number;
+    h: Local[];
+    acc: Local;
+    dbu: Local;
+    dt: Local;
+    ut: Local;
+    pdt: Local;
+    pu: Local;
+    pDA: Local;
+    pB: Local;
+    pC: Local;
+  },
+): void {
+  f.set(v.dt, loadF32(get(v.pdt)));
+  f.set(v.ut, loadF32(get(v.pu)));
+  f.set(v.dbu, vsplat(f32mul(get(v.dt), get(v.ut))));
+  for (let q = 0; q < v.nv; q++) {
+    const dAv = vload(get(v.pDA), 16 * q);
+    f.set(v.h[q], vadd(vmul(dAv, get(v.h[q])), vmul(get(v.dbu), vload(get(v.pB), 16 * q)))); // h = Ā h + Δu B
+    const hc = vmul(get(v.h[q]), vload(get(v.pC), 16 * q));
+    f.set(v.acc, q === 0 ? hc : vadd(get(v.acc), hc));
+  }
+}
+
+/**
  * Loop order of both kernels: batch row → group → chunk of T steps → channel of the group → step.
  * Taking the channels inside the chunk loop keeps one chunk of the group's B, C (and ∂B, ∂C) in L1
  * while all e channels of the group read it; walking whole sequences per channel instead re-streamed
@@ -294,15 +325,7 @@ function buildForward(np: number): Fn {
           f.set(pdt, get(P.dtRow));
           f.set(pDA, get(P.DAbuf));
           f.forUp(i, i32(0), get(len), () => {
-            f.set(dt, loadF32(get(pdt)));
-            f.set(ut, loadF32(get(pu)));
-            f.set(dbu, vsplat(f32mul(get(dt), get(ut))));
-            for (let v = 0; v < nv; v++) {
-              const dAv = vload(get(pDA), 16 * v);
-              f.set(h[v], vadd(vmul(dAv, get(h[v])), vmul(get(dbu), vload(get(pB), 16 * v)))); // h = Ā h + Δu B
-              const hc = vmul(get(h[v]), vload(get(pC), 16 * v));
-              f.set(acc, v === 0 ? hc : vadd(get(acc), hc));
-            }
+            emitStateStep(f, { nv, h, acc, dbu, dt, ut, pdt, pu, pDA, pB, pC });
             f.storeF32(get(py), 0, f32add(hsum(get(acc)), f32mul(get(Dc), get(ut)))); // y_t
             f.set(pB, i32add(get(pB), i32(stride)));
             f.set(pC, i32add(get(pC), i32(stride)));
@@ -463,15 +486,7 @@ function buildCrossForward(np: number): Fn {
           f.set(pdt, get(P.dtRow));
           f.set(pDA, get(P.DAbuf));
           f.forUp(i, i32(0), get(len), () => {
-            f.set(dt, loadF32(get(pdt)));
-            f.set(ut, loadF32(get(pu)));
-            f.set(dbu, vsplat(f32mul(get(dt), get(ut))));
-            for (let v = 0; v < nv; v++) {
-              const dAv = vload(get(pDA), 16 * v);
-              f.set(h[v], vadd(vmul(dAv, get(h[v])), vmul(get(dbu), vload(get(pB), 16 * v)))); // h = Ā h + Δu B
-              const hc = vmul(get(h[v]), vload(get(pC), 16 * v));
-              f.set(acc, v === 0 ? hc : vadd(get(acc), hc));
-            }
+            emitStateStep(f, { nv, h, acc, dbu, dt, ut, pdt, pu, pDA, pB, pC });
             f.set(val, f32add(hsum(get(acc)), f32mul(get(Dc), get(ut)))); // y_t of direction k
             f.set(
               addr,
