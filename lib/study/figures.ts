@@ -245,6 +245,34 @@ export function paperPanelFigure(r: StudyResults, opts: PaperPanelOptions = {}):
   });
   const kitArms = r.arms.filter((a) => a.metrics.accuracy && a.paramsPaperConvention !== undefined);
   const families = [...new Set([...paperPoints, ...kitArms].map((a) => a.family))];
+  // One padded log-x range for both panels (positions compare across them), and labels placed per panel
+  // (each about 280 × 380 px beside the legend).
+  const paperLabel = (a: ArmResult) => (a.model === a.label.split(' ')[0] ? a.model : a.label);
+  const greyX = (data[0]?.x as number[] | undefined) ?? []; // Table I's other methods, when shown
+  const logs = [
+    ...greyX,
+    ...paperPoints.map((a) => a.paper!.params!),
+    ...kitArms.map((a) => a.paramsPaperConvention!),
+  ].map(Math.log10);
+  const pad = 0.12 * (Math.max(...logs) - Math.min(...logs) || 1);
+  const xRange: [number, number] | undefined = logs.length
+    ? [Math.min(...logs) - pad, Math.max(...logs) + pad]
+    : undefined;
+  const bars = kitArms.flatMap(interval);
+  const panel = {
+    width: 280,
+    height: 380,
+    xRange,
+    yRange: bars.length ? ([Math.min(...bars), 100] as [number, number]) : undefined,
+  };
+  const paperPos = placeLabels(
+    paperPoints.map((a) => ({ x: a.paper!.params!, y: 100 * a.paper!.oa!, text: paperLabel(a) })),
+    panel,
+  );
+  const kitPos = placeLabels(
+    kitArms.map((a) => ({ x: a.paramsPaperConvention!, y: 100 * a.metrics.accuracy!.mean, text: a.label })),
+    panel,
+  );
   families.forEach((fam, i) => {
     const colour = familyColour(fam, i);
     const paperMine = paperPoints.filter((a) => a.family === fam);
@@ -256,9 +284,10 @@ export function paperPanelFigure(r: StudyResults, opts: PaperPanelOptions = {}):
         legendgroup: fam,
         x: paperMine.map((a) => a.paper!.params!),
         y: paperMine.map((a) => 100 * a.paper!.oa!),
-        text: paperMine.map((a) => (a.model === a.label.split(' ')[0] ? a.model : a.label)),
+        text: paperMine.map(paperLabel),
         hovertext: paperMine.map((a) => a.paper!.source),
-        textposition: 'top center',
+        textposition: paperMine.map((a) => paperPos[paperPoints.indexOf(a)]),
+        cliponaxis: false,
         textfont: { size: 9 },
         marker: { size: 9, color: colour, symbol: 'diamond' },
         xaxis: 'x',
@@ -275,7 +304,8 @@ export function paperPanelFigure(r: StudyResults, opts: PaperPanelOptions = {}):
         y: kitMine.map((a) => 100 * a.metrics.accuracy!.mean),
         text: kitMine.map((a) => a.label),
         hovertext: kitMine.map(seedsNote),
-        textposition: 'top center',
+        textposition: kitMine.map((a) => kitPos[kitArms.indexOf(a)]),
+        cliponaxis: false,
         textfont: { size: 9 },
         marker: { size: 9, color: colour },
         error_y: errorBars(kitMine),
@@ -295,12 +325,20 @@ export function paperPanelFigure(r: StudyResults, opts: PaperPanelOptions = {}):
       title: {
         text:
           `Paper (left: ${sources.join('; ') || 'no paper numbers'}${opts.tableI ? `; Table I ${opts.tableI}` : ''}) vs ` +
-          `kit (right: ${ds}, recipe ${r.recipe}): DIFFERENT datasets and recipes`,
+          `kit (right: ${ds}, recipe ${r.recipe})<br>DIFFERENT datasets and recipes`,
         font: { size: 12 },
       },
       grid: { rows: 1, columns: 2, pattern: 'independent' },
-      xaxis: { type: 'log', title: { text: 'parameters, 1000-class head (paper)' } },
-      xaxis2: { type: 'log', title: { text: 'parameters, 1000-class head (kit count of the arm)' } },
+      xaxis: {
+        type: 'log',
+        title: { text: 'parameters, 1000-class head (paper)' },
+        ...(xRange ? { range: xRange } : {}),
+      },
+      xaxis2: {
+        type: 'log',
+        title: { text: 'parameters, 1000-class head (kit count of the arm)' },
+        ...(xRange ? { range: xRange } : {}),
+      },
       yaxis: { title: { text: 'test OA (%), paper' }, ...(yRange ? { range: yRange } : {}) },
       yaxis2: { title: { text: 'test OA (%), kit' }, ...(yRange ? { range: yRange } : {}) },
       height: opts.height ?? 540,
