@@ -561,11 +561,12 @@ async function main(): Promise<void> {
     }
   }
   const loadBefore = os.loadavg()[0];
+  const jobTimeoutS = Number(arg('--job-timeout') ?? 1800);
   const results: Result[] = [];
   for (const job of jobs) {
     const scan = hasScanOptions(job) ? ` (${job.impl} scan${job.checkpoint ? ', checkpointing' : ''})` : '';
     process.stderr.write(`${job.model} ${job.backend} ${job.size}px batch ${job.batch} ${job.mode}${scan} ... `);
-    const r = runChild(job, Number(arg('--job-timeout') ?? 1800));
+    const r = runChild(job, jobTimeoutS);
     process.stderr.write(
       r.error
         ? `failed: ${r.error}\n`

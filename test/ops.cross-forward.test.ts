@@ -13,7 +13,7 @@ import { initBackend } from '../lib/backend/index';
 import { createModel } from '../lib/models/index';
 import { CrossScanParams, crossScanSSM } from '../lib/ops/selective-scan/index';
 import { Rng } from '../lib/util/random';
-import { assertNoLeak } from './ops.scan-helpers';
+import { assertNoLeak, firstBitDifference } from './ops.scan-helpers';
 
 interface Case {
   name: string;
@@ -64,14 +64,6 @@ function trainingPath(x: tf.Tensor4D, p: CrossScanParams): Float32Array {
   const out = y!.dataSync() as Float32Array;
   y!.dispose();
   return out;
-}
-
-function firstBitDifference(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return 0;
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return i;
-  return -1;
 }
 
 const saved = { threads: process.env.MSM_SCAN_THREADS, cross: process.env.MSM_CROSS_FORWARD };

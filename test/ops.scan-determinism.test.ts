@@ -13,7 +13,7 @@ import { after, describe, test } from 'node:test';
 import { initBackend } from '../lib/backend/index';
 import { setScanEngine } from '../lib/ops/selective-scan/fused-cpu';
 import { simdScanEngine, simdThreads } from '../lib/ops/selective-scan/wasm-simd';
-import { makeScanData, runScan, ScanCase, ScanResult } from './ops.scan-helpers';
+import { firstBitDifference, makeScanData, runScan, ScanCase, ScanResult } from './ops.scan-helpers';
 
 const CASES: ScanCase[] = [
   // microscopic-mamba-t's SS2D scans at 32 px (scripts/bench-scan.ts shapes): 4 directions (groups), E
@@ -26,15 +26,6 @@ const CASES: ScanCase[] = [
   { name: 'b=7, g=1, L=37, n=13, B/C as [b,n,l]', b: 7, g: 1, e: 5, l: 37, n: 13, threeD: true, seed: 33 },
   { name: 'b=5, g=4, L=130 (3 checkpoint chunks), no D', b: 5, g: 4, e: 3, l: 130, n: 8, D: false, seed: 34 },
 ];
-
-/** Index of the first element whose bits differ (−1: none); NaN equals NaN, +0 differs from −0. */
-function firstBitDifference(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return 0;
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return i;
-  return -1;
-}
 
 function assertBitIdentical(got: ScanResult, want: ScanResult, label: string): void {
   const check = (g: Float32Array, w: Float32Array, what: string) => {

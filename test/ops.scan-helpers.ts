@@ -209,3 +209,12 @@ export async function assertNoLeak(label: string, f: () => Promise<unknown> | un
   await f();
   assert.equal(tf.memory().numTensors, before, `${label}: tensor leak (${before} -> ${tf.memory().numTensors})`);
 }
+
+/** Index of the first element whose bits differ (−1: none); NaN equals NaN, +0 differs from −0. */
+export function firstBitDifference(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return 0;
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return i;
+  return -1;
+}

@@ -132,6 +132,15 @@ function interval(a: ArmResult): [number, number] {
   return [clip(acc.low), clip(acc.high)];
 }
 
+/** A log10 axis range over `values`, widened by `frac` of its span on each side; undefined when empty. */
+function paddedLogRange(values: number[], frac: number): [number, number] | undefined {
+  if (!values.length) return undefined;
+  const logs = values.map(Math.log10);
+  const [lo, hi] = [Math.min(...logs), Math.max(...logs)];
+  const pad = frac * (hi - lo || 1);
+  return [lo - pad, hi + pad];
+}
+
 /** Asymmetric error bars (percentage points) from `interval`. */
 function errorBars(arms: readonly ArmResult[]) {
   return {
@@ -150,10 +159,8 @@ export function accuracyFigure(r: StudyResults, cost: 'params' | 'macs', opts: {
   const x = (a: ArmResult) => (cost === 'params' ? a.params : a.macs!.paper);
   const families = [...new Set(arms.map((a) => a.family))];
   const bars = arms.flatMap(interval);
-  // x range set here, padded by a tenth of the span each side (log units), so edge labels fit in the plot
-  const logs = arms.map((a) => Math.log10(x(a)));
-  const pad = 0.1 * (Math.max(...logs) - Math.min(...logs) || 1);
-  const xRange: [number, number] = [Math.min(...logs) - pad, Math.max(...logs) + pad];
+  // x range set here, padded by a tenth of the span each side, so edge labels fit in the plot
+  const xRange = paddedLogRange(arms.map(x), 0.1);
   const positions = placeLabels(
     arms.map((a) => ({ x: x(a), y: 100 * a.metrics.accuracy!.mean, text: a.label })),
     { xRange, yRange: [Math.min(...bars), Math.max(...bars)] },
@@ -193,7 +200,7 @@ export function accuracyFigure(r: StudyResults, cost: 'params' | 'macs', opts: {
       title: { text: `${r.study}: test OA vs ${what} (mean and 95 % t interval over seeds, clipped to 0–100 %)` },
       xaxis: {
         type: 'log',
-        range: arms.length ? xRange : undefined,
+        range: xRange,
         title: {
           text:
             cost === 'params'
@@ -221,8 +228,11 @@ export interface PaperPanelOptions {
  */
 export function paperPanelFigure(r: StudyResults, opts: PaperPanelOptions = {}): Figure {
   const data: Trace[] = [];
+  // Table I's other methods, drawn in grey when asked for
+  const others = opts.tableI
+    ? PAPER_TABLE_I.filter((row) => !r.arms.some((a) => a.model === row.kitModel && a.paper))
+    : [];
   if (opts.tableI) {
-    const others = PAPER_TABLE_I.filter((row) => !r.arms.some((a) => a.model === row.kitModel && a.paper));
     data.push({
       type: 'scatter',
       mode: 'markers',
@@ -248,16 +258,14 @@ export function paperPanelFigure(r: StudyResults, opts: PaperPanelOptions = {}):
   // One padded log-x range for both panels (positions compare across them), and labels placed per panel
   // (each about 280 × 380 px beside the legend).
   const paperLabel = (a: ArmResult) => (a.model === a.label.split(' ')[0] ? a.model : a.label);
-  const greyX = (data[0]?.x as number[] | undefined) ?? []; // Table I's other methods, when shown
-  const logs = [
-    ...greyX,
-    ...paperPoints.map((a) => a.paper!.params!),
-    ...kitArms.map((a) => a.paramsPaperConvention!),
-  ].map(Math.log10);
-  const pad = 0.12 * (Math.max(...logs) - Math.min(...logs) || 1);
-  const xRange: [number, number] | undefined = logs.length
-    ? [Math.min(...logs) - pad, Math.max(...logs) + pad]
-    : undefined;
+  const xRange = paddedLogRange(
+    [
+      ...others.map((row) => row.params * 1e6),
+      ...paperPoints.map((a) => a.paper!.params!),
+      ...kitArms.map((a) => a.paramsPaperConvention!),
+    ],
+    0.12,
+  );
   const bars = kitArms.flatMap(interval);
   const panel = {
     width: 280,

@@ -21,6 +21,7 @@ import {
   checkpointShape,
   CrossArrays,
   CrossSizes,
+  paddedState,
   ScanArrays,
   scanBackwardJS,
   scanForwardJS,
@@ -194,7 +195,7 @@ function crossForwardKernel({ inputs, backend }: KernelArgs): tf.TensorInfo {
 
 /** Can MsmCrossScanForward run now (wasm backend, an engine with it, a compiled state size)? */
 export function crossForwardAvailable(n: number, sizes: readonly number[]): boolean {
-  return tf.getBackend() === 'wasm' && !!activeScanEngine().crossForward && sizes.includes(Math.ceil(n / 4) * 4);
+  return tf.getBackend() === 'wasm' && !!activeScanEngine().crossForward && sizes.includes(paddedState(n));
 }
 
 const registeredFor = new Set<string>();

@@ -228,7 +228,7 @@ function crossScanSSMFused(
   const c = r + 2 * n;
   return tf.tidy(() => {
     const u = fusedCrossScan(x); // [b, K, E, l]
-    const projected = tf.matMul(x.reshape([b * l, e]), p.xProjWeight.reshape([K * c, e]), false, true); // [b·l, K·(R+2N)]
+    const projected = projectAllDirections(x, p.xProjWeight); // [b·l, K·(R+2N)]
     const dbl = fusedCrossScan(projected.reshape([b, h, w, K * c]) as tf.Tensor4D, true); // [b, K, R+2N, l]
     const [dt, Bs, Cs] = tf.split(dbl, [r, n, n], 2); // [b, K, R|N|N, l]
     const dtProj = repeatOverBatch(p.dtProjsWeight as tf.Tensor3D, b); // [b·K, E, R]
@@ -236,7 +236,7 @@ function crossScanSSMFused(
     const y = selectiveScan({
       u: u.reshape([b, K * e, l]) as tf.Tensor3D,
       delta: delta.reshape([b, K * e, l]) as tf.Tensor3D,
-      A: tf.mul(tf.exp(p.ALogs), -1) as tf.Tensor2D, // [4E, N]   −exp(A_logs) (a scalar Multiply: the kit's heap kernel)
+      A: stateMatrix(p.ALogs), // [4E, N]
       B: Bs as tf.Tensor4D, // [b, 4, N, l]
       C: Cs as tf.Tensor4D, // [b, 4, N, l]
       D: asShape(p.Ds, [K * e]) as tf.Tensor1D, // (official Ds is [4E] already)
@@ -273,17 +273,33 @@ function crossScanSSMInference(
   const K = 4;
   const c = r + 2 * n;
   return tf.tidy(() => {
-    const projected = tf.matMul(x.reshape([b * h * w, e]), p.xProjWeight.reshape([K * c, e]), false, true); // [b·l, K·(R+2N)]
+    const projected = projectAllDirections(x, p.xProjWeight); // [b·l, K·(R+2N)]
     const inputs = {
       x,
       xdbl: projected.reshape([b, h, w, K * c]),
-      A: tf.mul(tf.exp(p.ALogs), -1), // [4E, N]   −exp(A_logs), as crossScanSSMFused
+      A: stateMatrix(p.ALogs), // [4E, N]
       W: p.dtProjsWeight, // [4, E, R]
       D: asShape(p.Ds, [K * e]),
       deltaBias: p.dtProjsBias.reshape([K * e]),
     };
     return tf.engine().runKernel(CROSS_FORWARD_KERNEL, inputs as unknown as tf.NamedTensorMap) as tf.Tensor4D;
   });
+}
+
+/**
+ * x_proj of all four directions as ONE 2-D matmul on the map (official einsum L652; a per-position
+ * projection commutes with the cross-scan's permutation): x [b, h, w, E], W [4, R+2N, E] → [b·h·w, 4·(R+2N)].
+ * Shared by the training and inference forms, whose bit-identity depends on computing it the same way.
+ */
+function projectAllDirections(x: tf.Tensor4D, xProjWeight: tf.Tensor): tf.Tensor2D {
+  const [b, h, w, e] = x.shape;
+  const rows = xProjWeight.shape[0] * (xProjWeight.shape[1] as number);
+  return tf.matMul(x.reshape([b * h * w, e]), xProjWeight.reshape([rows, e]), false, true);
+}
+
+/** A = −exp(A_logs) [4E, N] (a scalar Multiply: the kit's heap kernel), for both forms. */
+function stateMatrix(ALogs: tf.Tensor): tf.Tensor2D {
+  return tf.mul(tf.exp(ALogs), -1) as tf.Tensor2D;
 }
 
 /** w [K, m, n] repeated b times: [b·K, m, n]; the gradient sums the b copies (one Sum, not Tile's slice loop). */

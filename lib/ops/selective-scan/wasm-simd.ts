@@ -107,10 +107,7 @@ class SimdScanEngine implements ScanEngine {
    * compute exp(ΔA) as 2^(Δ·A·log2 e)), D and b_Δ.
    */
   private putParams(pl: Placement, d: number, n: number, np: number): void {
-    const done = new Set<number>();
-    pl.parts.forEach((_, w) => {
-      if (done.has(pl.spaceOf(w))) return;
-      done.add(pl.spaceOf(w));
+    eachSpace(pl, (w) => {
       const A2 = pl.view(w, 'A2', d * np).fill(0);
       for (let c = 0; c < d; c++) for (let k = 0; k < n; k++) A2[c * np + k] = pl.fresh.A[c * n + k] * LOG2E;
       pl.view(w, 'D', d).set(pl.fresh.Dv);
@@ -186,12 +183,9 @@ class SimdScanEngine implements ScanEngine {
     try {
       this.putParams(pl, d, n, np);
       const pos = scanPositions(h, w);
-      const done = new Set<number>();
-      pl.parts.forEach((_, w) => {
-        if (done.has(pl.spaceOf(w))) return;
-        done.add(pl.spaceOf(w));
-        pl.view(w, 'W', d * r).set(pl.fresh.Wv);
-        new Int32Array(pl.memOf(pl.spaceOf(w)).buffer, pl.ptr(w, 'pos'), 4 * l).set(pos);
+      eachSpace(pl, (s) => {
+        pl.view(s, 'W', d * r).set(pl.fresh.Wv);
+        new Int32Array(pl.memOf(pl.spaceOf(s)).buffer, pl.ptr(s, 'pos'), 4 * l).set(pos);
       });
       this.runShares(
         pl,
@@ -323,6 +317,16 @@ class SimdScanEngine implements ScanEngine {
       pl.release();
     }
   }
+}
+
+/** Calls `f` with one share of each memory space in use (per-call parameters are written once per space). */
+function eachSpace(pl: Placement, f: (share: number) => void): void {
+  const done = new Set<number>();
+  pl.parts.forEach((_, w) => {
+    if (done.has(pl.spaceOf(w))) return;
+    done.add(pl.spaceOf(w));
+    f(w);
+  });
 }
 
 /**
