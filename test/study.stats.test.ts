@@ -4,7 +4,14 @@
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { containsZero, pairedBootstrap, predictionMetric, summarize, tQuantile975 } from '../lib/study/stats';
+import {
+  containsZero,
+  METRIC_RANGE,
+  pairedBootstrap,
+  predictionMetric,
+  summarize,
+  tQuantile975,
+} from '../lib/study/stats';
 import { paretoFront, placeLabels } from '../lib/study/figures';
 
 const close = (a: number | null, b: number, tol = 1e-6, what = '') =>
@@ -29,6 +36,12 @@ test('summary over seeds: mean, sample sd and the 95 % t interval, by hand', () 
   close(a.mean, 0.92, 1e-9, 'arm mean');
   close(a.sd, 0.02, 1e-9, 'arm sd');
   close(a.high, 0.92 + 0.0496828, 1e-6, 'arm high');
+  // Clipped to the metric's range: seeds 0.96 and 0.99 give 0.975 ± 12.706205 · 0.0212132 / √2 = 0.975 ± 0.190593,
+  // i.e. [0.784407, 1.165593] unclipped; an accuracy cannot pass 1, so high is 1 and low is unchanged.
+  const c = summarize([0.96, 0.99], METRIC_RANGE);
+  close(c.low, 0.975 - 0.190593, 1e-6, 'clipped low');
+  assert.equal(c.high, 1, 'clipped high');
+  close(summarize([0.96, 0.99]).high, 0.975 + 0.190593, 1e-6, 'unclipped high');
   // One seed: no spread, no interval (and an unknown interval counts as containing 0).
   assert.deepEqual(summarize([0.5]), { n: 1, mean: 0.5, sd: null, low: null, high: null });
   assert.equal(containsZero(null, null), true);

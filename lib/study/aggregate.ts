@@ -19,6 +19,8 @@ import type { PaperNumbers, Study } from './definition';
 import { accuracyFigure, paperPanelFigure, trainingTimeFigure } from './figures';
 import {
   containsZero,
+  DIFFERENCE_RANGE,
+  METRIC_RANGE,
   pairedBootstrap,
   PREDICTION_METRICS,
   summarize,
@@ -122,7 +124,7 @@ export function aggregateStudy(study: Study, cells: ReadonlyArray<CellRecord | u
     const done = all.filter((x) => x.rec).map((x) => x.rec!);
     const summaryOf = (m: StudyMetric) => {
       const v = done.map((c) => metricOf(c, m)).filter((x): x is number => x !== null);
-      return v.length ? summarize(v) : null;
+      return v.length ? summarize(v, METRIC_RANGE) : null;
     };
     return {
       label: arm.label,
@@ -146,7 +148,10 @@ export function aggregateStudy(study: Study, cells: ReadonlyArray<CellRecord | u
       paramsPaperConvention: paramsAt1000Classes(arm.model, arm.options, all[0].cell.config.imageSize),
       macs: done[0]?.macs ?? null,
       wallSeconds: done.length
-        ? summarize(done.map((c) => c.training.wallSeconds))
+        ? summarize(
+            done.map((c) => c.training.wallSeconds),
+            [0, Infinity],
+          )
         : { n: 0, mean: NaN, sd: null, low: null, high: null },
       ...(arm.paper ? { paper: arm.paper } : {}),
     };
@@ -165,7 +170,7 @@ export function aggregateStudy(study: Study, cells: ReadonlyArray<CellRecord | u
             .filter((v): v is [number, number] => v[0] !== null && v[1] !== null)
             .map(([a, r]) => a - r);
           if (!d.length) return [m, null];
-          const s = summarize(d);
+          const s = summarize(d, DIFFERENCE_RANGE);
           return [m, { differences: d, summary: s, containsZero: containsZero(s.low, s.high) }];
         }),
       ) as PairedResult['perSeed'];
@@ -252,7 +257,7 @@ export function resultsMarkdown(r: StudyResults): string {
       `; recipe ${r.recipe}; seeds ${r.seeds.join(', ')}; ${r.cells.finished} of ${r.cells.total} cells finished.`,
     '',
     ...(r.machines.length ? [`Machines: ${r.machines.join('; ')}.`, ''] : []),
-    'Test metrics in %: mean ± sd over seeds [95 % t interval]. F1 is weighted (the official test.py). ' +
+    'Test metrics in %: mean ± sd over seeds [95 % t interval, clipped to 0–100]. F1 is weighted (the official test.py). ' +
       "Params in millions, MACs in G (ptflops convention) for one image at the arm's size; wall time per cell in minutes.",
     '',
   );
@@ -312,7 +317,7 @@ export function resultsMarkdown(r: StudyResults): string {
     lines.push(
       `## Paired comparison with the reference arm (${r.reference})`,
       '',
-      'Differences arm − reference in percentage points. Per seed: mean [95 % t interval] of the per-seed differences. ' +
+      'Differences arm − reference in percentage points. Per seed: mean [95 % t interval, clipped to ±100] of the per-seed differences. ' +
         `Images: paired bootstrap over the test images (${r.bootstrap.samples} resamples, seed ${r.bootstrap.seed}), ` +
         'mean over seeds [2.5 %, 97.5 % percentiles]. ° marks an interval that contains 0 (no difference at this level).',
       '',

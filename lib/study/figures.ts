@@ -123,8 +123,8 @@ export function placeLabels(
 }
 
 /**
- * An arm's 95 % t interval of OA in percent, clipped to the possible 0–100 % (with two seeds t = 12.7, and
- * the interval of a noisy arm can pass 100 %); mean ± 0 where there is one seed.
+ * An arm's 95 % t interval of OA in percent, clipped to the possible 0–100 % as `summarize` does (again here
+ * for results aggregated before it did); mean ± 0 where there is one seed.
  */
 function interval(a: ArmResult): [number, number] {
   const acc = a.metrics.accuracy!;

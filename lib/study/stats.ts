@@ -1,7 +1,9 @@
 /**
  * The statistics a study reports (docs: README §Studies):
  *
- *   over seeds      mean, sample sd (n − 1) and the 95 % Student-t interval  mean ± t(0.975, n−1)·sd/√n
+ *   over seeds      mean, sample sd (n − 1) and the 95 % Student-t interval  mean ± t(0.975, n−1)·sd/√n,
+ *                   clipped to the values the metric can take (an accuracy stays within 0–1: with two or three
+ *                   seeds t is 12.7 or 4.3, and a noisy arm's interval would otherwise pass 100 %)
  *   paired, seeds   d_s = metric(arm, seed s) − metric(reference, seed s): the same summary of the d_s
  *   paired, images  a paired bootstrap over the test images: resample the n image indices with
  *                   replacement (the same indices for both arms and every seed), recompute each metric
@@ -38,15 +40,23 @@ export interface Summary {
   high: number | null;
 }
 
-export function summarize(values: readonly number[]): Summary {
+/** `range`: the values the quantity can take; the interval is clipped to it (default: unbounded). */
+export function summarize(
+  values: readonly number[],
+  range: readonly [number, number] = [-Infinity, Infinity],
+): Summary {
   const n = values.length;
   if (n === 0) throw new Error('summarize: no values');
   const mean = values.reduce((a, b) => a + b, 0) / n;
   if (n === 1) return { n, mean, sd: null, low: null, high: null };
   const sd = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1));
   const half = (tQuantile975(n - 1) * sd) / Math.sqrt(n);
-  return { n, mean, sd, low: mean - half, high: mean + half };
+  return { n, mean, sd, low: Math.max(range[0], mean - half), high: Math.min(range[1], mean + half) };
 }
+
+/** A metric in [0, 1] (OA, AUC, F1, balanced accuracy) and a difference of two such metrics. */
+export const METRIC_RANGE: readonly [number, number] = [0, 1];
+export const DIFFERENCE_RANGE: readonly [number, number] = [-1, 1];
 
 /** Does [low, high] contain 0? (null bounds: unknown, treated as containing it) */
 export function containsZero(low: number | null, high: number | null): boolean {
