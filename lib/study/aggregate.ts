@@ -16,7 +16,8 @@ import { countParams, createModel } from '../models/index';
 import { writeHtmlReport, type ReportSection } from '../report/index';
 import type { CellRecord } from './cell';
 import type { PaperNumbers, Study } from './definition';
-import { accuracyFigure, paperPanelFigure, trainingTimeFigure } from './figures';
+import { accuracyFigure, paperPanelFigure, sizeEffectFigure, trainingTimeFigure } from './figures';
+import { sizeEffects } from './size-effect';
 import {
   containsZero,
   DIFFERENCE_RANGE,
@@ -271,6 +272,7 @@ export function resultsMarkdown(r: StudyResults): string {
     );
   }
   lines.push('');
+  lines.push(...sizeEffectMarkdown(r));
   const withPaper = r.arms.filter((a) => a.paper);
   if (withPaper.length) {
     lines.push(
@@ -347,6 +349,36 @@ export function resultsMarkdown(r: StudyResults): string {
   return lines.join('\n');
 }
 
+/** The input-size section of results.md (nothing when no model ran at two sizes). */
+function sizeEffectMarkdown(r: StudyResults): string[] {
+  const effects = sizeEffects(r);
+  if (!effects.length) return [];
+  const sizes = [...new Set(effects.flatMap((e) => e.sizes))].sort((a, b) => a - b);
+  const lines = [
+    '## Input size',
+    '',
+    'Models that ran at several sizes: mean test OA (%) and rank among all arms at each size (1 = best), and the ' +
+      'gain from the smallest to the largest size in percentage points, mean [95 % t interval, clipped to ±100] of the ' +
+      'per-seed differences on the seeds both finished. ° marks an interval that contains 0.',
+    '',
+    `| model | family | ${sizes.map((z) => `OA ${z} px (rank)`).join(' | ')} | gain ${sizes[0]} → ${sizes[sizes.length - 1]} px | seeds |`,
+    `|---|---|${sizes.map(() => '---|').join('')}---|---|`,
+  ];
+  for (const e of effects) {
+    const at = sizes.map((z) => {
+      const i = e.sizes.indexOf(z);
+      return i < 0 || e.accuracy[i] === null ? '–' : `${pct(e.accuracy[i])} (${e.rank[i]})`;
+    });
+    const g = e.gain;
+    const gain = g
+      ? `${signedPct(g.summary.mean)}${g.summary.low === null ? '' : ` [${signedPct(g.summary.low)}, ${signedPct(g.summary.high)}]`}${g.containsZero ? ' °' : ''}`
+      : '–';
+    lines.push(`| ${e.name} | ${e.family} | ${at.join(' | ')} | ${gain} | ${g ? g.seeds.join(', ') : '–'} |`);
+  }
+  lines.push('');
+  return lines;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // report.html
 
@@ -376,6 +408,7 @@ export function writeStudyResults(study: Study, r: StudyResults): StudyOutputs {
       heading: "The paper's numbers beside the kit's (different datasets and recipes)",
       figure: paperPanelFigure(r),
     });
+  if (sizeEffects(r).length) sections.push({ heading: 'Accuracy by input size', figure: sizeEffectFigure(r) });
   if (r.arms.some((a) => a.perSeed.length))
     sections.push({ heading: 'Training time per arm', figure: trainingTimeFigure(r) });
   writeHtmlReport(out.html, { title: `Study ${r.study}`, sections });

@@ -8,7 +8,9 @@
  *   Table I's other methods in grey when asked) and the kit's, both with parameters counted the paper's way
  *   (1000-class head, training-time form): where the two agree and where they differ. The panel titles say
  *   that the paper's numbers come from other datasets and another recipe;
- * - `trainingTimeFigure(r)`: wall time per cell, mean ± sd over seeds and every seed as a dot.
+ * - `trainingTimeFigure(r)`: wall time per cell, mean ± sd over seeds and every seed as a dot;
+ * - `sizeEffectFigure(r)`: each model that ran at several sizes as a row, its OA at each size joined by a
+ *   line (lib/study/size-effect.ts): how far the input size moves a model, and the ranking with it.
  *
  * Colours follow the family (cnn, vit, hybrid, mamba, microscopic-mamba), which is also the paper's
  * grouping of Table I (CNNs, ViTs, Hybrid-CNN-ViT, Mambas, Ours), so both panels colour alike.
@@ -16,6 +18,7 @@
 import type { Figure, Trace } from '../report/index';
 import type { ArmResult, StudyResults } from './aggregate';
 import { PAPER_TABLE_I, type PaperDataset, type PaperTableRow } from './paper-table1';
+import { sizeEffects } from './size-effect';
 
 /** A colour per model family (the paper's Table I groups map onto them). */
 export const FAMILY_COLOURS: Record<string, string> = {
@@ -388,6 +391,86 @@ export function trainingTimeFigure(r: StudyResults, opts: { height?: number } = 
       yaxis: { automargin: true, autorange: 'reversed', type: 'category' },
       height: opts.height ?? Math.max(300, 60 + 28 * arms.length),
       margin: { l: 200 },
+    },
+  };
+}
+
+/** Marker per size, smallest first (hollow → filled), so the direction of a change reads without colour. */
+const SIZE_SYMBOLS = ['circle-open', 'circle', 'diamond', 'square'];
+
+/**
+ * One row per model that ran at several sizes (best at the largest size on top): its mean OA at each size
+ * joined by a line in the family's colour, and each seed as a small marker (with two or three seeds the t
+ * intervals are wider than the axis and would hide the shift; results.md gives them). Empty (no traces) when
+ * no model ran at two sizes.
+ */
+export function sizeEffectFigure(r: StudyResults, opts: { height?: number } = {}): Figure {
+  const effects = sizeEffects(r);
+  const families = [...new Set(effects.map((e) => e.family))];
+  const sizes = [...new Set(effects.flatMap((e) => e.sizes))].sort((a, b) => a - b);
+  const lines: Trace[] = effects.map((e) => {
+    const shown = e.arms.filter((a) => a.metrics.accuracy);
+    return {
+      type: 'scatter',
+      mode: 'lines',
+      showlegend: false,
+      hoverinfo: 'skip',
+      y: shown.map(() => e.name),
+      x: shown.map((a) => 100 * a.metrics.accuracy!.mean),
+      line: { color: familyColour(e.family, families.indexOf(e.family)), width: 3 },
+    };
+  });
+  const colourOf = (e: (typeof effects)[number]) => familyColour(e.family, families.indexOf(e.family));
+  const points: Trace[] = sizes.flatMap((size, k) => {
+    const at = effects
+      .map((e) => ({ e, a: e.arms.find((a) => a.imageSize === size && a.metrics.accuracy) }))
+      .filter((x): x is { e: (typeof effects)[number]; a: ArmResult } => !!x.a);
+    const symbol = SIZE_SYMBOLS[k % SIZE_SYMBOLS.length];
+    return [
+      {
+        type: 'scatter',
+        mode: 'markers',
+        name: `${size} px, mean`,
+        legendgroup: `${size}`,
+        y: at.map((x) => x.e.name),
+        x: at.map((x) => 100 * x.a.metrics.accuracy!.mean),
+        hovertext: at.map((x) => `${x.a.label}: mean of ${x.a.seeds.length} seed(s)`),
+        marker: {
+          symbol,
+          size: 12,
+          color: at.map((x) => colourOf(x.e)),
+          line: { width: 2, color: at.map((x) => colourOf(x.e)) },
+        },
+      },
+      {
+        type: 'scatter',
+        mode: 'markers',
+        name: `${size} px, one seed`,
+        legendgroup: `${size}`,
+        y: at.flatMap((x) => x.a.perSeed.map(() => x.e.name)),
+        x: at.flatMap((x) => x.a.perSeed.map((s) => 100 * s.accuracy)),
+        hovertext: at.flatMap((x) => x.a.perSeed.map((s) => `${x.a.label}, seed ${s.seed}`)),
+        marker: {
+          symbol,
+          size: 6,
+          opacity: 0.6,
+          color: at.flatMap((x) => x.a.perSeed.map(() => colourOf(x.e))),
+          line: { width: 1, color: at.flatMap((x) => x.a.perSeed.map(() => colourOf(x.e))) },
+        },
+      },
+    ];
+  });
+  return {
+    data: [...lines, ...points],
+    layout: {
+      title: {
+        text: `${r.study}: test OA by input size (large: mean over seeds; small: each seed; colour: family)`,
+        font: { size: 13 },
+      },
+      xaxis: { title: { text: 'test OA (%)' } },
+      yaxis: { automargin: true, autorange: 'reversed', type: 'category' },
+      height: opts.height ?? Math.max(300, 90 + 30 * effects.length),
+      legend: { title: { text: 'input size' } },
     },
   };
 }

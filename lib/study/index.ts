@@ -9,6 +9,7 @@ export * from './aggregate';
 export * from './figures';
 export * from './paper-table1';
 export * from './frame';
+export * from './size-effect';
 export * from './local';
 export * from './estimate';
 export * from './probe';
